@@ -1,0 +1,1 @@
+//! Turning a run into summary.json, JUnit and plots.

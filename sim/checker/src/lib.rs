@@ -1,0 +1,1 @@
+//! Invariant oracles over recorded histories: linearizability, lost writes, watch order.

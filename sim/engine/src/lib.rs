@@ -1,0 +1,1 @@
+//! The event-driven deterministic world: hosts, simulated network and disk, trace.

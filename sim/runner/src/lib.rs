@@ -1,0 +1,1 @@
+//! Scenarios, faults, workloads and the runner that judges a seed.
