@@ -1,0 +1,189 @@
+//! The event trace: every simulated event is folded into a running xxh3 hash
+//! whose final value proves determinism (same seed, same hash), and can be
+//! kept as text for debugging a seed.
+//!
+//! The trace also hosts the global Raft safety monitor, fed by
+//! [`Observation`]s: at most one leader per term, and every replica applies
+//! the same entry at each index (committed entries never change).
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::fmt::{self, Write as _};
+
+use faultline_env::{Observation, Observer};
+use tokio::time::Instant;
+use xxhash_rust::xxh3::Xxh3;
+
+/// The trace of one run.
+pub struct Trace {
+    start: Instant,
+    hasher: RefCell<Xxh3>,
+    events: Cell<u64>,
+    line: RefCell<String>,
+    /// Text lines, kept only when asked for (`--trace`).
+    lines: Option<RefCell<Vec<String>>>,
+    monitor: RefCell<SafetyMonitor>,
+}
+
+impl Trace {
+    pub(crate) fn new(start: Instant, keep_lines: bool) -> Trace {
+        Trace {
+            start,
+            hasher: RefCell::new(Xxh3::new()),
+            events: Cell::new(0),
+            line: RefCell::new(String::new()),
+            lines: keep_lines.then(|| RefCell::new(Vec::new())),
+            monitor: RefCell::new(SafetyMonitor::default()),
+        }
+    }
+
+    fn elapsed_ns(&self) -> u64 {
+        Instant::now().duration_since(self.start).as_nanos() as u64
+    }
+
+    /// Folds a network event into the hash: `kind` 1 = connect, 2 = segment
+    /// sent, 3 = segment dropped by a partition.
+    pub(crate) fn net(&self, kind: u8, from: usize, to: usize, value: u64) {
+        let mut rec = [0u8; 33];
+        rec[0] = kind;
+        rec[1..9].copy_from_slice(&self.elapsed_ns().to_le_bytes());
+        rec[9..17].copy_from_slice(&(from as u64).to_le_bytes());
+        rec[17..25].copy_from_slice(&(to as u64).to_le_bytes());
+        rec[25..33].copy_from_slice(&value.to_le_bytes());
+        self.hasher.borrow_mut().update(&rec);
+        self.events.set(self.events.get() + 1);
+    }
+
+    /// Appends a text event (faults, host lifecycle, component events).
+    pub fn line(&self, host: &str, args: fmt::Arguments<'_>) {
+        let mut line = self.line.borrow_mut();
+        line.clear();
+        let t = self.elapsed_ns();
+        let _ = write!(line, "{}.{:09} {host} {args}", t / 1_000_000_000, t % 1_000_000_000);
+        self.hasher.borrow_mut().update(line.as_bytes());
+        self.hasher.borrow_mut().update(b"\n");
+        self.events.set(self.events.get() + 1);
+        if let Some(lines) = &self.lines {
+            lines.borrow_mut().push(line.clone());
+        }
+    }
+
+    /// The hash of everything so far.
+    pub fn hash(&self) -> u64 {
+        self.hasher.borrow().digest()
+    }
+
+    /// The number of events so far.
+    pub fn events(&self) -> u64 {
+        self.events.get()
+    }
+
+    /// The text lines kept so far (empty unless the world keeps them).
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.as_ref().map(|l| l.borrow().clone()).unwrap_or_default()
+    }
+
+    /// Safety violations seen by the monitor, in order.
+    pub fn violations(&self) -> Vec<String> {
+        self.monitor.borrow().violations.clone()
+    }
+
+    /// Leaders by (group, term), for reports.
+    pub fn leaders(&self) -> Vec<(u64, u64, String, u64)> {
+        self.monitor
+            .borrow()
+            .leaders
+            .iter()
+            .map(|(&(group, term), (host, at))| (group, term, host.clone(), *at))
+            .collect()
+    }
+}
+
+impl Observer for Trace {
+    fn trace(&self, host: &str, line: fmt::Arguments<'_>) {
+        self.line(host, line);
+    }
+
+    fn observe(&self, host: &str, observation: Observation) {
+        let now = self.elapsed_ns();
+        let violation = self.monitor.borrow_mut().observe(host, now, &observation);
+        if let Some(v) = violation {
+            self.line(host, format_args!("SAFETY VIOLATION: {v}"));
+        }
+    }
+}
+
+/// Checks Raft's global safety properties as replicas report them.
+#[derive(Default)]
+struct SafetyMonitor {
+    /// (group, term) -> (leader host, when it won, ns).
+    leaders: BTreeMap<(u64, u64), (String, u64)>,
+    /// (group, index) -> (term, digest, first host that applied it).
+    applied: BTreeMap<(u64, u64), (u64, u64, String)>,
+    violations: Vec<String>,
+}
+
+impl SafetyMonitor {
+    fn observe(&mut self, host: &str, now_ns: u64, obs: &Observation) -> Option<String> {
+        let violation = match *obs {
+            Observation::RaftLeader { group, node, term } => {
+                match self.leaders.get(&(group, term)) {
+                    Some((other, _)) if other != host => Some(format!(
+                        "two leaders in term {term} of raft group {group}: {other} and {host} (node {node})"
+                    )),
+                    Some(_) => None,
+                    None => {
+                        self.leaders.insert((group, term), (host.to_string(), now_ns));
+                        None
+                    }
+                }
+            }
+            Observation::RaftApplied {
+                group,
+                node: _,
+                index,
+                term,
+                digest,
+            } => match self.applied.get(&(group, index)) {
+                Some((t, d, other)) if (*t, *d) != (term, digest) => Some(format!(
+                    "committed entry {index} of raft group {group} differs: {other} applied term {t} digest {d:016x}, {host} applied term {term} digest {digest:016x}"
+                )),
+                Some(_) => None,
+                None => {
+                    self.applied.insert((group, index), (term, digest, host.to_string()));
+                    None
+                }
+            },
+        };
+        if let Some(v) = &violation {
+            self.violations.push(v.clone());
+        }
+        violation
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn monitor_catches_two_leaders_and_divergent_entries() {
+        let mut m = SafetyMonitor::default();
+        let lead = |node, term| Observation::RaftLeader { group: 1, node, term };
+        assert!(m.observe("m1", 0, &lead(1, 3)).is_none());
+        assert!(m.observe("m1", 1, &lead(1, 3)).is_none());
+        assert!(m.observe("m2", 2, &lead(2, 4)).is_none());
+        assert!(m.observe("m2", 3, &lead(2, 3)).is_some());
+        let applied = |term, digest| Observation::RaftApplied {
+            group: 1,
+            node: 1,
+            index: 7,
+            term,
+            digest,
+        };
+        assert!(m.observe("m1", 4, &applied(3, 42)).is_none());
+        assert!(m.observe("m2", 5, &applied(3, 42)).is_none());
+        assert!(m.observe("m3", 6, &applied(3, 43)).is_some());
+        assert_eq!(m.violations.len(), 2);
+    }
+}

@@ -1,0 +1,307 @@
+//! The world: hosts placed in datacenters, each a group of tasks started
+//! from a factory, over one simulated network, each with a disk that
+//! survives its crashes.
+//!
+//! A host runs inside its own `LocalSet`, driven by one task of the root
+//! set. `Env::spawn` (and anything else that calls `spawn_local`, such as a
+//! host-local hyper executor) lands in the host's set, so aborting the
+//! driving task on crash drops every task the host started. Restarting runs
+//! the factory again with a fresh environment.
+
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::time::Duration;
+
+use faultline_env::{host_seed, Clock, Env};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use tokio::task::{JoinHandle, LocalSet};
+use tokio::time::Instant;
+
+use crate::disk::SimDisk;
+use crate::net::{HostId, HostNetView, LinkConfig, SimNet};
+use crate::trace::Trace;
+
+/// What a host runs: called with a fresh [`Env`] at start and at every
+/// restart.
+pub type HostMain = Rc<dyn Fn(Env) -> Pin<Box<dyn Future<Output = ()>>>>;
+
+/// How to build a world.
+#[derive(Debug, Clone)]
+pub struct WorldConfig {
+    pub seed: u64,
+    /// Link within a datacenter.
+    pub within: LinkConfig,
+    /// Link between datacenters.
+    pub between: LinkConfig,
+    /// Wall clock at simulated time zero, ms since the Unix epoch.
+    pub epoch_ms: u64,
+    /// Keep the trace as text (for `--trace`), not only its hash.
+    pub keep_trace: bool,
+}
+
+impl WorldConfig {
+    /// Defaults: 1 ms within a datacenter, 20 ms between, epoch 2026-01-01.
+    pub fn new(seed: u64) -> WorldConfig {
+        WorldConfig {
+            seed,
+            within: LinkConfig::latency(Duration::from_millis(1)),
+            between: LinkConfig::latency(Duration::from_millis(20)),
+            epoch_ms: 1_767_225_600_000,
+            keep_trace: false,
+        }
+    }
+}
+
+struct HostSlot {
+    name: String,
+    dc: String,
+    main: HostMain,
+    disk: Rc<SimDisk>,
+    driver: Option<JoinHandle<()>>,
+    incarnation: u64,
+    skew_ms: Rc<Cell<i64>>,
+}
+
+/// The simulated world. Cheap to clone; lives on one thread.
+#[derive(Clone)]
+pub struct World {
+    inner: Rc<WorldInner>,
+}
+
+struct WorldInner {
+    config: WorldConfig,
+    start: Instant,
+    net: Rc<SimNet>,
+    trace: Rc<Trace>,
+    hosts: RefCell<Vec<HostSlot>>,
+}
+
+/// A host's clock: tokio's (simulated) monotonic time, and a wall clock
+/// derived from it that faults can skew.
+struct SimClock {
+    start: Instant,
+    epoch_ms: u64,
+    skew_ms: Rc<Cell<i64>>,
+}
+
+impl Clock for SimClock {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+
+    fn wall_ms(&self) -> u64 {
+        let elapsed = Instant::now().duration_since(self.start).as_millis() as i64;
+        (self.epoch_ms as i64 + elapsed + self.skew_ms.get()).max(0) as u64
+    }
+}
+
+impl World {
+    /// Creates an empty world. Must be called inside [`run`] (it reads the
+    /// paused clock).
+    pub fn new(config: WorldConfig) -> World {
+        let start = Instant::now();
+        let trace = Rc::new(Trace::new(start, config.keep_trace));
+        let net = Rc::new(SimNet::new(
+            ChaCha8Rng::seed_from_u64(host_seed(config.seed, "#network")),
+            trace.clone(),
+            config.within,
+            config.between,
+        ));
+        World {
+            inner: Rc::new(WorldInner {
+                config,
+                start,
+                net,
+                trace,
+                hosts: RefCell::new(Vec::new()),
+            }),
+        }
+    }
+
+    /// The run seed.
+    pub fn seed(&self) -> u64 {
+        self.inner.config.seed
+    }
+
+    /// The network (for faults).
+    pub fn net(&self) -> &Rc<SimNet> {
+        &self.inner.net
+    }
+
+    /// The trace.
+    pub fn trace(&self) -> &Rc<Trace> {
+        &self.inner.trace
+    }
+
+    /// Simulated time since the world began.
+    pub fn elapsed(&self) -> Duration {
+        Instant::now().duration_since(self.inner.start)
+    }
+
+    /// Adds a host in datacenter `dc` and starts it.
+    pub fn add_host(&self, name: &str, dc: &str, main: HostMain) -> HostId {
+        let id = self.inner.net.add_host(name, dc);
+        let disk = Rc::new(SimDisk::new(
+            name,
+            ChaCha8Rng::seed_from_u64(host_seed(self.seed(), &format!("{name}#disk"))),
+            self.inner.trace.clone(),
+        ));
+        self.inner.hosts.borrow_mut().push(HostSlot {
+            name: name.to_string(),
+            dc: dc.to_string(),
+            main,
+            disk,
+            driver: None,
+            incarnation: 0,
+            skew_ms: Rc::new(Cell::new(0)),
+        });
+        self.start(id);
+        id
+    }
+
+    fn start(&self, id: HostId) {
+        let (env, main, name) = {
+            let mut hosts = self.inner.hosts.borrow_mut();
+            let slot = &mut hosts[id];
+            slot.incarnation += 1;
+            let seed = host_seed(self.seed(), &format!("{}#{}", slot.name, slot.incarnation));
+            let net = Rc::new(HostNetView {
+                net: self.inner.net.clone(),
+                host: id,
+                incarnation: self.inner.net.incarnation(id),
+            });
+            let clock = Rc::new(SimClock {
+                start: self.inner.start,
+                epoch_ms: self.inner.config.epoch_ms,
+                skew_ms: slot.skew_ms.clone(),
+            });
+            let env = Env::new(&slot.name, seed, net, slot.disk.clone(), clock, self.inner.trace.clone());
+            (env, slot.main.clone(), slot.name.clone())
+        };
+        self.inner.trace.line(&name, format_args!("host start"));
+        let fut = main(env);
+        let driver = tokio::task::spawn_local(async move {
+            let local = LocalSet::new();
+            local
+                .run_until(async move {
+                    fut.await;
+                    std::future::pending::<()>().await
+                })
+                .await
+        });
+        self.inner.hosts.borrow_mut()[id].driver = Some(driver);
+    }
+
+    /// Crashes a host: every task it runs is dropped and its connections
+    /// close. With `power_loss`, its disk also loses unsynced writes.
+    pub fn crash(&self, id: HostId, power_loss: bool) {
+        let (driver, disk, name) = {
+            let mut hosts = self.inner.hosts.borrow_mut();
+            let slot = &mut hosts[id];
+            (slot.driver.take(), slot.disk.clone(), slot.name.clone())
+        };
+        let Some(driver) = driver else {
+            return;
+        };
+        self.inner.trace.line(&name, format_args!("host crash power_loss={power_loss}"));
+        driver.abort();
+        self.inner.net.host_down(id);
+        if power_loss {
+            disk.power_loss();
+        }
+    }
+
+    /// Restarts a crashed host (no-op if it is up).
+    pub fn restart(&self, id: HostId) {
+        if self.is_up(id) {
+            return;
+        }
+        self.inner.net.host_up(id);
+        self.start(id);
+    }
+
+    /// True when the host is running.
+    pub fn is_up(&self, id: HostId) -> bool {
+        self.inner.hosts.borrow()[id].driver.is_some()
+    }
+
+    /// The host's disk.
+    pub fn disk(&self, id: HostId) -> Rc<SimDisk> {
+        self.inner.hosts.borrow()[id].disk.clone()
+    }
+
+    /// Looks a host up by name.
+    pub fn host(&self, name: &str) -> Option<HostId> {
+        self.inner.net.host_id(name)
+    }
+
+    /// The host's name.
+    pub fn name(&self, id: HostId) -> String {
+        self.inner.hosts.borrow()[id].name.clone()
+    }
+
+    /// The host's datacenter.
+    pub fn datacenter(&self, id: HostId) -> String {
+        self.inner.hosts.borrow()[id].dc.clone()
+    }
+
+    /// Number of hosts.
+    pub fn host_count(&self) -> usize {
+        self.inner.hosts.borrow().len()
+    }
+
+    /// Shifts a host's wall clock by `skew_ms` from true time.
+    pub fn set_clock_skew(&self, id: HostId, skew_ms: i64) {
+        let hosts = self.inner.hosts.borrow();
+        hosts[id].skew_ms.set(skew_ms);
+        self.inner.trace.line(&hosts[id].name, format_args!("clock skew {skew_ms}ms"));
+    }
+
+    /// Cuts `a` and `b` off from each other in both directions.
+    pub fn partition(&self, a: HostId, b: HostId) {
+        self.inner.net.block(a, b);
+        self.inner.net.block(b, a);
+    }
+
+    /// Restores both directions between `a` and `b`.
+    pub fn repair(&self, a: HostId, b: HostId) {
+        self.inner.net.unblock(a, b);
+        self.inner.net.unblock(b, a);
+    }
+
+    /// Appends a line to the trace on behalf of the world (faults, phases).
+    pub fn note(&self, args: std::fmt::Arguments<'_>) {
+        self.inner.trace.line("world", args);
+    }
+
+    /// Stops every host (end of run), so their tasks are dropped before the
+    /// runtime shuts down.
+    pub fn shutdown(&self) {
+        for slot in self.inner.hosts.borrow_mut().iter_mut() {
+            if let Some(d) = slot.driver.take() {
+                d.abort();
+            }
+        }
+    }
+}
+
+/// Runs `f` on a fresh deterministic runtime: current-thread, paused clock
+/// (idle time jumps to the next timer), tokio's internal RNG seeded from
+/// `seed`.
+pub fn run<F, Fut, T>(seed: u64, f: F) -> T
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = T>,
+{
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .rng_seed(tokio::runtime::RngSeed::from_bytes(&seed.to_le_bytes()))
+        .build()
+        .expect("building the simulation runtime");
+    let local = LocalSet::new();
+    local.block_on(&rt, f())
+}
