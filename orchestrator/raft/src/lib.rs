@@ -7,6 +7,14 @@
 //! trait assumes a synchronous log; a small pure core owns its randomness
 //! (seeded by the caller) and reports to the simulator's checkers directly.
 
+mod log;
+mod node;
+mod progress;
+mod read_only;
 mod types;
 
+#[cfg(test)]
+mod tests;
+
+pub use node::{ProposeError, RawNode};
 pub use types::*;

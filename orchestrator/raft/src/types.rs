@@ -22,6 +22,12 @@ pub struct Entry {
 pub struct HardState {
     pub term: u64,
     pub vote: Option<NodeId>,
+    /// The replica is in recovery mode (see `Restored::recovering`). Kept
+    /// here so that it survives restarts: a replica that crashes again
+    /// before a leader has repaired its log must come back still
+    /// recovering, though the shell finds nothing corrupt the second time.
+    #[serde(default)]
+    pub recovering: bool,
 }
 
 /// Describes the log prefix a snapshot replaces.
@@ -65,12 +71,17 @@ pub enum MessageBody {
         read_ctx: u64,
     },
     /// Follower -> leader. On success `index` is the last index known to
-    /// match the leader's log; on rejection `hint_index` is where the leader
-    /// should retry (fast backtracking).
+    /// match the leader's log; on rejection `index` is the rejected
+    /// `prev_index`, and (`hint_index`, `hint_term`) is the follower's last
+    /// entry that may still match: the leader retries after the last entry
+    /// of its own with index `<= hint_index` and term `<= hint_term` (fast
+    /// backtracking, skipping a whole conflicting term per round trip).
+    /// `read_ctx` echoes the `Append`'s.
     AppendResponse {
         success: bool,
         index: u64,
         hint_index: u64,
+        hint_term: u64,
         read_ctx: u64,
     },
     /// Candidate -> all. `pre` marks a pre-vote (thesis §9.6), which does
@@ -84,7 +95,9 @@ pub enum MessageBody {
     VoteResponse { pre: bool, granted: bool },
     /// Leader -> lagging follower whose next entry was compacted away.
     InstallSnapshot { snapshot: Snapshot },
-    /// Reply to `InstallSnapshot`: `index` is the follower's last index after.
+    /// Reply to `InstallSnapshot`: `index` is the highest index the
+    /// follower now knows to match the leader (its commit index, at least
+    /// the snapshot's), not its last index, whose suffix may still conflict.
     SnapshotResponse { index: u64 },
 }
 
@@ -107,13 +120,19 @@ pub struct ReadState {
 }
 
 /// What the shell must do, in this order:
-/// 1. if `snapshot` is set, persist it and restore the state machine from it;
+/// 1. if `snapshot` is set, persist it, drop every stored log entry (the
+///    snapshot replaces the whole log; `entries`, if any, follow it) and
+///    restore the state machine from it;
 /// 2. persist `entries` (truncating any stored suffix from `entries[0].index`)
-///    and `hard_state` if set, durably (fsync);
+///    and `hard_state` if set, durably (fsync). The two may be written in
+///    either order, or atomically, but both before step 3;
 /// 3. only then send `messages`;
-/// 4. apply `committed_entries` in order, and serve `read_states` once their
-///    index is applied;
+/// 4. apply `committed_entries` in order (they are always already persisted
+///    locally), and serve `read_states` once their index is applied;
 /// 5. call `RawNode::advance` with this `Ready`.
+///
+/// `ready`/`advance` must alternate (one `Ready` outstanding at a time);
+/// `tick`, `step` and `propose` may be called in between.
 #[derive(Debug, Default)]
 pub struct Ready {
     pub hard_state: Option<HardState>,
@@ -163,7 +182,12 @@ pub struct Restored {
     /// The shell found a corrupt record (or a corrupt snapshot) and
     /// discarded everything from it on: the replica may have lost entries it
     /// acknowledged, so it must not vote or campaign until a leader has
-    /// brought it up to an index committed in that leader's term.
+    /// brought it up to an index committed in that leader's term. The node
+    /// also stays in recovery if `hard_state.recovering` is set (an earlier
+    /// recovery not finished before a crash). On a fresh corruption
+    /// (`recovering` here) the node also moves to the next term, since the
+    /// leader of its current term may still count acknowledgements of the
+    /// lost entries; only a later leader can end the recovery.
     pub recovering: bool,
 }
 
