@@ -1,1 +1,181 @@
-//! Turning a run into summary.json, JUnit and plots.
+//! Turning a run into files a person or a CI system reads: `summary.json`
+//! (the run contract, see `docs/summary.md`) and `junit.xml` (one test case
+//! per invariant).
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+/// The outcome of one scenario run at one seed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub scenario: String,
+    /// The scenario file the run came from.
+    pub path: String,
+    pub seed: u64,
+    /// `pass` or `fail`.
+    pub verdict: String,
+    /// What the scenario file expects (`pass` or `fail`).
+    pub expect: String,
+    /// `engine` or `turmoil`.
+    pub backend: String,
+    /// Hex xxh3 of the event trace: the same seed gives the same hash.
+    pub trace_hash: String,
+    pub simulated_seconds: f64,
+    pub wall_seconds: f64,
+    /// Events folded into the trace.
+    pub events: u64,
+    pub faults: Vec<FaultRecord>,
+    pub invariants: Vec<InvariantResult>,
+    /// The command that replays this run bit for bit.
+    pub reproduce: String,
+    pub stats: RunStats,
+}
+
+/// One injected fault.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FaultRecord {
+    pub kind: String,
+    /// The hosts (or links) it hit.
+    pub target: String,
+    /// Simulated seconds since the start.
+    pub start_s: f64,
+    /// When it healed (None: lasted to the end of the faulty phase).
+    pub end_s: Option<f64>,
+    /// `scheduled` (from the file) or `nemesis`.
+    pub source: String,
+    pub detail: String,
+}
+
+/// One invariant's verdict.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InvariantResult {
+    pub name: String,
+    pub kind: String,
+    pub holds: bool,
+    pub detail: String,
+}
+
+/// Workload counters.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunStats {
+    pub ops_ok: u64,
+    pub ops_failed: u64,
+    pub ops_unknown: u64,
+    pub set_acknowledged: u64,
+    pub set_lost: u64,
+    pub watch_events: u64,
+    pub leaders: u64,
+    /// Simulated seconds from healing until the replicas agreed.
+    pub converged_after_s: Option<f64>,
+}
+
+impl Summary {
+    /// True when every invariant held.
+    pub fn passed(&self) -> bool {
+        self.invariants.iter().all(|i| i.holds)
+    }
+
+    /// Writes `summary.json` and `junit.xml` into `dir`.
+    pub fn write(&self, dir: &Path) -> anyhow::Result<()> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let json = serde_json::to_string_pretty(self)?;
+        std::fs::write(dir.join("summary.json"), json + "\n")
+            .with_context(|| format!("writing {}/summary.json", dir.display()))?;
+        std::fs::write(dir.join("junit.xml"), self.junit())
+            .with_context(|| format!("writing {}/junit.xml", dir.display()))?;
+        Ok(())
+    }
+
+    /// Reads a `summary.json`.
+    pub fn read(path: &Path) -> anyhow::Result<Summary> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+
+    /// JUnit XML: one test suite per run, one test case per invariant; a
+    /// failure message carries the reproduce command.
+    pub fn junit(&self) -> String {
+        let failures = self.invariants.iter().filter(|i| !i.holds).count();
+        let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+        let _ = writeln!(
+            x,
+            "<testsuites><testsuite name=\"{}\" tests=\"{}\" failures=\"{}\" time=\"{:.3}\">",
+            esc(&format!("{} seed {}", self.scenario, self.seed)),
+            self.invariants.len(),
+            failures,
+            self.wall_seconds
+        );
+        for inv in &self.invariants {
+            let _ = write!(
+                x,
+                "  <testcase classname=\"{}\" name=\"{}\">",
+                esc(&self.scenario),
+                esc(&inv.name)
+            );
+            if !inv.holds {
+                let _ = write!(
+                    x,
+                    "<failure message=\"{}\">{}\nreproduce: {}</failure>",
+                    esc(&inv.detail),
+                    esc(&inv.detail),
+                    esc(&self.reproduce)
+                );
+            }
+            x.push_str("</testcase>\n");
+        }
+        x.push_str("</testsuite></testsuites>\n");
+        x
+    }
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn junit_lists_every_invariant_and_the_reproduce_command() {
+        let s = Summary {
+            scenario: "s".into(),
+            path: "scenarios/s.toml".into(),
+            seed: 3,
+            verdict: "fail".into(),
+            expect: "pass".into(),
+            backend: "engine".into(),
+            trace_hash: "00".into(),
+            simulated_seconds: 1.0,
+            wall_seconds: 0.1,
+            events: 1,
+            faults: vec![],
+            invariants: vec![
+                InvariantResult {
+                    name: "a".into(),
+                    kind: "linearizable".into(),
+                    holds: true,
+                    detail: String::new(),
+                },
+                InvariantResult {
+                    name: "b<&>".into(),
+                    kind: "no-lost-writes".into(),
+                    holds: false,
+                    detail: "lost \"x\"".into(),
+                },
+            ],
+            reproduce: "faultline sim run scenarios/s.toml --seed 3".into(),
+            stats: RunStats::default(),
+        };
+        let x = s.junit();
+        assert!(x.contains("tests=\"2\" failures=\"1\""));
+        assert!(x.contains("name=\"b&lt;&amp;&gt;\""));
+        assert!(x.contains("reproduce: faultline sim run scenarios/s.toml --seed 3"));
+    }
+}

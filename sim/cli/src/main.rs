@@ -1,1 +1,178 @@
-fn main() {}
+//! `faultline`: one binary, many roles.
+//!
+//! Exit codes: 0 = every invariant held (or the command succeeded),
+//! 1 = an invariant was violated, 2 = bad input (scenario, flags, files).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod explore;
+mod master;
+
+#[derive(Parser)]
+#[command(
+    name = "faultline",
+    version,
+    about = "Deterministic cluster simulator and chaos-testing framework",
+    long_about = "Deterministic cluster simulator and chaos-testing framework.\n\n\
+                  Runs a real Raft-replicated store inside a simulated network, clock and disk, \
+                  injects faults from a seed, and checks invariants. The same seed replays the \
+                  same run, bit for bit.\n\n\
+                  Exit codes: 0 = pass, 1 = an invariant was violated, 2 = bad input."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Simulate scenarios.
+    #[command(subcommand)]
+    Sim(SimCommand),
+    /// Run one store replica (a master) for real, over TCP, with its data on disk.
+    Master(master::MasterArgs),
+}
+
+#[derive(Subcommand)]
+enum SimCommand {
+    /// Run one scenario at one seed and judge its invariants.
+    Run {
+        /// The scenario file (TOML).
+        scenario: PathBuf,
+        /// Seed (default: the scenario's `seed`).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Folder for summary.json and junit.xml (default: reports/out/NAME-seedN).
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// Print the event trace.
+        #[arg(long)]
+        trace: bool,
+    },
+    /// Validate scenario files without running them.
+    Check {
+        /// Scenario files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Run scenarios over a range of seeds in parallel processes.
+    Explore(explore::ExploreArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Sim(SimCommand::Run {
+            scenario,
+            seed,
+            report,
+            trace,
+        }) => sim_run(&scenario, seed, report, trace),
+        Command::Sim(SimCommand::Check { files }) => sim_check(&files),
+        Command::Sim(SimCommand::Explore(args)) => explore::explore(args),
+        Command::Master(args) => master::run(args),
+    }
+}
+
+fn load(path: &Path) -> Result<faultline_sim::Scenario, ExitCode> {
+    faultline_sim::Scenario::load(path).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(2)
+    })
+}
+
+fn sim_check(files: &[PathBuf]) -> ExitCode {
+    let mut bad = false;
+    for f in files {
+        match faultline_sim::Scenario::load(f) {
+            Ok(s) => println!("ok: {} ({})", f.display(), s.name),
+            Err(e) => {
+                eprintln!("error: {e}");
+                bad = true;
+            }
+        }
+    }
+    if bad {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn sim_run(path: &Path, seed: Option<u64>, report: Option<PathBuf>, trace: bool) -> ExitCode {
+    let scenario = match load(path) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let seed = seed.unwrap_or(scenario.seed);
+    let opts = faultline_sim::RunOptions {
+        seed,
+        keep_trace: trace,
+        path: path.display().to_string(),
+    };
+    println!("scenario: {} ({})", scenario.name, path.display());
+    if !scenario.description.is_empty() {
+        println!("  {}", scenario.description);
+    }
+    let outcome = faultline_sim::run_engine(&scenario, &opts);
+    if trace {
+        for line in &outcome.trace {
+            println!("trace: {line}");
+        }
+    }
+    let s = &outcome.summary;
+    print_summary(s);
+    let dir = report.unwrap_or_else(|| PathBuf::from(format!("reports/out/{}-seed{}", s.scenario, s.seed)));
+    if let Err(e) = s.write(&dir) {
+        eprintln!("error: cannot write the report: {e:#}");
+        return ExitCode::from(2);
+    }
+    println!("report: {}", dir.join("summary.json").display());
+    println!("verdict: {}", s.verdict);
+    println!("seed: {}", s.seed);
+    println!("trace-hash: {}", s.trace_hash);
+    if s.passed() {
+        ExitCode::SUCCESS
+    } else {
+        println!("reproduce: {}", s.reproduce);
+        ExitCode::from(1)
+    }
+}
+
+fn print_summary(s: &faultline_reports::Summary) {
+    println!(
+        "simulated {:.1}s in {:.2}s wall ({:.0}x), {} events",
+        s.simulated_seconds,
+        s.wall_seconds,
+        s.simulated_seconds / s.wall_seconds.max(1e-9),
+        s.events
+    );
+    println!(
+        "workload: {} ok, {} failed, {} unknown; {} set adds acknowledged; {} watch events; {} leader terms",
+        s.stats.ops_ok,
+        s.stats.ops_failed,
+        s.stats.ops_unknown,
+        s.stats.set_acknowledged,
+        s.stats.watch_events,
+        s.stats.leaders
+    );
+    if s.faults.is_empty() {
+        println!("faults: none");
+    } else {
+        println!("faults:");
+        for f in &s.faults {
+            let end = f.end_s.map(|e| format!("{e:.1}s")).unwrap_or_else(|| "end".into());
+            println!(
+                "  {:>7.1}s .. {:>7}  {:<18} {} ({})",
+                f.start_s, end, f.kind, f.target, f.source
+            );
+        }
+    }
+    println!("invariants:");
+    for i in &s.invariants {
+        println!("  [{}] {}: {}", if i.holds { "ok" } else { "FAIL" }, i.name, i.detail);
+    }
+}

@@ -145,7 +145,8 @@ pub struct SimDisk {
 }
 
 impl SimDisk {
-    pub(crate) fn new(host: &str, rng: ChaCha8Rng, trace: Rc<Trace>) -> SimDisk {
+    /// An empty disk for `host`; its faults draw from `rng`.
+    pub fn new(host: &str, rng: ChaCha8Rng, trace: Rc<Trace>) -> SimDisk {
         SimDisk {
             host: host.to_string(),
             files: RefCell::new(BTreeMap::new()),

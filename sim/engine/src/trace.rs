@@ -16,7 +16,7 @@ use xxhash_rust::xxh3::Xxh3;
 
 /// The trace of one run.
 pub struct Trace {
-    start: Instant,
+    clock: Box<dyn Fn() -> u64>,
     hasher: RefCell<Xxh3>,
     events: Cell<u64>,
     line: RefCell<String>,
@@ -26,9 +26,19 @@ pub struct Trace {
 }
 
 impl Trace {
-    pub(crate) fn new(start: Instant, keep_lines: bool) -> Trace {
+    /// A trace timed by tokio's clock, from `start`.
+    pub fn new(start: Instant, keep_lines: bool) -> Trace {
+        Trace::with_clock(
+            Box::new(move || Instant::now().duration_since(start).as_nanos() as u64),
+            keep_lines,
+        )
+    }
+
+    /// A trace timed by `clock` (simulated nanoseconds since the start), for
+    /// backends whose hosts do not share one tokio clock (turmoil).
+    pub fn with_clock(clock: Box<dyn Fn() -> u64>, keep_lines: bool) -> Trace {
         Trace {
-            start,
+            clock,
             hasher: RefCell::new(Xxh3::new()),
             events: Cell::new(0),
             line: RefCell::new(String::new()),
@@ -38,7 +48,7 @@ impl Trace {
     }
 
     fn elapsed_ns(&self) -> u64 {
-        Instant::now().duration_since(self.start).as_nanos() as u64
+        (self.clock)()
     }
 
     /// Folds a network event into the hash: `kind` 1 = connect, 2 = segment

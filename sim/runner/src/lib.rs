@@ -1,1 +1,18 @@
 //! Scenarios, faults, workloads and the runner that judges a seed.
+//!
+//! - [`scenario`]: the TOML scenario format, parsed strictly;
+//! - [`faults`]: the fault plan (scheduled + nemesis, drawn from the seed)
+//!   and how each fault kind starts and heals;
+//! - [`workload`]: store clients, the watcher, and the final reads;
+//! - [`run`]: one scenario at one seed on the event-driven engine, and the
+//!   invariant verdicts;
+//! - [`turmoil_backend`]: the same run on turmoil, as a differential check.
+
+pub mod faults;
+pub mod run;
+pub mod scenario;
+pub mod turmoil_backend;
+pub mod workload;
+
+pub use run::{run_engine, RunOptions, RunOutcome};
+pub use scenario::{Scenario, ScenarioError};

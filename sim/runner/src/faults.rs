@@ -1,0 +1,396 @@
+//! Faults: the plan (scheduled faults from the file plus the nemesis's,
+//! drawn from the seed before the run starts, so the schedule can be printed
+//! and replayed) and how each kind is started and healed through a
+//! backend-neutral [`Control`].
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use faultline_engine::{DiskFaults, SimDisk};
+use faultline_reports::FaultRecord;
+use rand::seq::IndexedRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::scenario::{FaultKind, Scenario};
+
+/// What the fault driver needs from a backend.
+pub trait Control {
+    /// Master host names, in order.
+    fn masters(&self) -> Vec<String>;
+    /// Every host name.
+    fn hosts(&self) -> Vec<String>;
+    /// The datacenter of a host.
+    fn datacenter(&self, host: &str) -> String;
+    /// The master that leads the highest term seen, if it is up.
+    fn leader(&self) -> Option<String>;
+    fn is_up(&self, host: &str) -> bool;
+    fn crash(&mut self, host: &str, power_loss: bool);
+    fn restart(&mut self, host: &str);
+    /// Drops everything on the directed link.
+    fn block(&mut self, from: &str, to: &str);
+    fn unblock(&mut self, from: &str, to: &str);
+    /// Degrades a directed link (loss probability, extra latency).
+    fn degrade(&mut self, from: &str, to: &str, loss: f64, extra: Duration);
+    fn restore(&mut self, from: &str, to: &str);
+    fn disk(&self, host: &str) -> Rc<SimDisk>;
+    /// Appends a line to the trace.
+    fn note(&self, line: &str);
+}
+
+/// A fault in the plan.
+#[derive(Debug, Clone)]
+pub struct PlannedFault {
+    pub start: Duration,
+    /// When it heals (None: crash-like faults with no `for` never heal
+    /// until the end of the faulty phase).
+    pub end: Option<Duration>,
+    pub kind: FaultKind,
+    pub target: Option<String>,
+    pub probability: Option<f64>,
+    pub delay: Option<Duration>,
+    pub bits: u32,
+    /// `scheduled` or `nemesis`.
+    pub source: &'static str,
+}
+
+/// Builds the fault plan for `seed`: the file's faults plus the nemesis's,
+/// in start order.
+pub fn plan(scenario: &Scenario, seed: u64) -> Vec<PlannedFault> {
+    let duration = scenario.duration.get_ref().0;
+    let mut out: Vec<PlannedFault> = scenario
+        .faults
+        .iter()
+        .map(|f| {
+            let f = f.get_ref();
+            PlannedFault {
+                start: f.at.0,
+                end: f.duration.map(|d| (f.at.0 + d.0).min(duration)),
+                kind: f.kind,
+                target: f.target.clone(),
+                probability: f.probability,
+                delay: f.delay.map(|d| d.0),
+                bits: f.bits.unwrap_or(1),
+                source: "scheduled",
+            }
+        })
+        .collect();
+    if let Some(n) = &scenario.nemesis {
+        let mut rng = ChaCha8Rng::seed_from_u64(faultline_env::host_seed(seed, "#nemesis"));
+        let mut t = n.start_after.0;
+        let every = n.every.0.as_secs_f64();
+        loop {
+            // Exponential gaps around the mean, as a Poisson process.
+            let u: f64 = rng.random_range(1e-9..1.0);
+            t += Duration::from_secs_f64(-u.ln() * every);
+            let len = Duration::from_secs_f64(rng.random_range(n.min_for.0.as_secs_f64()..=n.max_for.0.as_secs_f64()));
+            if t + len >= duration {
+                break;
+            }
+            let kind = *n.kinds.get_ref().choose(&mut rng).expect("validated non-empty");
+            let target = match kind {
+                FaultKind::Partition | FaultKind::PartitionOneWay => {
+                    ["leader", "minority", "majority", "random"].choose(&mut rng).map(|s| s.to_string())
+                }
+                FaultKind::LeaderKill => Some("leader".into()),
+                _ => ["leader", "random", "follower"].choose(&mut rng).map(|s| s.to_string()),
+            };
+            out.push(PlannedFault {
+                start: t,
+                end: Some(t + len),
+                kind,
+                target,
+                probability: Some(rng.random_range(0.05..0.3)),
+                delay: Some(Duration::from_millis(rng.random_range(20..300))),
+                bits: rng.random_range(1..=3),
+                source: "nemesis",
+            });
+            t += len;
+        }
+    }
+    out.sort_by_key(|f| f.start);
+    out
+}
+
+/// How to undo a started fault.
+#[derive(Debug, Clone)]
+pub enum Undo {
+    Restart(String),
+    Unblock(String, String),
+    Restore(String, String),
+    ClearDisk(String),
+}
+
+/// Resolves a host target (`leader`, `follower`, `random`, a name).
+fn pick_master(ctl: &dyn Control, target: Option<&str>, rng: &mut ChaCha8Rng) -> Option<String> {
+    let up: Vec<String> = ctl.masters().into_iter().filter(|m| ctl.is_up(m)).collect();
+    match target.unwrap_or("random") {
+        "leader" => ctl.leader().or_else(|| up.choose(rng).cloned()),
+        "follower" => {
+            let leader = ctl.leader();
+            let f: Vec<String> = up.iter().filter(|m| Some(*m) != leader.as_ref()).cloned().collect();
+            f.choose(rng).cloned()
+        }
+        "random" => up.choose(rng).cloned(),
+        name => Some(name.to_string()),
+    }
+}
+
+/// Splits the masters into groups for a partition target.
+fn partition_groups(ctl: &dyn Control, target: Option<&str>, rng: &mut ChaCha8Rng) -> Vec<Vec<String>> {
+    let masters = ctl.masters();
+    let n = masters.len();
+    let target = target.unwrap_or("random");
+    let dcs: Vec<String> = masters.iter().map(|m| ctl.datacenter(m)).collect();
+    match target {
+        "majority" => {
+            // Nobody keeps a majority: groups of at most (n-1)/2.
+            let size = ((n - 1) / 2).max(1);
+            let mut shuffled = masters.clone();
+            for i in (1..shuffled.len()).rev() {
+                shuffled.swap(i, rng.random_range(0..=i));
+            }
+            shuffled.chunks(size).map(|c| c.to_vec()).collect()
+        }
+        "minority" | "leader" | "random" | "follower" => {
+            let leader = ctl.leader();
+            let minority_size = ((n - 1) / 2).max(1);
+            let mut rest = masters.clone();
+            let mut minority = Vec::new();
+            let seed_member = match target {
+                "leader" => leader.clone(),
+                "follower" => rest.iter().find(|m| Some(*m) != leader.as_ref()).cloned(),
+                "minority" => {
+                    // Half the time the leader is on the small side: the
+                    // interesting case for stale reads and lost writes.
+                    if rng.random_bool(0.5) {
+                        leader.clone()
+                    } else {
+                        None
+                    }
+                }
+                _ => None,
+            };
+            if let Some(s) = seed_member {
+                rest.retain(|m| *m != s);
+                minority.push(s);
+            }
+            let wanted = if target == "leader" { 1 } else { minority_size };
+            while minority.len() < wanted && !rest.is_empty() {
+                let i = rng.random_range(0..rest.len());
+                minority.push(rest.remove(i));
+            }
+            vec![minority, rest]
+        }
+        name if dcs.iter().any(|d| d == name) => {
+            let inside: Vec<String> = masters.iter().filter(|m| ctl.datacenter(m) == name).cloned().collect();
+            let outside: Vec<String> = masters.iter().filter(|m| ctl.datacenter(m) != name).cloned().collect();
+            vec![inside, outside]
+        }
+        host => {
+            let rest: Vec<String> = masters.iter().filter(|m| *m != host).cloned().collect();
+            vec![vec![host.to_string()], rest]
+        }
+    }
+}
+
+/// Starts a fault; returns a description of what it hit and how to undo it.
+pub fn start(ctl: &mut dyn Control, f: &PlannedFault, rng: &mut ChaCha8Rng) -> (String, Vec<Undo>) {
+    let target = f.target.as_deref();
+    let mut undo = Vec::new();
+    let what = match f.kind {
+        FaultKind::MasterCrash | FaultKind::PowerLoss if target == Some("all") => {
+            // Every master at once: only what each one fsynced survives.
+            let up: Vec<String> = ctl.masters().into_iter().filter(|m| ctl.is_up(m)).collect();
+            for h in &up {
+                ctl.crash(h, f.kind == FaultKind::PowerLoss);
+                undo.push(Undo::Restart(h.clone()));
+            }
+            up.join(",")
+        }
+        FaultKind::MasterCrash | FaultKind::LeaderKill | FaultKind::PowerLoss => {
+            let t = if f.kind == FaultKind::LeaderKill { Some("leader") } else { target };
+            match pick_master(ctl, t, rng) {
+                Some(h) if ctl.is_up(&h) => {
+                    ctl.crash(&h, f.kind == FaultKind::PowerLoss);
+                    undo.push(Undo::Restart(h.clone()));
+                    h
+                }
+                _ => "nobody (no master up)".into(),
+            }
+        }
+        FaultKind::DiskCorruption => match pick_master(ctl, target, rng) {
+            Some(h) => {
+                let disk = ctl.disk(&h);
+                let mut hits = Vec::new();
+                for _ in 0..f.bits.max(1) {
+                    // The log and snapshots; the double-written hard state is
+                    // covered by the storage tests.
+                    let prefix = if rng.random_bool(0.8) { "wal/" } else { "snap/" };
+                    if let Some(at) = disk.corrupt(prefix).or_else(|| disk.corrupt("wal/")) {
+                        hits.push(at);
+                    }
+                }
+                // Corruption is found at start-up: crash so it restarts.
+                if ctl.is_up(&h) {
+                    ctl.crash(&h, false);
+                }
+                undo.push(Undo::Restart(h.clone()));
+                format!("{h} [{}]", hits.join(", "))
+            }
+            None => "nobody".into(),
+        },
+        FaultKind::DiskFull | FaultKind::DiskEio | FaultKind::DiskSlow => match pick_master(ctl, target, rng) {
+            Some(h) => {
+                let disk = ctl.disk(&h);
+                let mut faults = DiskFaults::default();
+                match f.kind {
+                    FaultKind::DiskFull => faults.capacity = Some(disk.used() + 4096),
+                    FaultKind::DiskEio => faults.eio = true,
+                    _ => faults.slow = Some(f.delay.unwrap_or(Duration::from_millis(50))),
+                }
+                disk.set_faults(faults);
+                undo.push(Undo::ClearDisk(h.clone()));
+                h
+            }
+            None => "nobody".into(),
+        },
+        FaultKind::Partition | FaultKind::PartitionOneWay => {
+            let groups = partition_groups(ctl, target, rng);
+            let one_way = f.kind == FaultKind::PartitionOneWay;
+            for (i, a) in groups.iter().enumerate() {
+                for (j, b) in groups.iter().enumerate() {
+                    if i == j || (one_way && i != 0) {
+                        continue;
+                    }
+                    for x in a {
+                        for y in b {
+                            ctl.block(x, y);
+                            undo.push(Undo::Unblock(x.clone(), y.clone()));
+                        }
+                    }
+                }
+            }
+            let parts: Vec<String> = groups.iter().map(|g| format!("{{{}}}", g.join(","))).collect();
+            parts.join(if one_way { " -/-> " } else { " | " })
+        }
+        FaultKind::Loss | FaultKind::Latency => {
+            let hosts: Vec<String> = match target {
+                Some(t) if ctl.masters().iter().any(|m| m == t) => vec![t.to_string()],
+                Some(t) if ctl.hosts().iter().any(|h| ctl.datacenter(h) == t) => {
+                    ctl.hosts().into_iter().filter(|h| ctl.datacenter(h) == t).collect()
+                }
+                t => pick_master(ctl, t, rng).into_iter().collect(),
+            };
+            let (loss, extra) = match f.kind {
+                FaultKind::Loss => (f.probability.unwrap_or(0.1), Duration::ZERO),
+                _ => (0.0, f.delay.unwrap_or(Duration::from_millis(100))),
+            };
+            for h in &hosts {
+                for other in ctl.hosts() {
+                    if other != *h {
+                        ctl.degrade(h, &other, loss, extra);
+                        ctl.degrade(&other, h, loss, extra);
+                        undo.push(Undo::Restore(h.clone(), other.clone()));
+                        undo.push(Undo::Restore(other.clone(), h.clone()));
+                    }
+                }
+            }
+            hosts.join(",")
+        }
+    };
+    (what, undo)
+}
+
+/// Heals a started fault.
+pub fn heal(ctl: &mut dyn Control, undo: &[Undo]) {
+    for u in undo {
+        match u {
+            Undo::Restart(h) => ctl.restart(h),
+            Undo::Unblock(a, b) => ctl.unblock(a, b),
+            Undo::Restore(a, b) => ctl.restore(a, b),
+            Undo::ClearDisk(h) => ctl.disk(h).set_faults(DiskFaults::default()),
+        }
+    }
+}
+
+/// Starts and heals planned faults as time passes, and records them.
+pub struct FaultDriver {
+    plan: Vec<PlannedFault>,
+    /// (time, is_start, plan index), sorted; heals before starts at a tie.
+    events: Vec<(Duration, bool, usize)>,
+    next: usize,
+    rng: ChaCha8Rng,
+    /// Plan index -> (record index, undo) of faults in force.
+    active: std::collections::BTreeMap<usize, (usize, Vec<Undo>)>,
+    records: Vec<FaultRecord>,
+}
+
+impl FaultDriver {
+    /// A driver for `plan`; targets are drawn from the seed's fault stream.
+    pub fn new(plan: Vec<PlannedFault>, seed: u64) -> FaultDriver {
+        let mut events = Vec::new();
+        for (i, f) in plan.iter().enumerate() {
+            events.push((f.start, true, i));
+            if let Some(end) = f.end {
+                events.push((end, false, i));
+            }
+        }
+        events.sort_by_key(|&(t, is_start, i)| (t, is_start, i));
+        FaultDriver {
+            plan,
+            events,
+            next: 0,
+            rng: ChaCha8Rng::seed_from_u64(faultline_env::host_seed(seed, "#faults")),
+            active: Default::default(),
+            records: Vec::new(),
+        }
+    }
+
+    /// When the next start or heal is due.
+    pub fn next_time(&self) -> Option<Duration> {
+        self.events.get(self.next).map(|e| e.0)
+    }
+
+    /// Applies every start and heal due at or before `now`.
+    pub fn advance(&mut self, now: Duration, ctl: &mut dyn Control) {
+        while let Some(&(t, is_start, i)) = self.events.get(self.next) {
+            if t > now {
+                return;
+            }
+            self.next += 1;
+            let f = &self.plan[i];
+            if is_start {
+                let (what, undo) = start(ctl, f, &mut self.rng);
+                ctl.note(&format!("fault start {} {what}", f.kind.name()));
+                self.active.insert(i, (self.records.len(), undo));
+                self.records.push(FaultRecord {
+                    kind: f.kind.name().to_string(),
+                    target: what,
+                    start_s: t.as_secs_f64(),
+                    end_s: None,
+                    source: f.source.to_string(),
+                    detail: f.target.clone().unwrap_or_default(),
+                });
+            } else if let Some((idx, undo)) = self.active.remove(&i) {
+                heal(ctl, &undo);
+                self.records[idx].end_s = Some(t.as_secs_f64());
+                ctl.note(&format!("fault heal {}", f.kind.name()));
+            }
+        }
+    }
+
+    /// Heals everything still in force (end of the faulty phase).
+    pub fn heal_all(&mut self, now: Duration, ctl: &mut dyn Control) {
+        for (_, (idx, undo)) in std::mem::take(&mut self.active) {
+            heal(ctl, &undo);
+            self.records[idx].end_s = Some(now.as_secs_f64());
+        }
+        self.next = self.events.len();
+    }
+
+    /// What was injected so far.
+    pub fn records(&self) -> &[FaultRecord] {
+        &self.records
+    }
+}

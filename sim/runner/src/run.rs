@@ -1,0 +1,466 @@
+//! Running one scenario at one seed on the event-driven engine, and judging
+//! the invariants. The phases follow the VOPR: build the world, run the
+//! workload under faults, heal everything, require convergence within a
+//! deadline, read the final state, check.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+use faultline_checker::{linearizable, set, watch};
+use faultline_engine::{run as run_world, HostMain, LinkConfig, SimDisk, World, WorldConfig};
+use faultline_env::Env;
+use faultline_reports::{FaultRecord, InvariantResult, RunStats, Summary};
+use faultline_store::server::{serve, Bugs, StoreConfig};
+use tokio::time::Instant;
+
+use crate::faults::{self, Control, FaultDriver};
+use crate::scenario::{client_names, master_names, Bug, InvariantKind, Scenario};
+use crate::workload::{self, FinalState, Recorder, SharedRecorder, WorkloadSpec};
+
+/// The store's client/peer port on every master.
+pub const STORE_PORT: u16 = 2379;
+
+/// Options of one run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub seed: u64,
+    /// Keep the trace's text lines (for `--trace`).
+    pub keep_trace: bool,
+    /// The scenario path as the user gave it (for the reproduce command).
+    pub path: String,
+}
+
+/// A finished run.
+pub struct RunOutcome {
+    pub summary: Summary,
+    pub trace: Vec<String>,
+}
+
+/// The store configuration of master `i` (1-based).
+pub fn store_config(s: &Scenario, i: u64) -> StoreConfig {
+    let masters = master_names(*s.cluster.masters.get_ref());
+    let members: BTreeMap<u64, String> = masters
+        .iter()
+        .enumerate()
+        .map(|(j, m)| (j as u64 + 1, format!("{m}:{STORE_PORT}")))
+        .collect();
+    let mut cfg = StoreConfig::new(i, STORE_PORT, members);
+    cfg.tick = s.store.tick.0;
+    cfg.election_ticks = s.store.election_ticks;
+    cfg.snapshot_every = s.store.snapshot_every;
+    cfg.keep_revisions = s.store.keep_revisions;
+    cfg.request_timeout = Duration::from_secs(3);
+    cfg.bugs = Bugs {
+        ack_before_commit: s.store.bugs.iter().any(|b| *b.get_ref() == Bug::AckBeforeCommit),
+        stale_reads: s.store.bugs.iter().any(|b| *b.get_ref() == Bug::StaleReads),
+    };
+    cfg
+}
+
+/// The host main of a master.
+pub fn master_main(cfg: StoreConfig) -> HostMain {
+    Rc::new(move |env: Env| {
+        let cfg = cfg.clone();
+        Box::pin(async move {
+            if let Err(e) = serve(env.clone(), cfg).await {
+                env.trace(format_args!("store failed to start: {e}"));
+            }
+        })
+    })
+}
+
+/// Store endpoints of every master.
+pub fn endpoints(s: &Scenario) -> Vec<String> {
+    master_names(*s.cluster.masters.get_ref())
+        .into_iter()
+        .map(|m| format!("{m}:{STORE_PORT}"))
+        .collect()
+}
+
+/// Datacenter of the i-th (0-based) host of a role: round robin.
+pub fn dc_of(s: &Scenario, i: usize) -> String {
+    let dcs = s.cluster.datacenters.get_ref();
+    dcs[i % dcs.len()].clone()
+}
+
+/// Every host of a run but the probe: masters, clients and the watcher.
+pub fn hosts(s: &Scenario, rec: &SharedRecorder, stop: &Rc<Cell<bool>>) -> Vec<(String, String, HostMain)> {
+    let mut out = Vec::new();
+    for (i, m) in master_names(*s.cluster.masters.get_ref()).iter().enumerate() {
+        out.push((m.clone(), dc_of(s, i), master_main(store_config(s, i as u64 + 1))));
+    }
+    if let Some(w) = &s.workload {
+        let n = *w.clients.get_ref();
+        let spec = Rc::new(WorkloadSpec {
+            endpoints: endpoints(s),
+            rate_per_client: *w.rate.get_ref() / f64::from(n),
+            keys: *w.keys.get_ref(),
+            mix: w.mix.clone(),
+            stop: stop.clone(),
+        });
+        for (i, c) in client_names(n).iter().enumerate() {
+            let (spec, rec) = (spec.clone(), rec.clone());
+            let idx = i as u32 + 1;
+            let main: HostMain = Rc::new(move |env| Box::pin(workload::client_loop(env, idx, spec.clone(), rec.clone())));
+            out.push((c.clone(), dc_of(s, i), main));
+        }
+        if w.watch {
+            let (eps, rec) = (endpoints(s), rec.clone());
+            let main: HostMain = Rc::new(move |env| Box::pin(workload::watcher_loop(env, eps.clone(), rec.clone())));
+            out.push(("watcher".to_string(), dc_of(s, 0), main));
+        }
+    }
+    out
+}
+
+/// Where the probe leaves its findings.
+pub type ProbeResult = Rc<RefCell<Option<(Result<Duration, String>, FinalState)>>>;
+
+/// The probe host, started once everything is healed: waits for the
+/// replicas to converge, then reads the final state.
+pub fn probe_main(s: &Scenario, rec: &SharedRecorder, result: &ProbeResult) -> HostMain {
+    let within = s
+        .invariants
+        .iter()
+        .find(|i| i.get_ref().kind == InvariantKind::Converges)
+        .and_then(|i| i.get_ref().within)
+        .map(|d| d.0)
+        .unwrap_or(Duration::from_secs(60));
+    let (eps, rec, result) = (endpoints(s), rec.clone(), result.clone());
+    let keys = s.workload.as_ref().map(|w| *w.keys.get_ref()).unwrap_or(0);
+    let has_workload = s.workload.is_some();
+    Rc::new(move |env: Env| {
+        let (eps, rec, result) = (eps.clone(), rec.clone(), result.clone());
+        Box::pin(async move {
+            let converged = workload::await_convergence(env.clone(), eps.clone(), within).await;
+            let fin = if has_workload {
+                workload::final_reads(env, eps, keys, rec).await
+            } else {
+                FinalState::default()
+            };
+            *result.borrow_mut() = Some((converged, fin));
+        })
+    })
+}
+
+struct EngineControl {
+    world: World,
+}
+
+impl EngineControl {
+    fn id(&self, host: &str) -> usize {
+        self.world.host(host).unwrap_or_else(|| panic!("validated host {host} exists"))
+    }
+}
+
+impl Control for EngineControl {
+    fn masters(&self) -> Vec<String> {
+        (0..self.world.host_count())
+            .map(|i| self.world.name(i))
+            .filter(|n| n.starts_with('m'))
+            .collect()
+    }
+    fn hosts(&self) -> Vec<String> {
+        (0..self.world.host_count()).map(|i| self.world.name(i)).collect()
+    }
+    fn datacenter(&self, host: &str) -> String {
+        self.world.datacenter(self.id(host))
+    }
+    fn leader(&self) -> Option<String> {
+        let leaders = self.world.trace().leaders();
+        let (_, _, host, _) = leaders.iter().max_by_key(|(g, t, _, _)| (*g, *t))?;
+        self.is_up(host).then(|| host.clone())
+    }
+    fn is_up(&self, host: &str) -> bool {
+        self.world.is_up(self.id(host))
+    }
+    fn crash(&mut self, host: &str, power_loss: bool) {
+        self.world.crash(self.id(host), power_loss)
+    }
+    fn restart(&mut self, host: &str) {
+        self.world.restart(self.id(host))
+    }
+    fn block(&mut self, from: &str, to: &str) {
+        self.world.net().block(self.id(from), self.id(to))
+    }
+    fn unblock(&mut self, from: &str, to: &str) {
+        self.world.net().unblock(self.id(from), self.id(to))
+    }
+    fn degrade(&mut self, from: &str, to: &str, loss: f64, extra: Duration) {
+        let (a, b) = (self.id(from), self.id(to));
+        let base = self.world.net().link(a, b);
+        self.world.net().set_link(
+            a,
+            b,
+            LinkConfig {
+                latency: base.latency + extra,
+                jitter: base.jitter,
+                loss: loss.max(base.loss),
+            },
+        )
+    }
+    fn restore(&mut self, from: &str, to: &str) {
+        self.world.net().reset_link(self.id(from), self.id(to))
+    }
+    fn disk(&self, host: &str) -> Rc<SimDisk> {
+        self.world.disk(self.id(host))
+    }
+    fn note(&self, line: &str) {
+        self.world.note(format_args!("{line}"))
+    }
+}
+
+/// Applies the fault plan as simulated time passes.
+async fn drive_faults(ctl: Rc<RefCell<EngineControl>>, driver: Rc<RefCell<FaultDriver>>) {
+    let start = Instant::now();
+    loop {
+        let Some(next) = driver.borrow().next_time() else {
+            return;
+        };
+        tokio::time::sleep_until(start + next).await;
+        driver.borrow_mut().advance(next, &mut *ctl.borrow_mut());
+    }
+}
+
+/// Everything the checkers need after a run.
+pub struct Observed {
+    pub rec: SharedRecorder,
+    pub final_state: FinalState,
+    pub converged: Result<Duration, String>,
+    pub violations: Vec<String>,
+    pub leaders: u64,
+}
+
+/// Runs `scenario` on the event-driven engine.
+pub fn run_engine(scenario: &Scenario, opts: &RunOptions) -> RunOutcome {
+    #[allow(clippy::disallowed_methods)] // wall time of the whole run, outside the simulation
+    let wall = std::time::Instant::now();
+    let s = scenario.clone();
+    let seed = opts.seed;
+    let keep = opts.keep_trace;
+    let (observed, records, hash, events, trace, sim_secs) = run_world(seed, move || async move {
+        let mut cfg = WorldConfig::new(seed);
+        cfg.keep_trace = keep;
+        cfg.within = LinkConfig {
+            latency: s.cluster.latency.within.0,
+            jitter: s.cluster.latency.jitter.0,
+            loss: 0.0,
+        };
+        cfg.between = LinkConfig {
+            latency: s.cluster.latency.between.0,
+            jitter: s.cluster.latency.jitter.0,
+            loss: 0.0,
+        };
+        let world = World::new(cfg);
+        let start = Instant::now();
+        let rec = Recorder::new(Rc::new(move || Instant::now().duration_since(start).as_nanos() as u64));
+        let stop = Rc::new(Cell::new(false));
+        for (name, dc, main) in hosts(&s, &rec, &stop) {
+            world.add_host(&name, &dc, main);
+        }
+        let ctl = Rc::new(RefCell::new(EngineControl { world: world.clone() }));
+        let driver = Rc::new(RefCell::new(FaultDriver::new(faults::plan(&s, seed), seed)));
+        let driving = tokio::task::spawn_local(drive_faults(ctl.clone(), driver.clone()));
+        let duration = s.duration.get_ref().0;
+        tokio::time::sleep(duration).await;
+
+        // Heal everything still active, then require convergence.
+        driving.abort();
+        stop.set(true);
+        world.note(format_args!("phase heal"));
+        driver.borrow_mut().heal_all(world.elapsed(), &mut *ctl.borrow_mut());
+        for i in 0..world.host_count() {
+            world.restart(i);
+        }
+        world.net().unblock_all();
+        let result: ProbeResult = Default::default();
+        world.add_host("probe", &dc_of(&s, 0), probe_main(&s, &rec, &result));
+        while result.borrow().is_none() {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        world.note(format_args!("phase done"));
+        let (converged, final_state) = result.borrow_mut().take().expect("set above");
+        let violations = world.trace().violations();
+        let leaders = world.trace().leaders().len() as u64;
+        let sim_secs = world.elapsed().as_secs_f64();
+        world.shutdown();
+        let trace = world.trace();
+        let observed = Observed {
+            rec,
+            final_state,
+            converged,
+            violations,
+            leaders,
+        };
+        let records = driver.borrow().records().to_vec();
+        (observed, records, trace.hash(), trace.events(), trace.lines(), sim_secs)
+    });
+    let wall_seconds = wall.elapsed().as_secs_f64();
+    let summary = judge(scenario, opts, "engine", observed, records, hash, events, sim_secs, wall_seconds);
+    RunOutcome { summary, trace }
+}
+
+/// Runs every invariant's checker and assembles the summary.
+#[allow(clippy::too_many_arguments)]
+pub fn judge(
+    s: &Scenario,
+    opts: &RunOptions,
+    backend: &str,
+    observed: Observed,
+    faults: Vec<FaultRecord>,
+    hash: u64,
+    events: u64,
+    simulated_seconds: f64,
+    wall_seconds: f64,
+) -> Summary {
+    let rec = observed.rec.borrow();
+    let mut results = Vec::new();
+    let mut set_lost = 0;
+    for inv in &s.invariants {
+        let inv = inv.get_ref();
+        let kind = inv.kind.name().to_string();
+        let name = inv.name.clone().unwrap_or_else(|| kind.clone());
+        let (holds, detail) = match inv.kind {
+            InvariantKind::Linearizable => match linearizable::check(&rec.history, 2_000_000) {
+                linearizable::Verdict::Linearizable => (
+                    true,
+                    format!("{} register operations linearizable", rec.history.ops.len()),
+                ),
+                linearizable::Verdict::NotLinearizable { key, detail, .. } => {
+                    (false, format!("key {key}: {detail}"))
+                }
+                linearizable::Verdict::Undecided { key, steps } => (
+                    false,
+                    format!("undecided: key {key} exhausted the search budget after {steps} steps"),
+                ),
+            },
+            InvariantKind::NoLostWrites => {
+                if let Some(e) = &observed.final_state.error {
+                    (false, e.clone())
+                } else {
+                    let verdict = set::check_set(&set::SetCheck {
+                        acknowledged: rec.set_acknowledged.clone(),
+                        unknown: rec.set_unknown.clone(),
+                        final_read: observed.final_state.set.iter().map(|(_, k, _)| k.clone()).collect(),
+                    });
+                    set_lost = verdict.lost.len() as u64;
+                    if verdict.ok() {
+                        (
+                            true,
+                            format!(
+                                "{} acknowledged adds all present ({} of {} unknown ones too)",
+                                rec.set_acknowledged.len(),
+                                verdict.recovered,
+                                rec.set_unknown.len()
+                            ),
+                        )
+                    } else {
+                        let mut lost = verdict.lost.clone();
+                        lost.truncate(5);
+                        (
+                            false,
+                            format!(
+                                "{} acknowledged writes lost (e.g. {}), {} unexpected",
+                                verdict.lost.len(),
+                                lost.join(", "),
+                                verdict.unexpected.len()
+                            ),
+                        )
+                    }
+                }
+            }
+            InvariantKind::RaftSafety => {
+                if observed.violations.is_empty() {
+                    (true, format!("{} leader terms, no safety violation", observed.leaders))
+                } else {
+                    (false, observed.violations.join("; "))
+                }
+            }
+            InvariantKind::Converges => match &observed.converged {
+                Ok(d) => (true, format!("replicas agreed {:.1}s after healing", d.as_secs_f64())),
+                Err(e) => (false, e.clone()),
+            },
+            InvariantKind::WatchOrdered => {
+                let committed: Vec<watch::WatchEvent> = {
+                    let mut c: Vec<_> = observed
+                        .final_state
+                        .set
+                        .iter()
+                        .map(|(rev, k, v)| watch::WatchEvent {
+                            revision: *rev,
+                            key: k.clone(),
+                            kind: watch::EventKind::Put { value: v.clone() },
+                        })
+                        .collect();
+                    c.sort_by(|a, b| (a.revision, &a.key).cmp(&(b.revision, &b.key)));
+                    c
+                };
+                let mut bad = None;
+                let mut total = 0;
+                for seg in &rec.watch {
+                    total += seg.received.len();
+                    let v = watch::check_watch(&watch::WatchCheck {
+                        prefix: workload::SET_PREFIX.to_string(),
+                        start_revision: seg.start_revision,
+                        received: seg.received.clone(),
+                        committed: committed.clone(),
+                    });
+                    if !v.ok() && bad.is_none() {
+                        bad = Some(format!("{v:?}"));
+                    }
+                }
+                match bad {
+                    None if observed.final_state.error.is_none() => (
+                        true,
+                        format!("{total} events in {} segment(s), in order, no gap", rec.watch.len()),
+                    ),
+                    None => (false, observed.final_state.error.clone().unwrap_or_default()),
+                    Some(b) => (false, b),
+                }
+            }
+        };
+        results.push(InvariantResult {
+            name,
+            kind,
+            holds,
+            detail,
+        });
+    }
+    let passed = results.iter().all(|r| r.holds);
+    Summary {
+        scenario: s.name.clone(),
+        path: opts.path.clone(),
+        seed: opts.seed,
+        verdict: if passed { "pass" } else { "fail" }.into(),
+        expect: format!("{:?}", s.expect).to_lowercase(),
+        backend: backend.into(),
+        trace_hash: format!("{hash:016x}"),
+        simulated_seconds,
+        wall_seconds,
+        events,
+        faults,
+        invariants: results,
+        reproduce: reproduce_command(&opts.path, opts.seed, backend),
+        stats: RunStats {
+            ops_ok: rec.ops_ok,
+            ops_failed: rec.ops_failed,
+            ops_unknown: rec.ops_unknown,
+            set_acknowledged: rec.set_acknowledged.len() as u64,
+            set_lost,
+            watch_events: rec.watch.iter().map(|s| s.received.len() as u64).sum(),
+            leaders: observed.leaders,
+            converged_after_s: observed.converged.as_ref().ok().map(|d| d.as_secs_f64()),
+        },
+    }
+}
+
+/// The command that replays a run.
+pub fn reproduce_command(path: &str, seed: u64, backend: &str) -> String {
+    if backend == "engine" {
+        format!("faultline sim run {path} --seed {seed}")
+    } else {
+        format!("faultline sim run {path} --seed {seed} --backend {backend}")
+    }
+}

@@ -1,0 +1,643 @@
+//! Scenario files: what cluster to build, what load to run, what faults to
+//! inject and which invariants must hold. TOML, parsed strictly: unknown
+//! fields are rejected, and every error names the file, line, column and
+//! field at fault.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+use toml::Spanned;
+
+/// A duration written like `90s`, `5m`, `250ms` or `1h30m`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Dur(pub Duration);
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Dur, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_duration(&s).map(Dur).map_err(serde::de::Error::custom)
+    }
+}
+
+impl fmt::Display for Dur {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", humantime::format_duration(self.0))
+    }
+}
+
+/// Parses `90s`, `5m`, `250ms`, `1h30m`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("invalid duration {s:?} ({e}); write it like \"90s\", \"5m\" or \"250ms\""))
+}
+
+/// A whole scenario file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    pub name: String,
+    /// One line saying what this scenario proves.
+    #[serde(default)]
+    pub description: String,
+    /// Simulated time the workload and faults run for.
+    pub duration: Spanned<Dur>,
+    /// The seed used when none is given on the command line.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// `pass` (default) or `fail`: a scenario that must catch a violation.
+    #[serde(default)]
+    pub expect: Expect,
+    pub cluster: Cluster,
+    #[serde(default)]
+    pub store: StoreTuning,
+    #[serde(default)]
+    pub workload: Option<Workload>,
+    #[serde(default, rename = "fault")]
+    pub faults: Vec<Spanned<Fault>>,
+    #[serde(default)]
+    pub nemesis: Option<Nemesis>,
+    #[serde(default, rename = "invariant")]
+    pub invariants: Vec<Spanned<Invariant>>,
+}
+
+fn default_seed() -> u64 {
+    1
+}
+
+/// Whether the scenario is expected to pass or to catch a violation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Expect {
+    #[default]
+    Pass,
+    Fail,
+}
+
+/// The machines.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cluster {
+    /// Datacenter names; masters and clients are spread over them in order.
+    pub datacenters: Spanned<Vec<String>>,
+    /// Number of masters (store replicas): 1, 3 or 5 are sensible.
+    pub masters: Spanned<u32>,
+    #[serde(default)]
+    pub latency: Latency,
+}
+
+/// Link latencies.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Latency {
+    #[serde(default = "ms1")]
+    pub within: Dur,
+    #[serde(default = "ms20")]
+    pub between: Dur,
+    /// Uniform random extra delay per segment.
+    #[serde(default = "zero")]
+    pub jitter: Dur,
+}
+
+impl Default for Latency {
+    fn default() -> Latency {
+        Latency {
+            within: ms1(),
+            between: ms20(),
+            jitter: zero(),
+        }
+    }
+}
+
+fn ms1() -> Dur {
+    Dur(Duration::from_millis(1))
+}
+fn ms20() -> Dur {
+    Dur(Duration::from_millis(20))
+}
+fn zero() -> Dur {
+    Dur(Duration::ZERO)
+}
+
+/// Store tunables.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreTuning {
+    #[serde(default = "tick")]
+    pub tick: Dur,
+    #[serde(default = "election_ticks")]
+    pub election_ticks: u32,
+    #[serde(default = "snapshot_every")]
+    pub snapshot_every: u64,
+    #[serde(default = "keep_revisions")]
+    pub keep_revisions: i64,
+    /// Deliberate bugs, to prove the checkers bite. Test scenarios only.
+    #[serde(default)]
+    pub bugs: Vec<Spanned<Bug>>,
+}
+
+impl Default for StoreTuning {
+    fn default() -> StoreTuning {
+        StoreTuning {
+            tick: tick(),
+            election_ticks: election_ticks(),
+            snapshot_every: snapshot_every(),
+            keep_revisions: keep_revisions(),
+            bugs: Vec::new(),
+        }
+    }
+}
+
+fn tick() -> Dur {
+    Dur(Duration::from_millis(100))
+}
+fn election_ticks() -> u32 {
+    10
+}
+fn snapshot_every() -> u64 {
+    1000
+}
+fn keep_revisions() -> i64 {
+    5000
+}
+
+/// A deliberate store bug.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Bug {
+    /// Acknowledge writes before they commit.
+    AckBeforeCommit,
+    /// Serve linearizable reads from any replica without a read index.
+    StaleReads,
+}
+
+/// The client load.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Workload {
+    /// Client hosts, spread over the datacenters.
+    #[serde(default = "clients")]
+    pub clients: Spanned<u32>,
+    /// Operations per simulated second, all clients together.
+    #[serde(default = "rate")]
+    pub rate: Spanned<f64>,
+    /// Registers (keys) the register workload spreads over.
+    #[serde(default = "keys")]
+    pub keys: Spanned<u32>,
+    /// Relative weights of the operations.
+    #[serde(default)]
+    pub mix: Mix,
+    /// Run a watcher that checks the watch stream.
+    #[serde(default = "yes")]
+    pub watch: bool,
+}
+
+fn clients() -> Spanned<u32> {
+    Spanned::new(0..0, 3)
+}
+fn rate() -> Spanned<f64> {
+    Spanned::new(0..0, 100.0)
+}
+fn keys() -> Spanned<u32> {
+    Spanned::new(0..0, 8)
+}
+fn yes() -> bool {
+    true
+}
+
+/// Operation weights.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mix {
+    #[serde(default = "w3")]
+    pub get: u32,
+    #[serde(default = "w3")]
+    pub put: u32,
+    #[serde(default = "w2")]
+    pub cas: u32,
+    #[serde(default = "w1")]
+    pub delete: u32,
+    /// Set-workload adds (each a put of a fresh key, checked for loss).
+    #[serde(default = "w3")]
+    pub add: u32,
+}
+
+impl Default for Mix {
+    fn default() -> Mix {
+        Mix {
+            get: 3,
+            put: 3,
+            cas: 2,
+            delete: 1,
+            add: 3,
+        }
+    }
+}
+
+fn w1() -> u32 {
+    1
+}
+fn w2() -> u32 {
+    2
+}
+fn w3() -> u32 {
+    3
+}
+
+/// A fault at a fixed time.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fault {
+    pub at: Dur,
+    pub kind: FaultKind,
+    /// What it hits: a host name, a datacenter, `leader`, `follower`,
+    /// `random`, `minority`, `majority` (see each kind).
+    #[serde(default)]
+    pub target: Option<String>,
+    /// How long it lasts before it heals (crashed hosts restart).
+    #[serde(rename = "for")]
+    pub duration: Option<Dur>,
+    /// Packet loss probability (`loss`).
+    #[serde(default)]
+    pub probability: Option<f64>,
+    /// Extra delay (`latency`, `disk-slow`).
+    #[serde(default)]
+    pub delay: Option<Dur>,
+    /// Bits to flip (`disk-corruption`).
+    #[serde(default)]
+    pub bits: Option<u32>,
+}
+
+/// Every fault kind a store scenario can inject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FaultKind {
+    /// Crash a master process (page cache survives); restart after `for`.
+    MasterCrash,
+    /// Crash whichever master leads the store right now.
+    LeaderKill,
+    /// Power loss on a master: unsynced writes are lost, the last may tear.
+    PowerLoss,
+    /// Cut masters off: `target` = `leader` (isolate it), `minority`,
+    /// `majority`, a host, or a datacenter.
+    Partition,
+    /// Like `partition` but only traffic *from* the target is dropped.
+    PartitionOneWay,
+    /// Random loss on every link of the target (TCP retransmits).
+    Loss,
+    /// Extra latency on every link of the target.
+    Latency,
+    /// Flip bits in a master's log, then crash it so it must recover.
+    DiskCorruption,
+    /// The master's disk is full for `for`.
+    DiskFull,
+    /// Every disk operation of the master fails for `for`.
+    DiskEio,
+    /// Every disk operation of the master is slow for `for`.
+    DiskSlow,
+}
+
+impl FaultKind {
+    /// The kebab-case name used in files.
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultKind::MasterCrash => "master-crash",
+            FaultKind::LeaderKill => "leader-kill",
+            FaultKind::PowerLoss => "power-loss",
+            FaultKind::Partition => "partition",
+            FaultKind::PartitionOneWay => "partition-one-way",
+            FaultKind::Loss => "loss",
+            FaultKind::Latency => "latency",
+            FaultKind::DiskCorruption => "disk-corruption",
+            FaultKind::DiskFull => "disk-full",
+            FaultKind::DiskEio => "disk-eio",
+            FaultKind::DiskSlow => "disk-slow",
+        }
+    }
+}
+
+/// Random faults drawn from the seed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Nemesis {
+    /// Mean time between the end of one fault and the start of the next.
+    pub every: Dur,
+    /// Kinds to draw from (uniformly).
+    pub kinds: Spanned<Vec<FaultKind>>,
+    /// Shortest and longest fault duration.
+    #[serde(default = "min_for")]
+    pub min_for: Dur,
+    #[serde(default = "max_for")]
+    pub max_for: Dur,
+    /// Nothing starts before this.
+    #[serde(default = "start_after")]
+    pub start_after: Dur,
+}
+
+fn min_for() -> Dur {
+    Dur(Duration::from_secs(1))
+}
+fn max_for() -> Dur {
+    Dur(Duration::from_secs(10))
+}
+fn start_after() -> Dur {
+    Dur(Duration::from_secs(2))
+}
+
+/// A property the run must keep.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Invariant {
+    pub kind: InvariantKind,
+    /// Deadline for `converges`.
+    #[serde(default)]
+    pub within: Option<Dur>,
+    /// Optional display name.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// Invariant kinds for store scenarios.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InvariantKind {
+    /// Every register history is linearizable.
+    Linearizable,
+    /// Every acknowledged set add is present at the end.
+    NoLostWrites,
+    /// Raft: at most one leader per term; committed entries never change.
+    RaftSafety,
+    /// After faults heal, every replica reaches the same state within `within`.
+    Converges,
+    /// Watch streams deliver every event once, in order, without gaps.
+    WatchOrdered,
+}
+
+impl InvariantKind {
+    /// The kebab-case name used in files.
+    pub fn name(self) -> &'static str {
+        match self {
+            InvariantKind::Linearizable => "linearizable",
+            InvariantKind::NoLostWrites => "no-lost-writes",
+            InvariantKind::RaftSafety => "raft-safety",
+            InvariantKind::Converges => "converges",
+            InvariantKind::WatchOrdered => "watch-ordered",
+        }
+    }
+}
+
+/// A scenario file that failed to load: exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ScenarioError(pub String);
+
+/// Host names of the masters, in order.
+pub fn master_names(n: u32) -> Vec<String> {
+    (1..=n).map(|i| format!("m{i}")).collect()
+}
+
+/// Host names of the clients, in order.
+pub fn client_names(n: u32) -> Vec<String> {
+    (1..=n).map(|i| format!("c{i}")).collect()
+}
+
+impl Scenario {
+    /// Loads and validates a scenario file.
+    pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ScenarioError(format!("{}: cannot read: {e}", path.display())))?;
+        Scenario::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses and validates scenario text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Scenario, ScenarioError> {
+        let scenario: Scenario = toml::from_str(text).map_err(|e| {
+            let at = e
+                .span()
+                .map(|s| {
+                    let (l, c) = line_col(text, s.start);
+                    format!(":{l}:{c}")
+                })
+                .unwrap_or_default();
+            ScenarioError(format!("{origin}{at}: {}", e.message().trim()))
+        })?;
+        scenario.validate(text, origin)?;
+        Ok(scenario)
+    }
+
+    fn validate(&self, text: &str, origin: &str) -> Result<(), ScenarioError> {
+        let err = |span: std::ops::Range<usize>, field: &str, msg: String| {
+            let (l, c) = line_col(text, span.start);
+            ScenarioError(format!("{origin}:{l}:{c}: {field}: {msg}"))
+        };
+        if self.duration.get_ref().0.is_zero() {
+            return Err(err(self.duration.span(), "duration", "must be positive".into()));
+        }
+        let dcs = self.cluster.datacenters.get_ref();
+        if dcs.is_empty() {
+            return Err(err(
+                self.cluster.datacenters.span(),
+                "cluster.datacenters",
+                "needs at least one datacenter".into(),
+            ));
+        }
+        let unique: BTreeSet<&String> = dcs.iter().collect();
+        if unique.len() != dcs.len() {
+            return Err(err(
+                self.cluster.datacenters.span(),
+                "cluster.datacenters",
+                "names must be unique".into(),
+            ));
+        }
+        let masters = *self.cluster.masters.get_ref();
+        if masters == 0 || masters > 9 {
+            return Err(err(
+                self.cluster.masters.span(),
+                "cluster.masters",
+                format!("{masters} masters: use 1 to 9 (3 or 5 are usual)"),
+            ));
+        }
+        if let Some(w) = &self.workload {
+            if *w.clients.get_ref() == 0 {
+                return Err(err(w.clients.span(), "workload.clients", "must be at least 1".into()));
+            }
+            let rate = *w.rate.get_ref();
+            if !(rate > 0.0 && rate <= 100_000.0) {
+                return Err(err(w.rate.span(), "workload.rate", format!("{rate} is not in (0, 100000]")));
+            }
+            if *w.keys.get_ref() == 0 {
+                return Err(err(w.keys.span(), "workload.keys", "must be at least 1".into()));
+            }
+            let m = &w.mix;
+            if m.get + m.put + m.cas + m.delete + m.add == 0 {
+                return Err(ScenarioError(format!("{origin}: workload.mix: all weights are zero")));
+            }
+        }
+        let hosts: BTreeSet<String> = master_names(masters).into_iter().collect();
+        let duration = self.duration.get_ref().0;
+        for f in &self.faults {
+            let fault = f.get_ref();
+            let field = format!("fault ({})", fault.kind.name());
+            if fault.at.0 >= duration {
+                return Err(err(
+                    f.span(),
+                    &field,
+                    format!("at = {} is not before the end of the run ({})", fault.at, self.duration.get_ref()),
+                ));
+            }
+            if let Some(d) = fault.duration {
+                if d.0.is_zero() {
+                    return Err(err(f.span(), &field, "`for` must be positive".into()));
+                }
+            }
+            let needs_for = !matches!(fault.kind, FaultKind::LeaderKill | FaultKind::MasterCrash | FaultKind::PowerLoss | FaultKind::DiskCorruption);
+            if needs_for && fault.duration.is_none() {
+                return Err(err(f.span(), &field, "needs `for` (how long the fault lasts)".into()));
+            }
+            if let Some(t) = &fault.target {
+                let ok = match fault.kind {
+                    FaultKind::Partition | FaultKind::PartitionOneWay | FaultKind::Loss | FaultKind::Latency => {
+                        hosts.contains(t)
+                            || dcs.contains(t)
+                            || ["leader", "follower", "random", "minority", "majority"].contains(&t.as_str())
+                    }
+                    FaultKind::LeaderKill => t == "leader",
+                    FaultKind::MasterCrash | FaultKind::PowerLoss => {
+                        hosts.contains(t) || ["leader", "follower", "random", "all"].contains(&t.as_str())
+                    }
+                    _ => hosts.contains(t) || ["leader", "follower", "random"].contains(&t.as_str()),
+                };
+                if !ok {
+                    return Err(err(
+                        f.span(),
+                        &format!("{field}.target"),
+                        format!(
+                            "unknown target {t:?}: use a master ({}), a datacenter ({}), or leader/follower/random{}",
+                            hosts.iter().cloned().collect::<Vec<_>>().join(", "),
+                            dcs.join(", "),
+                            if matches!(fault.kind, FaultKind::Partition | FaultKind::PartitionOneWay) {
+                                "/minority/majority"
+                            } else {
+                                ""
+                            }
+                        ),
+                    ));
+                }
+            }
+            if let Some(p) = fault.probability {
+                if !(0.0..1.0).contains(&p) {
+                    return Err(err(f.span(), &format!("{field}.probability"), format!("{p} is not in [0, 1)")));
+                }
+            }
+            if fault.kind == FaultKind::Loss && fault.probability.is_none() {
+                return Err(err(f.span(), &field, "needs `probability`".into()));
+            }
+            if matches!(fault.kind, FaultKind::Latency | FaultKind::DiskSlow) && fault.delay.is_none() {
+                return Err(err(f.span(), &field, "needs `delay`".into()));
+            }
+        }
+        if let Some(n) = &self.nemesis {
+            if n.every.0.is_zero() {
+                return Err(ScenarioError(format!("{origin}: nemesis.every: must be positive")));
+            }
+            if n.kinds.get_ref().is_empty() {
+                return Err(err(n.kinds.span(), "nemesis.kinds", "needs at least one kind".into()));
+            }
+            if n.min_for.0.is_zero() || n.min_for > n.max_for {
+                return Err(ScenarioError(format!(
+                    "{origin}: nemesis: min_for ({}) must be positive and at most max_for ({})",
+                    n.min_for, n.max_for
+                )));
+            }
+        }
+        if self.invariants.is_empty() {
+            return Err(ScenarioError(format!(
+                "{origin}: no [[invariant]]: a scenario must check something"
+            )));
+        }
+        for i in &self.invariants {
+            let inv = i.get_ref();
+            let needs_workload = matches!(
+                inv.kind,
+                InvariantKind::Linearizable | InvariantKind::NoLostWrites | InvariantKind::WatchOrdered
+            );
+            if needs_workload && self.workload.is_none() {
+                return Err(err(
+                    i.span(),
+                    &format!("invariant ({})", inv.kind.name()),
+                    "needs a [workload] to record a history".into(),
+                ));
+            }
+            if let Some(w) = inv.within {
+                if w.0.is_zero() {
+                    return Err(err(i.span(), "invariant.within", "must be positive".into()));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// 1-based line and column of a byte offset.
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
+    (line, col)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+name = "t"
+duration = "30s"
+[cluster]
+datacenters = ["a", "b", "c"]
+masters = 3
+[workload]
+rate = 50
+[[fault]]
+at = "5s"
+kind = "leader-kill"
+for = "3s"
+[[invariant]]
+kind = "linearizable"
+"#;
+
+    #[test]
+    fn parses_a_good_file() {
+        let s = Scenario::parse(GOOD, "t.toml").unwrap();
+        assert_eq!(s.duration.get_ref().0, Duration::from_secs(30));
+        assert_eq!(s.faults.len(), 1);
+    }
+
+    fn error_of(text: &str) -> String {
+        Scenario::parse(text, "t.toml").unwrap_err().0
+    }
+
+    #[test]
+    fn errors_name_file_line_and_field() {
+        let e = error_of(&GOOD.replace("masters = 3", "masters = \"three\""));
+        assert!(e.starts_with("t.toml:6:"), "{e}");
+        let e = error_of(&GOOD.replace("kind = \"leader-kill\"", "kind = \"meteor\""));
+        assert!(e.contains("t.toml:11:") && e.contains("meteor"), "{e}");
+        let e = error_of(&GOOD.replace("rate = 50", "rate = 50\nrat = 3"));
+        assert!(e.contains("unknown field") && e.contains("rat"), "{e}");
+        let e = error_of(&GOOD.replace("duration = \"30s\"", "duration = \"soon\""));
+        assert!(e.contains("t.toml:3:") && e.contains("invalid duration"), "{e}");
+        let e = error_of(&GOOD.replace("at = \"5s\"", "at = \"50s\""));
+        assert!(e.contains("not before the end"), "{e}");
+        let e = error_of(&GOOD.replace("for = \"3s\"", "for = \"3s\"\ntarget = \"m9\""));
+        assert!(e.contains("target") && e.contains("m9"), "{e}");
+        let e = error_of(&GOOD.replace("masters = 3", "masters = 0"));
+        assert!(e.contains("cluster.masters"), "{e}");
+        let e = error_of("name = ");
+        assert!(e.starts_with("t.toml:1:"), "{e}");
+        let e = error_of(&GOOD.replace("[[invariant]]\nkind = \"linearizable\"\n", ""));
+        assert!(e.contains("no [[invariant]]"), "{e}");
+    }
+}

@@ -1,0 +1,386 @@
+//! The store workload, run by client hosts inside the simulation, and the
+//! recorder that keeps what they saw for the checkers.
+//!
+//! - **register** ops (get, put, cas, delete) on a few keys, recorded as a
+//!   history for the linearizability checker;
+//! - **set** adds (a put of a fresh key), checked for loss at the end;
+//! - a **watcher** that follows the set's prefix and records every event,
+//!   checked for gaps, duplicates and order.
+//!
+//! Everything a client does goes through its host's `Env`, so the same code
+//! runs on both backends.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
+use std::time::Duration;
+
+use faultline_checker::history::{Call, CallResult, History, Outcome};
+use faultline_checker::watch::{EventKind as WEventKind, WatchEvent};
+use faultline_env::Env;
+use faultline_store::client::{prefix, prefix_end, ClientConfig, ClientError, StoreClient};
+use faultline_store::ops::EventKind;
+use rand::Rng;
+
+use crate::scenario::Mix;
+
+/// Prefix of the register keys.
+pub const REGISTER_PREFIX: &str = "reg/";
+/// Prefix of the set elements.
+pub const SET_PREFIX: &str = "set/";
+/// The client id used for the final reads.
+pub const FINAL_CLIENT: u64 = u64::MAX;
+
+/// One watch stream segment: gap-free from `start_revision` on.
+#[derive(Debug, Clone, Default)]
+pub struct WatchSegment {
+    pub start_revision: u64,
+    pub received: Vec<WatchEvent>,
+}
+
+/// What the clients recorded.
+pub struct Recorder {
+    /// Simulated nanoseconds since the run began.
+    clock: Rc<dyn Fn() -> u64>,
+    pub history: History,
+    pub set_acknowledged: BTreeSet<String>,
+    pub set_unknown: BTreeSet<String>,
+    pub watch: Vec<WatchSegment>,
+    pub ops_ok: u64,
+    pub ops_failed: u64,
+    pub ops_unknown: u64,
+}
+
+/// The recorder, shared by every client host of a run.
+pub type SharedRecorder = Rc<RefCell<Recorder>>;
+
+impl Recorder {
+    /// A recorder whose times come from `clock` (simulated ns since start).
+    pub fn new(clock: Rc<dyn Fn() -> u64>) -> SharedRecorder {
+        Rc::new(RefCell::new(Recorder {
+            clock,
+            history: History::new(),
+            set_acknowledged: BTreeSet::new(),
+            set_unknown: BTreeSet::new(),
+            watch: Vec::new(),
+            ops_ok: 0,
+            ops_failed: 0,
+            ops_unknown: 0,
+        }))
+    }
+
+    fn now_ns(&self) -> u64 {
+        (self.clock)()
+    }
+
+    fn invoke(&mut self, client: u64, key: &str, call: Call) -> u64 {
+        let t = self.now_ns();
+        self.history.invoke(client, key, call, t)
+    }
+
+    fn finish(&mut self, id: u64, outcome: Outcome) {
+        match outcome {
+            Outcome::Ok { .. } => self.ops_ok += 1,
+            Outcome::Fail { .. } => self.ops_failed += 1,
+            Outcome::Unknown => self.ops_unknown += 1,
+        }
+        self.history
+            .complete(id, outcome)
+            .expect("each op completes once, after it was invoked");
+    }
+
+    fn ok(&mut self, id: u64, result: CallResult) {
+        let complete_ns = self.now_ns();
+        self.finish(id, Outcome::Ok { complete_ns, result });
+    }
+
+    /// Records a failed call: definitely not applied, or unknown.
+    fn failed(&mut self, id: u64, e: &ClientError) {
+        let complete_ns = self.now_ns();
+        let outcome = match e {
+            ClientError::Timeout { maybe_applied: true } => Outcome::Unknown,
+            _ => Outcome::Fail { complete_ns },
+        };
+        self.finish(id, outcome);
+    }
+}
+
+/// What the clients do.
+pub struct WorkloadSpec {
+    pub endpoints: Vec<String>,
+    /// Operations per simulated second for one client.
+    pub rate_per_client: f64,
+    pub keys: u32,
+    pub mix: Mix,
+    /// Set when the faulty phase ends: clients stop issuing operations.
+    pub stop: Rc<Cell<bool>>,
+}
+
+fn client_config(endpoints: &[String]) -> ClientConfig {
+    let mut cfg = ClientConfig::new(endpoints.to_vec());
+    cfg.attempt_timeout = Duration::from_secs(1);
+    cfg.deadline = Duration::from_secs(5);
+    cfg
+}
+
+fn value(v: &Option<faultline_store::ops::KeyValue>) -> Option<String> {
+    v.as_ref().map(|kv| String::from_utf8_lossy(&kv.value).into_owned())
+}
+
+/// One client: issues operations at random until told to stop.
+pub async fn client_loop(env: Env, index: u32, spec: Rc<WorkloadSpec>, rec: SharedRecorder) {
+    let client = StoreClient::new(env.clone(), client_config(&spec.endpoints));
+    let id = u64::from(index);
+    let weights = [spec.mix.get, spec.mix.put, spec.mix.cas, spec.mix.delete, spec.mix.add];
+    let total: u32 = weights.iter().sum();
+    // The last value this client saw per key, to make CAS plausible.
+    let mut seen: BTreeMap<String, Option<String>> = BTreeMap::new();
+    let mut n = 0u64;
+    loop {
+        let (gap, pick, k) = {
+            let mut rng = env.rng();
+            let u: f64 = rng.random_range(1e-9..1.0);
+            (
+                Duration::from_secs_f64(-u.ln() / spec.rate_per_client),
+                rng.random_range(0..total),
+                rng.random_range(0..spec.keys),
+            )
+        };
+        env.sleep(gap).await;
+        if spec.stop.get() {
+            return;
+        }
+        n += 1;
+        let key = format!("{REGISTER_PREFIX}k{k}");
+        let mut acc = 0;
+        let op = weights
+            .iter()
+            .position(|w| {
+                acc += w;
+                pick < acc
+            })
+            .expect("pick < total");
+        let val = format!("c{index}-{n}");
+        match op {
+            0 => {
+                let op_id = rec.borrow_mut().invoke(id, &key, Call::Get);
+                match client.get(key.as_bytes()).await {
+                    Ok(kv) => {
+                        let v = value(&kv);
+                        seen.insert(key.clone(), v.clone());
+                        rec.borrow_mut().ok(op_id, CallResult::Get(v));
+                    }
+                    // A read that timed out constrains nothing.
+                    Err(e) => rec.borrow_mut().failed(op_id, &e),
+                }
+            }
+            1 => {
+                let op_id = rec.borrow_mut().invoke(id, &key, Call::Put { value: val.clone() });
+                match client.put(key.as_bytes(), val.as_bytes()).await {
+                    Ok(_) => {
+                        seen.insert(key.clone(), Some(val));
+                        rec.borrow_mut().ok(op_id, CallResult::Put);
+                    }
+                    Err(e) => rec.borrow_mut().failed(op_id, &e),
+                }
+            }
+            2 => {
+                let expected = seen.get(&key).cloned().flatten();
+                let call = Call::Cas {
+                    expected: expected.clone(),
+                    new: val.clone(),
+                };
+                let op_id = rec.borrow_mut().invoke(id, &key, call);
+                match client.cas(key.as_bytes(), expected.as_deref().map(str::as_bytes), val.as_bytes()).await {
+                    Ok(swapped) => {
+                        if swapped {
+                            seen.insert(key.clone(), Some(val));
+                        }
+                        rec.borrow_mut().ok(op_id, CallResult::Cas(swapped));
+                    }
+                    Err(e) => rec.borrow_mut().failed(op_id, &e),
+                }
+            }
+            3 => {
+                let op_id = rec.borrow_mut().invoke(id, &key, Call::Delete);
+                match client.delete(key.as_bytes()).await {
+                    Ok(_) => {
+                        seen.insert(key.clone(), None);
+                        rec.borrow_mut().ok(op_id, CallResult::Delete);
+                    }
+                    Err(e) => rec.borrow_mut().failed(op_id, &e),
+                }
+            }
+            _ => {
+                let element = format!("{SET_PREFIX}{val}");
+                match client.put(element.as_bytes(), val.as_bytes()).await {
+                    Ok(_) => {
+                        let mut r = rec.borrow_mut();
+                        r.ops_ok += 1;
+                        r.set_acknowledged.insert(element);
+                    }
+                    Err(ClientError::Timeout { maybe_applied: true }) => {
+                        let mut r = rec.borrow_mut();
+                        r.ops_unknown += 1;
+                        r.set_unknown.insert(element);
+                    }
+                    Err(_) => rec.borrow_mut().ops_failed += 1,
+                }
+            }
+        }
+    }
+}
+
+/// Follows the set prefix from revision 1 and records every event.
+pub async fn watcher_loop(env: Env, endpoints: Vec<String>, rec: SharedRecorder) {
+    let client = StoreClient::new(env.clone(), client_config(&endpoints));
+    let end = prefix_end(SET_PREFIX.as_bytes());
+    let mut next: u64 = 1;
+    rec.borrow_mut().watch.push(WatchSegment {
+        start_revision: 1,
+        received: Vec::new(),
+    });
+    loop {
+        let Some(mut stream) = client.watch(SET_PREFIX.as_bytes(), &end, next as i64).await else {
+            env.sleep(Duration::from_millis(200)).await;
+            continue;
+        };
+        loop {
+            match stream.next().await {
+                Some(Ok(events)) => {
+                    let mut r = rec.borrow_mut();
+                    let seg = r.watch.last_mut().expect("a segment is open");
+                    for e in events {
+                        let revision = e.kv.mod_revision as u64;
+                        next = next.max(revision + 1);
+                        seg.received.push(WatchEvent {
+                            revision,
+                            key: String::from_utf8_lossy(&e.kv.key).into_owned(),
+                            kind: match e.kind {
+                                EventKind::Put => WEventKind::Put {
+                                    value: String::from_utf8_lossy(&e.kv.value).into_owned(),
+                                },
+                                EventKind::Delete => WEventKind::Delete,
+                            },
+                        });
+                    }
+                }
+                Some(Err(faultline_store::ops::StoreError::Compacted { compact_revision })) => {
+                    // History was compacted under us: a gap is legitimate
+                    // here, so a new gap-free segment starts.
+                    next = compact_revision as u64 + 1;
+                    rec.borrow_mut().watch.push(WatchSegment {
+                        start_revision: next,
+                        received: Vec::new(),
+                    });
+                    break;
+                }
+                Some(Err(_)) | None => break,
+            }
+        }
+        env.sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// What the final phase read.
+#[derive(Debug, Default)]
+pub struct FinalState {
+    /// Every set element present, with its revision and value.
+    pub set: Vec<(u64, String, String)>,
+    pub error: Option<String>,
+}
+
+/// After healing: reads the whole set and every register (recording the
+/// register reads in the history so linearizability covers the end state).
+pub async fn final_reads(env: Env, endpoints: Vec<String>, keys: u32, rec: SharedRecorder) -> FinalState {
+    let client = StoreClient::new(env.clone(), client_config(&endpoints));
+    let mut out = FinalState::default();
+    let deadline = env.now() + Duration::from_secs(60);
+    loop {
+        match client.range(prefix(SET_PREFIX.as_bytes()), true).await {
+            Ok((_, r)) => {
+                out.set = r
+                    .kvs
+                    .iter()
+                    .map(|kv| {
+                        (
+                            kv.mod_revision as u64,
+                            String::from_utf8_lossy(&kv.key).into_owned(),
+                            String::from_utf8_lossy(&kv.value).into_owned(),
+                        )
+                    })
+                    .collect();
+                break;
+            }
+            Err(e) if env.now() >= deadline => {
+                out.error = Some(format!("final read of the set failed: {e}"));
+                return out;
+            }
+            Err(_) => env.sleep(Duration::from_millis(500)).await,
+        }
+    }
+    for k in 0..keys {
+        let key = format!("{REGISTER_PREFIX}k{k}");
+        let op_id = rec.borrow_mut().invoke(FINAL_CLIENT, &key, Call::Get);
+        match client.get(key.as_bytes()).await {
+            Ok(kv) => rec.borrow_mut().ok(op_id, CallResult::Get(value(&kv))),
+            Err(e) => rec.borrow_mut().failed(op_id, &e),
+        }
+    }
+    out
+}
+
+/// Waits until every replica reports the same applied index and state
+/// digest, with one leader and nobody recovering. Returns how long it took.
+pub async fn await_convergence(env: Env, endpoints: Vec<String>, within: Duration) -> Result<Duration, String> {
+    let start = env.now();
+    let client = StoreClient::new(env.clone(), client_config(&endpoints));
+    let mut stable = 0;
+    loop {
+        let mut states = Vec::new();
+        for i in 0..endpoints.len() {
+            states.push(client.status(i).await);
+        }
+        let view: Vec<String> = states
+            .iter()
+            .zip(&endpoints)
+            .map(|(s, e)| match s {
+                Some(s) => format!(
+                    "{e}: term {} leader {:?} applied {} commit {} digest {:016x}{}",
+                    s.term,
+                    s.leader,
+                    s.applied,
+                    s.commit,
+                    s.digest,
+                    if s.recovering { " RECOVERING" } else { "" }
+                ),
+                None => format!("{e}: unreachable"),
+            })
+            .collect();
+        let all: Option<Vec<_>> = states.into_iter().collect();
+        let agreed = all.as_ref().is_some_and(|all| {
+            let first = &all[0];
+            first.leader.is_some()
+                && all.iter().all(|s| {
+                    !s.recovering
+                        && s.applied == first.applied
+                        && s.applied == s.commit
+                        && s.digest == first.digest
+                        && s.leader == first.leader
+                        && s.term == first.term
+                })
+        });
+        if agreed {
+            stable += 1;
+            if stable >= 2 {
+                return Ok(env.now() - start);
+            }
+        } else {
+            stable = 0;
+        }
+        if env.now() - start >= within {
+            return Err(format!("replicas did not converge within {within:?}: {}", view.join("; ")));
+        }
+        env.sleep(Duration::from_millis(500)).await;
+    }
+}
