@@ -74,6 +74,16 @@ struct Conn {
     out: mpsc::UnboundedSender<Vec<u8>>,
     pending: Rc<RefCell<BTreeMap<u64, Pending>>>,
     alive: Rc<Cell<bool>>,
+    tasks: [tokio::task::JoinHandle<()>; 2],
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        // A connection cut by a partition hangs: its tasks would wait forever.
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
 }
 
 /// Why one attempt failed.
@@ -136,7 +146,7 @@ impl StoreClient {
         let pending: Rc<RefCell<BTreeMap<u64, Pending>>> = Default::default();
         let alive = Rc::new(Cell::new(true));
         let a = alive.clone();
-        self.env.spawn(async move {
+        let writer = self.env.spawn(async move {
             while let Some(mut buf) = out_rx.recv().await {
                 while let Ok(more) = out_rx.try_recv() {
                     buf.extend(more);
@@ -148,7 +158,7 @@ impl StoreClient {
             a.set(false);
         });
         let (p, a) = (pending.clone(), alive.clone());
-        self.env.spawn(async move {
+        let reader = self.env.spawn(async move {
             let mut reader = FrameReader::new(read, proto::MAX_CLIENT_FRAME * 16);
             while let Ok(Frame::Response { id, response }) = reader.next().await {
                 let mut pending = p.borrow_mut();
@@ -170,7 +180,12 @@ impl StoreClient {
             a.set(false);
             p.borrow_mut().clear();
         });
-        let conn = Rc::new(Conn { out, pending, alive });
+        let conn = Rc::new(Conn {
+            out,
+            pending,
+            alive,
+            tasks: [writer, reader],
+        });
         self.conns.borrow_mut().insert(endpoint, conn.clone());
         Some(conn)
     }
@@ -200,7 +215,11 @@ impl StoreClient {
                 Err(Attempt::Lost)
             }
             Err(_) => {
+                // No answer in time: the connection may be cut (a lost
+                // message is never resent), so dial afresh next time.
                 conn.pending.borrow_mut().remove(&id);
+                conn.alive.set(false);
+                self.conns.borrow_mut().remove(&endpoint);
                 Err(Attempt::Lost)
             }
         }
@@ -417,21 +436,39 @@ impl StoreClient {
             start_revision,
         };
         self.send(&conn, request, Pending::Stream(tx));
-        Some(WatchStream { rx })
+        Some(WatchStream {
+            rx,
+            env: self.env.clone(),
+            conn,
+        })
     }
 }
+
+/// A watch that hears nothing, not even a progress notification, for this
+/// long is considered cut off.
+pub const WATCH_IDLE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Events of one watch, in revision order.
 pub struct WatchStream {
     rx: mpsc::UnboundedReceiver<Response>,
+    env: Env,
+    conn: Rc<Conn>,
 }
 
 impl WatchStream {
-    /// The next batch of events; `Err` when the server ended the watch;
-    /// `None` when the connection closed.
+    /// The next non-empty batch of events; `Err` when the server ended the
+    /// watch; `None` when the connection closed or went silent.
     pub async fn next(&mut self) -> Option<Result<Vec<Event>, StoreError>> {
         loop {
-            match self.rx.recv().await? {
+            let r = match self.env.timeout(WATCH_IDLE_TIMEOUT, self.rx.recv()).await {
+                Ok(Some(r)) => r,
+                Ok(None) | Err(_) => {
+                    self.conn.alive.set(false);
+                    return None;
+                }
+            };
+            match r {
+                Response::Events { events } if events.is_empty() => continue,
                 Response::Events { events } => return Some(Ok(events)),
                 Response::WatchEnded { error } => return Some(Err(error)),
                 _ => continue,

@@ -32,6 +32,11 @@ pub enum Frame {
     Request { id: u64, request: Request },
     /// Server -> client, answering request `id`.
     Response { id: u64, response: Response },
+    /// Receiver -> sender on a peer connection, twice a second: proof that
+    /// the path works both ways. A lost message is never resent, so a
+    /// connection cut by a partition hangs rather than fails; without acks
+    /// the sender would write into it forever.
+    Ack,
 }
 
 /// A client request.

@@ -221,20 +221,32 @@ async fn accept_loop(node: Rc<Node>, mut listener: Box<dyn faultline_env::Listen
     }
 }
 
+/// A peer connection that has not been acknowledged for this long is dead.
+const PEER_ACK_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often a receiver acknowledges a peer connection.
+const PEER_ACK_EVERY: Duration = Duration::from_millis(500);
+/// An inbound peer connection silent for this long is closed.
+const PEER_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Keeps a connection to one peer and writes its queued messages.
 async fn peer_sender(env: Env, from: NodeId, addr: String, mut rx: mpsc::Receiver<Message>) {
     let mut backoff = Duration::from_millis(50);
+    let mut pending: Option<Message> = None;
     loop {
         // Wait for something to send before dialling.
-        let Some(first) = rx.recv().await else {
-            return;
-        };
+        if pending.is_none() {
+            match rx.recv().await {
+                Some(m) => pending = Some(m),
+                None => return,
+            }
+        }
         let conn = env.timeout(Duration::from_millis(500), env.net().connect(&addr)).await;
-        let mut conn = match conn {
+        let conn = match conn {
             Ok(Ok(c)) => c,
             _ => {
                 // Unreachable: what was queued is stale by the time we get
                 // through; Raft will resend what still matters.
+                pending = None;
                 while rx.try_recv().is_ok() {}
                 env.sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(1));
@@ -242,24 +254,37 @@ async fn peer_sender(env: Env, from: NodeId, addr: String, mut rx: mpsc::Receive
             }
         };
         backoff = Duration::from_millis(50);
-        let mut pending = Some(first);
+        let (read, mut write) = proto::split(conn);
+        // Acks from the receiver prove the path works both ways.
+        let last_ack = Rc::new(Cell::new(env.now()));
+        let acks = {
+            let (last_ack, env) = (last_ack.clone(), env.clone());
+            env.clone().spawn(async move {
+                let mut reader = FrameReader::new(read, 1024);
+                while let Ok(Frame::Ack) = reader.next().await {
+                    last_ack.set(env.now());
+                }
+                // Closed or garbage: force a redial.
+                last_ack.set(env.now() - PEER_ACK_TIMEOUT * 2);
+            })
+        };
         let hello = proto::encode_frame(&Frame::Hello { from }).expect("hello encodes");
-        if env
-            .timeout(Duration::from_secs(1), conn.write_all(&hello))
-            .await
-            .map_or(true, |r| r.is_err())
-        {
-            continue;
-        }
-        loop {
-            let mut buf = Vec::new();
+        let mut alive = matches!(env.timeout(Duration::from_secs(1), write.write_all(&hello)).await, Ok(Ok(())));
+        while alive {
             let msg = match pending.take() {
-                Some(m) => m,
-                None => match rx.recv().await {
-                    Some(m) => m,
-                    None => return,
+                Some(m) => Some(m),
+                None => match env.timeout(PEER_ACK_EVERY, rx.recv()).await {
+                    Ok(Some(m)) => Some(m),
+                    Ok(None) => return,
+                    Err(_) => None,
                 },
             };
+            if env.now() - last_ack.get() > PEER_ACK_TIMEOUT {
+                env.trace(format_args!("store: connection to {addr} unacknowledged, redialling"));
+                break;
+            }
+            let Some(msg) = msg else { continue };
+            let mut buf = Vec::new();
             push_raft_frame(&mut buf, msg);
             while buf.len() < (1 << 20) {
                 match rx.try_recv() {
@@ -269,11 +294,9 @@ async fn peer_sender(env: Env, from: NodeId, addr: String, mut rx: mpsc::Receive
             }
             // A peer that stops reading (partitioned, frozen) must not wedge
             // this task forever: give up on the connection and redial.
-            match env.timeout(Duration::from_secs(2), conn.write_all(&buf)).await {
-                Ok(Ok(())) => {}
-                _ => break,
-            }
+            alive = matches!(env.timeout(Duration::from_secs(2), write.write_all(&buf)).await, Ok(Ok(())));
         }
+        acks.abort();
     }
 }
 
@@ -294,15 +317,27 @@ async fn handle_conn(node: Rc<Node>, conn: BoxConn, conn_id: u64) {
             return;
         }
         reader.set_max(codec::MAX_RECORD_LEN);
+        let env = node.env.clone();
+        let acker = node.env.spawn(async move {
+            let ack = proto::encode_frame(&Frame::Ack).expect("ack encodes");
+            loop {
+                if !matches!(env.timeout(Duration::from_secs(1), write.write_all(&ack)).await, Ok(Ok(()))) {
+                    return;
+                }
+                env.sleep(PEER_ACK_EVERY).await;
+            }
+        });
         loop {
-            match reader.next().await {
-                Ok(Frame::Raft(msg)) if msg.from == from && msg.to == node.cfg.id => {
+            match node.env.timeout(PEER_IDLE_TIMEOUT, reader.next()).await {
+                Ok(Ok(Frame::Raft(msg))) if msg.from == from && msg.to == node.cfg.id => {
                     node.raft.borrow_mut().step(msg);
                     node.wake.notify_one();
                 }
-                Ok(_) | Err(_) => return,
+                _ => break,
             }
         }
+        acker.abort();
+        return;
     }
     // A client: responses (and watch events) go through one writer task.
     let (tx, mut rx) = mpsc::channel::<Frame>(1024);
@@ -663,6 +698,16 @@ impl Node {
         }
     }
 
+    fn watch_progress(&self) {
+        self.watchers.borrow_mut().retain(|w| {
+            let progress = Frame::Response {
+                id: w.id,
+                response: Response::Events { events: Vec::new() },
+            };
+            !matches!(w.tx.try_send(progress), Err(mpsc::error::TrySendError::Closed(_)))
+        });
+    }
+
     fn notify_watchers(&self, events: &[Event]) {
         let mut watchers = self.watchers.borrow_mut();
         watchers.retain_mut(|w| {
@@ -786,14 +831,23 @@ fn fake_result(op: &Op) -> OpResult {
 
 async fn ticker(node: Rc<Node>) {
     let mut next = node.env.now();
+    let mut last_progress = next;
     loop {
         next += node.cfg.tick;
         node.env.sleep_until(next).await;
         node.raft.borrow_mut().tick();
         node.housekeeping();
         node.wake.notify_one();
+        if next - last_progress >= WATCH_PROGRESS_EVERY {
+            last_progress = next;
+            node.watch_progress();
+        }
     }
 }
+
+/// Watchers get an empty batch this often, so a client can tell a quiet
+/// watch from a dead connection (etcd's progress notifications).
+pub const WATCH_PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
 /// Retries a storage operation until it succeeds, marking the replica as
 /// failing meanwhile (it acknowledges nothing while its disk fails).
