@@ -64,7 +64,11 @@ impl fmt::Display for Op {
                 " -> failed [invoked {} ns, completed {} ns]",
                 self.invoke_ns, complete_ns
             ),
-            Outcome::Unknown => write!(f, " -> unknown [invoked {} ns, never completed]", self.invoke_ns),
+            Outcome::Unknown => write!(
+                f,
+                " -> unknown [invoked {} ns, never completed]",
+                self.invoke_ns
+            ),
         }
     }
 }
@@ -192,7 +196,9 @@ pub enum HistoryError {
     #[error("operation {0} already completed")]
     AlreadyCompleted(u64),
     /// The completion time precedes the invocation time.
-    #[error("operation {id} completed at {complete_ns} ns, before its invocation at {invoke_ns} ns")]
+    #[error(
+        "operation {id} completed at {complete_ns} ns, before its invocation at {invoke_ns} ns"
+    )]
     CompletedBeforeInvoke {
         /// The operation.
         id: u64,
@@ -354,7 +360,10 @@ mod tests {
             h.complete(b, Outcome::Fail { complete_ns: 5 }),
             Err(HistoryError::CompletedBeforeInvoke { .. })
         ));
-        assert_eq!(h.complete(7, Outcome::Unknown), Err(HistoryError::NoSuchOp(7)));
+        assert_eq!(
+            h.complete(7, Outcome::Unknown),
+            Err(HistoryError::NoSuchOp(7))
+        );
         assert_eq!(h.get(b).unwrap().outcome, Outcome::Unknown);
         assert_eq!(h.get(a).unwrap().complete_ns(), Some(20));
         assert_eq!(h.len(), 2);

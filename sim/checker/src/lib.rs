@@ -20,6 +20,8 @@
 //!   committed writes: ordered revisions, no duplicates, no gaps, matching
 //!   values; [`check_watch`] returns a [`WatchVerdict`].
 
+#![warn(missing_docs)]
+
 pub mod history;
 pub mod linearizable;
 pub mod set;

@@ -36,13 +36,31 @@
 //!   +infinity: they may be linearized at any point after their invocation,
 //!   or never (dropped). An unknown `Cas` behaves like a real compare-and-set
 //!   wherever it is placed. An unknown `Get` constrains nothing and is
-//!   dropped. Unknown writes whose written value nothing could ever observe
-//!   (no `Get` returned it, no `Cas` expects it, and no definite `Cas` failed
-//!   on the key) are dropped up front; this is sound because such a write
-//!   can always be dropped from a valid linearization instead.
+//!   dropped.
+//! * The initial value of every key is "absent".
 //!
-//! Each key's search is capped at a number of steps (event visits); past it
-//! the verdict is [`Verdict::Undecided`] rather than a hang.
+//! # Taming unknown outcomes
+//!
+//! Unknown writes make the search exponential (each may or may not happen,
+//! anywhere after its invocation). Three sound and complete reductions
+//! keep the common cases cheap:
+//!
+//! * Unknown writes whose written value nothing could ever observe (no `Get`
+//!   returned it, no `Cas` expects it, and no definite `Cas` failed on the
+//!   key) are dropped up front: such a write can always be dropped from a
+//!   valid linearization instead. If some `Cas` failed, such writes are kept
+//!   but all write one canonical "unobserved" state.
+//! * An unknown write that is the only possible writer of a value observed
+//!   by a definite op must take effect before that op completed; it gets
+//!   that completion as its deadline, i.e. it must be linearized.
+//! * The remaining unknown ops with identical effects (e.g. several
+//!   timed-out deletes) are interchangeable and are linearized in
+//!   invocation order only.
+//!
+//! Histories with many unknown writes whose values *are* observed can still
+//! be expensive to reject. Each key's search is capped at a number of steps
+//! (event visits); past it the verdict is [`Verdict::Undecided`] rather than
+//! a hang.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -389,6 +407,9 @@ impl<'a> Values<'a> {
     }
 }
 
+/// A visited (linearized-set bitset, register state) pair of the memo cache.
+type Visited = (Box<[u64]>, State);
+
 /// "No node" in the event list.
 const NIL: usize = usize::MAX;
 /// The list head sentinel; event nodes are `1..=events`, in sorted order.
@@ -550,7 +571,7 @@ impl<'a> KeySearch<'a> {
         let mut linearized = vec![0u64; words];
         let mut set_hash = 0u64;
         // (hash of set and state) -> visited (set, state) pairs.
-        let mut cache: BTreeMap<u64, Vec<(Box<[u64]>, State)>> = BTreeMap::new();
+        let mut cache: BTreeMap<u64, Vec<Visited>> = BTreeMap::new();
         // (call node, state before linearizing it)
         let mut stack: Vec<(usize, State)> = Vec::new();
         let mut state = ABSENT;
@@ -781,7 +802,12 @@ mod tests {
         fn fail(&mut self, client: u64, key: &str, call: Call, span: (u64, u64)) {
             let id = self.0.invoke(client, key, call, span.0);
             self.0
-                .complete(id, Outcome::Fail { complete_ns: span.1 })
+                .complete(
+                    id,
+                    Outcome::Fail {
+                        complete_ns: span.1,
+                    },
+                )
                 .unwrap();
         }
         fn check(&self) -> Verdict {
@@ -854,7 +880,9 @@ mod tests {
         b.get(3, "k", Some("a"), (15, 16));
         let detail = assert_not_lin(&b.check(), "k", 6);
         assert!(
-            detail.contains("returned \"a\", but while it was pending the register could only have held \"b\""),
+            detail.contains(
+                "returned \"a\", but while it was pending the register could only have held \"b\""
+            ),
             "{detail}"
         );
     }
@@ -955,14 +983,22 @@ mod tests {
         bad.ok(1, "k", cas(Some("a"), "z"), (10, 11), CallResult::Cas(true));
         let detail = assert_not_lin(&bad.check(), "k", 5);
         assert!(
-            detail.contains("it swapped, so the register must have held \"a\", but while it was pending it \
-                 could only have held \"b\""),
+            detail.contains(
+                "it swapped, so the register must have held \"a\", but while it was pending it \
+                 could only have held \"b\""
+            ),
             "{detail}"
         );
 
         // A failed CAS whose expectation must hold.
         let mut bad = b.clone_b();
-        bad.ok(1, "k", cas(Some("b"), "z"), (10, 11), CallResult::Cas(false));
+        bad.ok(
+            1,
+            "k",
+            cas(Some("b"), "z"),
+            (10, 11),
+            CallResult::Cas(false),
+        );
         let detail = assert_not_lin(&bad.check(), "k", 5);
         assert!(detail.contains("it did not swap"), "{detail}");
 

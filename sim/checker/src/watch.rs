@@ -191,7 +191,9 @@ pub fn check_watch(c: &WatchCheck) -> WatchVerdict {
     expected.sort_by_key(|e| e.revision);
     let mut committed_at: BTreeMap<(u64, &str), usize> = BTreeMap::new();
     for (pos, e) in expected.iter().enumerate() {
-        committed_at.entry((e.revision, e.key.as_str())).or_insert(pos);
+        committed_at
+            .entry((e.revision, e.key.as_str()))
+            .or_insert(pos);
     }
     let mut first_seen: BTreeMap<(u64, &str), usize> = BTreeMap::new();
     let mut j = 0;
@@ -481,7 +483,12 @@ mod tests {
     #[test]
     fn value_mismatch() {
         let c = committed();
-        let v = run(vec![c[1].clone(), c[2].clone(), c[3].clone(), put(7, "p/a", "x")]);
+        let v = run(vec![
+            c[1].clone(),
+            c[2].clone(),
+            c[3].clone(),
+            put(7, "p/a", "x"),
+        ]);
         assert_eq!(
             v.violation,
             Some(WatchViolation::ValueMismatch {

@@ -36,6 +36,12 @@ enum Command {
     Master(master::MasterArgs),
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Backend {
+    Engine,
+    Turmoil,
+}
+
 #[derive(Subcommand)]
 enum SimCommand {
     /// Run one scenario at one seed and judge its invariants.
@@ -51,6 +57,10 @@ enum SimCommand {
         /// Print the event trace.
         #[arg(long)]
         trace: bool,
+        /// Simulation backend: the event-driven engine, or turmoil (an
+        /// independent network model; slower, for small worlds).
+        #[arg(long, value_enum, default_value_t = Backend::Engine)]
+        backend: Backend,
     },
     /// Validate scenario files without running them.
     Check {
@@ -70,7 +80,8 @@ fn main() -> ExitCode {
             seed,
             report,
             trace,
-        }) => sim_run(&scenario, seed, report, trace),
+            backend,
+        }) => sim_run(&scenario, seed, report, trace, backend),
         Command::Sim(SimCommand::Check { files }) => sim_check(&files),
         Command::Sim(SimCommand::Explore(args)) => explore::explore(args),
         Command::Master(args) => master::run(args),
@@ -102,7 +113,7 @@ fn sim_check(files: &[PathBuf]) -> ExitCode {
     }
 }
 
-fn sim_run(path: &Path, seed: Option<u64>, report: Option<PathBuf>, trace: bool) -> ExitCode {
+fn sim_run(path: &Path, seed: Option<u64>, report: Option<PathBuf>, trace: bool, backend: Backend) -> ExitCode {
     let scenario = match load(path) {
         Ok(s) => s,
         Err(code) => return code,
@@ -117,7 +128,10 @@ fn sim_run(path: &Path, seed: Option<u64>, report: Option<PathBuf>, trace: bool)
     if !scenario.description.is_empty() {
         println!("  {}", scenario.description);
     }
-    let outcome = faultline_sim::run_engine(&scenario, &opts);
+    let outcome = match backend {
+        Backend::Engine => faultline_sim::run_engine(&scenario, &opts),
+        Backend::Turmoil => faultline_sim::turmoil_backend::run_turmoil(&scenario, &opts),
+    };
     if trace {
         for line in &outcome.trace {
             println!("trace: {line}");
@@ -125,7 +139,10 @@ fn sim_run(path: &Path, seed: Option<u64>, report: Option<PathBuf>, trace: bool)
     }
     let s = &outcome.summary;
     print_summary(s);
-    let dir = report.unwrap_or_else(|| PathBuf::from(format!("reports/out/{}-seed{}", s.scenario, s.seed)));
+    let dir = report.unwrap_or_else(|| {
+        let suffix = if backend == Backend::Turmoil { "-turmoil" } else { "" };
+        PathBuf::from(format!("reports/out/{}-seed{}{suffix}", s.scenario, s.seed))
+    });
     if let Err(e) = s.write(&dir) {
         eprintln!("error: cannot write the report: {e:#}");
         return ExitCode::from(2);

@@ -12,7 +12,8 @@ use faultline_checker::{linearizable, set, watch};
 use faultline_engine::{run as run_world, HostMain, LinkConfig, SimDisk, World, WorldConfig};
 use faultline_env::Env;
 use faultline_reports::{FaultRecord, InvariantResult, RunStats, Summary};
-use faultline_store::server::{serve, Bugs, StoreConfig};
+use faultline_store::server::{serve, Bugs, ServeError, StoreConfig};
+use faultline_store::storage::StorageError;
 use tokio::time::Instant;
 
 use crate::faults::{self, Control, FaultDriver};
@@ -64,8 +65,21 @@ pub fn master_main(cfg: StoreConfig) -> HostMain {
     Rc::new(move |env: Env| {
         let cfg = cfg.clone();
         Box::pin(async move {
-            if let Err(e) = serve(env.clone(), cfg).await {
-                env.trace(format_args!("store failed to start: {e}"));
+            // Like a service manager (systemd's Restart=on-failure): a
+            // replica that cannot start because its disk fails is retried;
+            // one whose hard state is gone needs an operator.
+            loop {
+                match serve(env.clone(), cfg.clone()).await {
+                    Ok(()) => return,
+                    Err(ServeError::Storage(e @ StorageError::HardStateLost { .. })) => {
+                        env.trace(format_args!("store cannot start, operator needed: {e}"));
+                        return;
+                    }
+                    Err(e) => {
+                        env.trace(format_args!("store failed to start, retrying: {e}"));
+                        env.sleep(Duration::from_secs(1)).await;
+                    }
+                }
             }
         })
     })
@@ -407,8 +421,11 @@ pub fn judge(
                         received: seg.received.clone(),
                         committed: committed.clone(),
                     });
-                    if !v.ok() && bad.is_none() {
-                        bad = Some(format!("{v:?}"));
+                    if let (Some(violation), None) = (&v.violation, &bad) {
+                        bad = Some(format!(
+                            "watch from revision {}: {violation}",
+                            seg.start_revision
+                        ));
                     }
                 }
                 match bad {
