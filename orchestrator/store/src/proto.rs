@@ -177,17 +177,10 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 self.buf.drain(..self.start);
                 self.start = 0;
             }
+            // `read_buf` fills spare capacity without zeroing it first.
             let len = self.buf.len();
-            self.buf.resize(len + (16 << 10), 0);
-            let n = self.inner.read(&mut self.buf[len..]).await;
-            let n = match n {
-                Ok(n) => n,
-                Err(e) => {
-                    self.buf.truncate(len);
-                    return Err(e.into());
-                }
-            };
-            self.buf.truncate(len + n);
+            self.buf.reserve(16 << 10);
+            let n = self.inner.read_buf(&mut self.buf).await?;
             if n == 0 {
                 return Err(if len == 0 {
                     FrameError::Closed
