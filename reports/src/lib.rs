@@ -91,7 +91,8 @@ impl Summary {
 
     /// Reads a `summary.json`.
     pub fn read(path: &Path) -> anyhow::Result<Summary> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
     }
 

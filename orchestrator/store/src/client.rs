@@ -20,8 +20,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::ops::{
-    Compare, CompareOp, CompareTarget, Command, DeleteRangeRequest, Event, KeyValue, Op, OpResult, PutRequest,
-    RangeRequest, RangeResponse, RequestOp, StoreError, TxnRequest,
+    Command, Compare, CompareOp, CompareTarget, DeleteRangeRequest, Event, KeyValue, Op, OpResult,
+    PutRequest, RangeRequest, RangeResponse, RequestOp, StoreError, TxnRequest,
 };
 use crate::proto::{self, Frame, FrameReader, Request, Response, ServerError, StatusInfo};
 
@@ -36,6 +36,10 @@ pub struct ClientConfig {
     pub attempt_timeout: Duration,
     /// Time allowed for a whole call, retries included.
     pub deadline: Duration,
+    /// Send each linearizable read to a random replica first (as a load
+    /// balancer would) instead of the known leader; a correct replica that
+    /// is not the leader redirects it.
+    pub spread_reads: bool,
 }
 
 impl ClientConfig {
@@ -46,6 +50,7 @@ impl ClientConfig {
             connect_timeout: Duration::from_millis(500),
             attempt_timeout: Duration::from_secs(2),
             deadline: Duration::from_secs(10),
+            spread_reads: false,
         }
     }
 }
@@ -137,7 +142,11 @@ impl StoreClient {
             }
         }
         let addr = &self.cfg.endpoints[endpoint];
-        let stream = match self.env.timeout(self.cfg.connect_timeout, self.env.net().connect(addr)).await {
+        let stream = match self
+            .env
+            .timeout(self.cfg.connect_timeout, self.env.net().connect(addr))
+            .await
+        {
             Ok(Ok(s)) => s,
             _ => return None,
         };
@@ -168,12 +177,10 @@ impl StoreClient {
                             let _ = tx.send(response);
                         }
                     }
-                    Some(Pending::Stream(tx)) => {
-                        if tx.send(response).is_err() {
-                            pending.remove(&id);
-                        }
+                    Some(Pending::Stream(tx)) if tx.send(response).is_err() => {
+                        pending.remove(&id);
                     }
-                    None => {}
+                    Some(Pending::Stream(_)) | None => {}
                 }
             }
             // Connection gone: every waiter learns it by its sender dropping.
@@ -202,7 +209,12 @@ impl StoreClient {
     }
 
     /// One attempt at one replica.
-    async fn call(&self, endpoint: usize, request: Request, timeout: Duration) -> Result<Response, Attempt> {
+    async fn call(
+        &self,
+        endpoint: usize,
+        request: Request,
+        timeout: Duration,
+    ) -> Result<Response, Attempt> {
         let Some(conn) = self.conn(endpoint).await else {
             return Err(Attempt::Unreached);
         };
@@ -237,8 +249,18 @@ impl StoreClient {
     /// the deadline. `is_write` decides whether a lost attempt makes the
     /// outcome uncertain.
     async fn leader_call(&self, request: Request, is_write: bool) -> Result<Response, ClientError> {
+        self.call_from(self.leader.get(), request, is_write).await
+    }
+
+    /// Like `leader_call`, starting at replica `first`.
+    async fn call_from(
+        &self,
+        first: usize,
+        request: Request,
+        is_write: bool,
+    ) -> Result<Response, ClientError> {
         let deadline = self.env.now() + self.cfg.deadline;
-        let mut target = self.leader.get();
+        let mut target = first;
         let mut maybe_applied = false;
         let mut tries = 0u32;
         loop {
@@ -269,7 +291,9 @@ impl StoreClient {
                     self.pause(tries).await;
                 }
                 Ok(Response::Error(ServerError::Store(e))) => return Err(ClientError::Store(e)),
-                Ok(Response::Error(ServerError::BadRequest(e))) => return Err(ClientError::BadRequest(e)),
+                Ok(Response::Error(ServerError::BadRequest(e))) => {
+                    return Err(ClientError::BadRequest(e))
+                }
                 Ok(r) => {
                     self.leader.set(target);
                     return Ok(r);
@@ -297,7 +321,11 @@ impl StoreClient {
         let seq = self.next_seq.get();
         self.next_seq.set(seq + 1);
         self.outstanding.borrow_mut().insert(seq);
-        let first_incomplete = *self.outstanding.borrow().first().expect("seq just inserted");
+        let first_incomplete = *self
+            .outstanding
+            .borrow()
+            .first()
+            .expect("seq just inserted");
         let cmd = Command {
             client: self.id,
             seq,
@@ -312,16 +340,39 @@ impl StoreClient {
                 ..
             } => Err(ClientError::Store(e)),
             Response::Write { revision, result } => Ok((revision, result)),
-            other => Err(ClientError::BadRequest(format!("unexpected response {other:?}"))),
+            other => Err(ClientError::BadRequest(format!(
+                "unexpected response {other:?}"
+            ))),
         }
     }
 
     /// Reads a range. Linearizable reads go to the leader (read index);
     /// serializable ones to any replica.
-    pub async fn range(&self, range: RangeRequest, linearizable: bool) -> Result<(i64, RangeResponse), ClientError> {
-        match self.leader_call(Request::Range { range, linearizable }, false).await? {
+    pub async fn range(
+        &self,
+        range: RangeRequest,
+        linearizable: bool,
+    ) -> Result<(i64, RangeResponse), ClientError> {
+        let first = if self.cfg.spread_reads {
+            self.env.rng().next_u64() as usize % self.cfg.endpoints.len()
+        } else {
+            self.leader.get()
+        };
+        match self
+            .call_from(
+                first,
+                Request::Range {
+                    range,
+                    linearizable,
+                },
+                false,
+            )
+            .await?
+        {
             Response::Range { revision, range } => Ok((revision, range)),
-            other => Err(ClientError::BadRequest(format!("unexpected response {other:?}"))),
+            other => Err(ClientError::BadRequest(format!(
+                "unexpected response {other:?}"
+            ))),
         }
     }
 
@@ -337,7 +388,12 @@ impl StoreClient {
     }
 
     /// Puts `key = value` attached to `lease`.
-    pub async fn put_with_lease(&self, key: &[u8], value: &[u8], lease: i64) -> Result<i64, ClientError> {
+    pub async fn put_with_lease(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        lease: i64,
+    ) -> Result<i64, ClientError> {
         let op = Op::Put(PutRequest {
             key: key.to_vec(),
             value: value.to_vec(),
@@ -362,13 +418,20 @@ impl StoreClient {
         });
         match self.write(op).await? {
             (_, OpResult::DeleteRange { deleted, .. }) => Ok(deleted),
-            (_, other) => Err(ClientError::BadRequest(format!("unexpected result {other:?}"))),
+            (_, other) => Err(ClientError::BadRequest(format!(
+                "unexpected result {other:?}"
+            ))),
         }
     }
 
     /// Compare-and-swap on a value: sets `key = new` if its value is
     /// `expected` (`None`: the key is absent). Returns whether it swapped.
-    pub async fn cas(&self, key: &[u8], expected: Option<&[u8]>, new: &[u8]) -> Result<bool, ClientError> {
+    pub async fn cas(
+        &self,
+        key: &[u8],
+        expected: Option<&[u8]>,
+        new: &[u8],
+    ) -> Result<bool, ClientError> {
         let compare = match expected {
             Some(v) => Compare {
                 key: key.to_vec(),
@@ -395,7 +458,9 @@ impl StoreClient {
         };
         match self.write(Op::Txn(txn)).await? {
             (_, OpResult::Txn(t)) => Ok(t.succeeded),
-            (_, other) => Err(ClientError::BadRequest(format!("unexpected result {other:?}"))),
+            (_, other) => Err(ClientError::BadRequest(format!(
+                "unexpected result {other:?}"
+            ))),
         }
     }
 
@@ -403,21 +468,31 @@ impl StoreClient {
     pub async fn lease_grant(&self, ttl_ms: i64) -> Result<i64, ClientError> {
         match self.write(Op::LeaseGrant { id: 0, ttl_ms }).await? {
             (_, OpResult::LeaseGrant { id, .. }) => Ok(id),
-            (_, other) => Err(ClientError::BadRequest(format!("unexpected result {other:?}"))),
+            (_, other) => Err(ClientError::BadRequest(format!(
+                "unexpected result {other:?}"
+            ))),
         }
     }
 
     /// Renews a lease; returns its TTL.
     pub async fn keep_alive(&self, lease: i64) -> Result<i64, ClientError> {
-        match self.leader_call(Request::KeepAlive { lease }, false).await? {
+        match self
+            .leader_call(Request::KeepAlive { lease }, false)
+            .await?
+        {
             Response::KeepAlive { ttl_ms } => Ok(ttl_ms),
-            other => Err(ClientError::BadRequest(format!("unexpected response {other:?}"))),
+            other => Err(ClientError::BadRequest(format!(
+                "unexpected response {other:?}"
+            ))),
         }
     }
 
     /// One replica's status (no retries).
     pub async fn status(&self, endpoint: usize) -> Option<StatusInfo> {
-        match self.call(endpoint, Request::Status, self.cfg.attempt_timeout).await {
+        match self
+            .call(endpoint, Request::Status, self.cfg.attempt_timeout)
+            .await
+        {
             Ok(Response::Status(s)) => Some(s),
             _ => None,
         }
@@ -426,7 +501,12 @@ impl StoreClient {
     /// Watches `[key, range_end)` from `start_revision` at one replica.
     /// The stream ends when the connection does; re-watch from the last
     /// revision seen plus one.
-    pub async fn watch(&self, key: &[u8], range_end: &[u8], start_revision: i64) -> Option<WatchStream> {
+    pub async fn watch(
+        &self,
+        key: &[u8],
+        range_end: &[u8],
+        start_revision: i64,
+    ) -> Option<WatchStream> {
         let endpoint = self.leader.get();
         let conn = self.conn(endpoint).await?;
         let (tx, rx) = mpsc::unbounded_channel();

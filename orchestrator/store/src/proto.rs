@@ -68,13 +68,25 @@ pub enum Request {
 /// A server response.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Response {
-    Write { revision: i64, result: OpResult },
-    Range { revision: i64, range: RangeResponse },
+    Write {
+        revision: i64,
+        result: OpResult,
+    },
+    Range {
+        revision: i64,
+        range: RangeResponse,
+    },
     /// A batch of watch events, in revision order.
-    Events { events: Vec<Event> },
+    Events {
+        events: Vec<Event>,
+    },
     /// The watch ended (for example its start revision was compacted).
-    WatchEnded { error: StoreError },
-    KeepAlive { ttl_ms: i64 },
+    WatchEnded {
+        error: StoreError,
+    },
+    KeepAlive {
+        ttl_ms: i64,
+    },
     Status(StatusInfo),
     Error(ServerError),
 }
@@ -203,19 +215,22 @@ pub fn encode_frame(frame: &Frame) -> Result<Vec<u8>, CodecError> {
 }
 
 /// Writes one frame.
-pub async fn write_frame<W: AsyncWrite + Unpin + ?Sized>(w: &mut W, frame: &Frame) -> Result<(), FrameError> {
+pub async fn write_frame<W: AsyncWrite + Unpin + ?Sized>(
+    w: &mut W,
+    frame: &Frame,
+) -> Result<(), FrameError> {
     let bytes = encode_frame(frame)?;
     w.write_all(&bytes).await?;
     Ok(())
 }
 
+/// The reading half of a split connection.
+pub type ReadHalf = tokio::io::ReadHalf<Pin<Box<dyn faultline_env::Conn>>>;
+/// The writing half of a split connection.
+pub type WriteHalf = tokio::io::WriteHalf<Pin<Box<dyn faultline_env::Conn>>>;
+
 /// Splits a boxed connection into halves usable by two tasks.
-pub fn split(
-    conn: faultline_env::BoxConn,
-) -> (
-    tokio::io::ReadHalf<Pin<Box<dyn faultline_env::Conn>>>,
-    tokio::io::WriteHalf<Pin<Box<dyn faultline_env::Conn>>>,
-) {
+pub fn split(conn: faultline_env::BoxConn) -> (ReadHalf, WriteHalf) {
     tokio::io::split(conn)
 }
 

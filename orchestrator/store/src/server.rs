@@ -21,7 +21,9 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use faultline_env::{BoxConn, Env, Observation};
-use faultline_raft::{Config as RaftConfig, Message, NodeId, RawNode, Ready, Role, Snapshot, SnapshotMeta};
+use faultline_raft::{
+    Config as RaftConfig, Message, NodeId, RawNode, Ready, Role, Snapshot, SnapshotMeta,
+};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::time::Instant;
@@ -29,7 +31,9 @@ use tokio::time::Instant;
 use crate::codec;
 use crate::mvcc::Mvcc;
 use crate::ops::{Command, Event, Op, OpResult, RangeRequest, RangeResponse, StoreError};
-use crate::proto::{self, Frame, FrameError, FrameReader, Request, Response, ServerError, StatusInfo};
+use crate::proto::{
+    self, Frame, FrameError, FrameReader, Request, Response, ServerError, StatusInfo,
+};
 use crate::storage::{Storage, StorageError};
 
 /// The Raft group id reported to the simulator's safety monitor.
@@ -152,23 +156,35 @@ pub async fn serve(env: Env, cfg: StoreConfig) -> Result<(), ServeError> {
     let (storage, restored, report) = Storage::open(env.disk_rc()).await?;
     env.trace(format_args!(
         "store open: {} entries, snapshot {:?}, torn_tail {}, corruption {:?}, recovering {}",
-        report.entries, report.snapshot_index, report.torn_tail, report.corruption, restored.recovering
+        report.entries,
+        report.snapshot_index,
+        report.torn_tail,
+        report.corruption,
+        restored.recovering
     ));
     let mvcc = match &restored.snapshot {
         Some(s) => Mvcc::restore(&s.data)?,
         None => Mvcc::new(),
     };
-    let snapshot_meta = restored.snapshot.as_ref().map(|s| s.meta).unwrap_or_default();
+    let snapshot_meta = restored
+        .snapshot
+        .as_ref()
+        .map(|s| s.meta)
+        .unwrap_or_default();
     let mut raft_cfg = RaftConfig::new(cfg.id, cfg.members.keys().copied().collect());
     raft_cfg.election_ticks = cfg.election_ticks;
     raft_cfg.heartbeat_ticks = cfg.heartbeat_ticks;
     let seed = rand::RngCore::next_u64(&mut *env.rng());
     let raft = RawNode::new(raft_cfg, restored, seed);
 
-    let listener = env.net().bind(cfg.port).await.map_err(|source| ServeError::Bind {
-        port: cfg.port,
-        source,
-    })?;
+    let listener = env
+        .net()
+        .bind(cfg.port)
+        .await
+        .map_err(|source| ServeError::Bind {
+            port: cfg.port,
+            source,
+        })?;
 
     let mut peers = BTreeMap::new();
     for (&id, addr) in &cfg.members {
@@ -243,7 +259,9 @@ async fn peer_sender(env: Env, from: NodeId, addr: String, mut rx: mpsc::Receive
                 None => return,
             }
         }
-        let conn = env.timeout(Duration::from_millis(500), env.net().connect(&addr)).await;
+        let conn = env
+            .timeout(Duration::from_millis(500), env.net().connect(&addr))
+            .await;
         let conn = match conn {
             Ok(Ok(c)) => c,
             _ => {
@@ -268,7 +286,9 @@ async fn peer_sender(env: Env, from: NodeId, addr: String, mut rx: mpsc::Receive
             env.clone().spawn(async move {
                 let mut reader = FrameReader::new(read, 1024);
                 while let Ok(Ok(Frame::Ack)) = env.timeout(PEER_ACK_TIMEOUT, reader.next()).await {}
-                env.trace(format_args!("store: connection to {addr} unacknowledged, redialling"));
+                env.trace(format_args!(
+                    "store: connection to {addr} unacknowledged, redialling"
+                ));
                 dead.notify_one();
             })
         };
@@ -331,7 +351,11 @@ async fn handle_conn(node: Rc<Node>, conn: BoxConn, conn_id: u64) {
         let acker = node.env.spawn(async move {
             let ack = proto::encode_frame(&Frame::Ack).expect("ack encodes");
             loop {
-                if !matches!(env.timeout(Duration::from_secs(1), write.write_all(&ack)).await, Ok(Ok(()))) {
+                if !matches!(
+                    env.timeout(Duration::from_secs(1), write.write_all(&ack))
+                        .await,
+                    Ok(Ok(()))
+                ) {
                     return;
                 }
                 env.sleep(PEER_ACK_EVERY).await;
@@ -381,7 +405,8 @@ async fn handle_conn(node: Rc<Node>, conn: BoxConn, conn_id: u64) {
             }
             Err(FrameError::Closed) => break,
             Err(e) => {
-                node.env.trace(format_args!("store: dropping client connection: {e}"));
+                node.env
+                    .trace(format_args!("store: dropping client connection: {e}"));
                 break;
             }
         }
@@ -403,7 +428,9 @@ async fn handle_request(
     Some(match request {
         Request::Write(cmd) => {
             if cmd.client >= INTERNAL_CLIENT_BASE {
-                Response::Error(ServerError::BadRequest("client id reserved for replicas".into()))
+                Response::Error(ServerError::BadRequest(
+                    "client id reserved for replicas".into(),
+                ))
             } else {
                 match node.write(cmd).await {
                     Ok((revision, result)) => Response::Write { revision, result },
@@ -411,7 +438,10 @@ async fn handle_request(
                 }
             }
         }
-        Request::Range { range, linearizable } => match node.read(range, linearizable).await {
+        Request::Range {
+            range,
+            linearizable,
+        } => match node.read(range, linearizable).await {
             Ok((revision, range)) => Response::Range { revision, range },
             Err(e) => Response::Error(e),
         },
@@ -498,7 +528,11 @@ impl Node {
     }
 
     /// Serves a range read.
-    async fn read(&self, range: RangeRequest, linearizable: bool) -> Result<(i64, RangeResponse), ServerError> {
+    async fn read(
+        &self,
+        range: RangeRequest,
+        linearizable: bool,
+    ) -> Result<(i64, RangeResponse), ServerError> {
         if linearizable && !self.cfg.bugs.stale_reads {
             let ctx = self.next_read_ctx.get();
             self.next_read_ctx.set(ctx + 1);
@@ -515,10 +549,16 @@ impl Node {
             };
             if self.mvcc.borrow().applied_index() < index {
                 let (tx, rx) = oneshot::channel();
-                self.apply_waiters.borrow_mut().entry(index).or_default().push(tx);
+                self.apply_waiters
+                    .borrow_mut()
+                    .entry(index)
+                    .or_default()
+                    .push(tx);
                 match self.env.timeout(self.cfg.request_timeout, rx).await {
                     Ok(Ok(())) => {}
-                    Ok(Err(_)) => return Err(ServerError::Unavailable("state machine reset".into())),
+                    Ok(Err(_)) => {
+                        return Err(ServerError::Unavailable("state machine reset".into()))
+                    }
                     Err(_) => return Err(ServerError::Timeout),
                 }
             }
@@ -560,7 +600,9 @@ impl Node {
             if tx
                 .send(Frame::Response {
                     id,
-                    response: Response::Events { events: chunk.to_vec() },
+                    response: Response::Events {
+                        events: chunk.to_vec(),
+                    },
                 })
                 .await
                 .is_err()
@@ -579,7 +621,10 @@ impl Node {
         };
         let next_revision = match missed {
             Ok(ev) => {
-                let next = ev.last().map(|e| e.kv.mod_revision + 1).unwrap_or(next_revision);
+                let next = ev
+                    .last()
+                    .map(|e| e.kv.mod_revision + 1)
+                    .unwrap_or(next_revision);
                 let next = next.max(self.mvcc.borrow().revision() + 1);
                 if !ev.is_empty() {
                     let _ = tx.try_send(Frame::Response {
@@ -666,7 +711,8 @@ impl Node {
                     mvcc.apply_noop(e.index);
                     None
                 } else {
-                    let cmd: Command = codec::decode(&e.data).expect("committed entries were encoded by a replica");
+                    let cmd: Command = codec::decode(&e.data)
+                        .expect("committed entries were encoded by a replica");
                     let applied = mvcc.apply(e.index, &cmd);
                     events = applied.events;
                     Some((applied.revision, applied.result))
@@ -701,7 +747,12 @@ impl Node {
                 .map(|(i, _)| *i)
                 .collect();
             for i in ready {
-                for tx in self.apply_waiters.borrow_mut().remove(&i).unwrap_or_default() {
+                for tx in self
+                    .apply_waiters
+                    .borrow_mut()
+                    .remove(&i)
+                    .unwrap_or_default()
+                {
                     let _ = tx.send(());
                 }
             }
@@ -714,7 +765,10 @@ impl Node {
                 id: w.id,
                 response: Response::Events { events: Vec::new() },
             };
-            !matches!(w.tx.try_send(progress), Err(mpsc::error::TrySendError::Closed(_)))
+            !matches!(
+                w.tx.try_send(progress),
+                Err(mpsc::error::TrySendError::Closed(_))
+            )
         });
     }
 
@@ -723,7 +777,10 @@ impl Node {
         watchers.retain_mut(|w| {
             let mine: Vec<Event> = events
                 .iter()
-                .filter(|e| e.kv.mod_revision >= w.next_revision && crate::ops::in_range(&e.kv.key, &w.key, &w.range_end))
+                .filter(|e| {
+                    e.kv.mod_revision >= w.next_revision
+                        && crate::ops::in_range(&e.kv.key, &w.key, &w.range_end)
+                })
                 .cloned()
                 .collect();
             if let Some(last) = events.last() {
@@ -762,7 +819,8 @@ impl Node {
         if status.role == Role::Leader {
             if self.led_term.get() != status.term {
                 self.led_term.set(status.term);
-                self.env.trace(format_args!("store leader term {}", status.term));
+                self.env
+                    .trace(format_args!("store leader term {}", status.term));
                 self.env.observe(Observation::RaftLeader {
                     group: RAFT_GROUP,
                     node: self.cfg.id,
@@ -797,12 +855,19 @@ impl Node {
             let mut deadlines = self.lease_deadlines.borrow_mut();
             deadlines.retain(|id, _| known.contains(id));
             for id in known {
-                deadlines.entry(id).or_insert(now + Duration::from_secs(3600));
+                deadlines
+                    .entry(id)
+                    .or_insert(now + Duration::from_secs(3600));
             }
             let revoking = self.lease_revoking.borrow();
             deadlines
                 .iter()
-                .filter(|(id, d)| **d <= now && revoking.get(id).is_none_or(|at| *at + Duration::from_secs(5) <= now))
+                .filter(|(id, d)| {
+                    **d <= now
+                        && revoking
+                            .get(id)
+                            .is_none_or(|at| *at + Duration::from_secs(5) <= now)
+                })
                 .map(|(id, _)| *id)
                 .collect()
         };
@@ -834,7 +899,10 @@ fn fake_result(op: &Op) -> OpResult {
             responses: Vec::new(),
         }),
         Op::Compact { .. } => OpResult::Compact,
-        Op::LeaseGrant { id, ttl_ms } => OpResult::LeaseGrant { id: *id, ttl_ms: *ttl_ms },
+        Op::LeaseGrant { id, ttl_ms } => OpResult::LeaseGrant {
+            id: *id,
+            ttl_ms: *ttl_ms,
+        },
         Op::LeaseRevoke { .. } => OpResult::LeaseRevoke,
     }
 }
@@ -872,7 +940,9 @@ macro_rules! retry_disk {
                 }
                 Err(e) => {
                     $node.disk_failed.set(true);
-                    $node.env.trace(format_args!("store disk error during {}: {}", $what, e));
+                    $node
+                        .env
+                        .trace(format_args!("store disk error during {}: {}", $what, e));
                     $node.env.sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(1));
                 }
@@ -900,11 +970,15 @@ async fn ready_loop(node: Rc<Node>, mut storage: Storage) {
 async fn handle_ready(node: &Rc<Node>, storage: &mut Storage, mut rd: Ready) {
     if let Some(snap) = &rd.snapshot {
         retry_disk!(node, "save snapshot", storage.save_snapshot(snap));
-        let mvcc = Mvcc::restore(&snap.data).expect("snapshots from the leader were checksummed on the wire");
+        let mvcc = Mvcc::restore(&snap.data)
+            .expect("snapshots from the leader were checksummed on the wire");
         *node.mvcc.borrow_mut() = mvcc;
         node.applied_term.set(snap.meta.term);
         node.snapshot_index.set(snap.meta.index);
-        node.env.trace(format_args!("store installed snapshot at {}", snap.meta.index));
+        node.env.trace(format_args!(
+            "store installed snapshot at {}",
+            snap.meta.index
+        ));
         // Watchers cannot be caught up across a snapshot: end them.
         for w in node.watchers.borrow_mut().drain(..) {
             let _ = w.tx.try_send(Frame::Response {
@@ -926,7 +1000,12 @@ async fn handle_ready(node: &Rc<Node>, storage: &mut Storage, mut rd: Ready) {
     node.send(std::mem::take(&mut rd.messages));
     node.apply(&rd.committed_entries);
     for rs in &rd.read_states {
-        let ready: Vec<u64> = node.read_ctx.borrow().range(..=rs.ctx).map(|(c, _)| *c).collect();
+        let ready: Vec<u64> = node
+            .read_ctx
+            .borrow()
+            .range(..=rs.ctx)
+            .map(|(c, _)| *c)
+            .collect();
         for ctx in ready {
             if let Some(tx) = node.read_ctx.borrow_mut().remove(&ctx) {
                 let _ = tx.send(rs.index);
@@ -937,7 +1016,7 @@ async fn handle_ready(node: &Rc<Node>, storage: &mut Storage, mut rd: Ready) {
     // The full check walks the whole in-memory log: sample it.
     let n = node.readies.get() + 1;
     node.readies.set(n);
-    if n % 64 == 0 {
+    if n.is_multiple_of(64) {
         node.raft.borrow().check_invariants();
     }
     node.after_ready();

@@ -34,8 +34,14 @@ pub struct ExploreArgs {
 
 fn parse_seeds(s: &str) -> Result<std::ops::Range<u64>, String> {
     if let Some((a, b)) = s.split_once("..") {
-        let a: u64 = a.trim().parse().map_err(|_| format!("bad seed range {s:?}"))?;
-        let b: u64 = b.trim().parse().map_err(|_| format!("bad seed range {s:?}"))?;
+        let a: u64 = a
+            .trim()
+            .parse()
+            .map_err(|_| format!("bad seed range {s:?}"))?;
+        let b: u64 = b
+            .trim()
+            .parse()
+            .map_err(|_| format!("bad seed range {s:?}"))?;
         if a >= b {
             return Err(format!("empty seed range {s:?}"));
         }
@@ -111,7 +117,11 @@ pub fn explore(args: ExploreArgs) -> ExitCode {
     }
     let jobs = args
         .jobs
-        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
         .max(1);
     let exe = std::env::current_exe().expect("own executable path");
     let total = queue.len();
@@ -165,10 +175,7 @@ pub fn explore(args: ExploreArgs) -> ExitCode {
                     wall_total += elapsed;
                     let out = r.child.wait_with_output().expect("child finished");
                     let code = out.status.code().unwrap_or(101);
-                    let failed = match (code, r.job.expect_fail) {
-                        (0, false) | (1, true) => false,
-                        _ => true,
-                    };
+                    let failed = !matches!((code, r.job.expect_fail), (0, false) | (1, true));
                     done += 1;
                     if failed {
                         let stdout = String::from_utf8_lossy(&out.stdout);
@@ -220,13 +227,20 @@ pub fn explore(args: ExploreArgs) -> ExitCode {
     } else {
         println!("verdict: fail ({} failing runs)", failures.len());
         for (job, _) in &failures {
-            println!("reproduce: faultline sim run {} --seed {}", job.scenario.display(), job.seed);
+            println!(
+                "reproduce: faultline sim run {} --seed {}",
+                job.scenario.display(),
+                job.seed
+            );
         }
         ExitCode::from(1)
     }
 }
 
 fn report_dir(root: &Path, scenario: &Path, seed: u64) -> PathBuf {
-    let stem = scenario.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let stem = scenario
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
     root.join(format!("{stem}-seed{seed}"))
 }

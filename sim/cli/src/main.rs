@@ -113,7 +113,13 @@ fn sim_check(files: &[PathBuf]) -> ExitCode {
     }
 }
 
-fn sim_run(path: &Path, seed: Option<u64>, report: Option<PathBuf>, trace: bool, backend: Backend) -> ExitCode {
+fn sim_run(
+    path: &Path,
+    seed: Option<u64>,
+    report: Option<PathBuf>,
+    trace: bool,
+    backend: Backend,
+) -> ExitCode {
     let scenario = match load(path) {
         Ok(s) => s,
         Err(code) => return code,
@@ -140,7 +146,11 @@ fn sim_run(path: &Path, seed: Option<u64>, report: Option<PathBuf>, trace: bool,
     let s = &outcome.summary;
     print_summary(s);
     let dir = report.unwrap_or_else(|| {
-        let suffix = if backend == Backend::Turmoil { "-turmoil" } else { "" };
+        let suffix = if backend == Backend::Turmoil {
+            "-turmoil"
+        } else {
+            ""
+        };
         PathBuf::from(format!("reports/out/{}-seed{}{suffix}", s.scenario, s.seed))
     });
     if let Err(e) = s.write(&dir) {
@@ -181,7 +191,10 @@ fn print_summary(s: &faultline_reports::Summary) {
     } else {
         println!("faults:");
         for f in &s.faults {
-            let end = f.end_s.map(|e| format!("{e:.1}s")).unwrap_or_else(|| "end".into());
+            let end = f
+                .end_s
+                .map(|e| format!("{e:.1}s"))
+                .unwrap_or_else(|| "end".into());
             println!(
                 "  {:>7.1}s .. {:>7}  {:<18} {} ({})",
                 f.start_s, end, f.kind, f.target, f.source
@@ -190,6 +203,11 @@ fn print_summary(s: &faultline_reports::Summary) {
     }
     println!("invariants:");
     for i in &s.invariants {
-        println!("  [{}] {}: {}", if i.holds { "ok" } else { "FAIL" }, i.name, i.detail);
+        println!(
+            "  [{}] {}: {}",
+            if i.holds { "ok" } else { "FAIL" },
+            i.name,
+            i.detail
+        );
     }
 }

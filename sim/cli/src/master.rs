@@ -37,7 +37,10 @@ fn parse_members(list: &[String]) -> Result<BTreeMap<u64, String>, String> {
         let (id, addr) = m
             .split_once('=')
             .ok_or_else(|| format!("--members entry {m:?} is not ID=HOST:PORT"))?;
-        let id: u64 = id.trim().parse().map_err(|_| format!("--members entry {m:?}: bad id"))?;
+        let id: u64 = id
+            .trim()
+            .parse()
+            .map_err(|_| format!("--members entry {m:?}: bad id"))?;
         if id == 0 {
             return Err(format!("--members entry {m:?}: ids start at 1"));
         }
@@ -71,13 +74,15 @@ pub fn run(args: MasterArgs) -> ExitCode {
         }
     };
     let host = format!("m{}", args.id);
-    let env = match faultline_env::real::env(&host, args.seed ^ args.id, &args.data_dir, &args.listen_ip) {
-        Ok(e) => e,
-        Err(e) => {
-            eprintln!("error: data dir {}: {e}", args.data_dir.display());
-            return ExitCode::from(2);
-        }
-    };
+    let env =
+        match faultline_env::real::env(&host, args.seed ^ args.id, &args.data_dir, &args.listen_ip)
+        {
+            Ok(e) => e,
+            Err(e) => {
+                eprintln!("error: data dir {}: {e}", args.data_dir.display());
+                return ExitCode::from(2);
+            }
+        };
     let mut cfg = StoreConfig::new(args.id, port, members);
     cfg.tick = Duration::from_millis(args.tick_ms.max(1));
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -85,7 +90,10 @@ pub fn run(args: MasterArgs) -> ExitCode {
         .build()
         .expect("tokio runtime");
     let local = tokio::task::LocalSet::new();
-    eprintln!("faultline master {} serving on {}:{port}", args.id, args.listen_ip);
+    eprintln!(
+        "faultline master {} serving on {}:{port}",
+        args.id, args.listen_ip
+    );
     match local.block_on(&rt, serve(env, cfg)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -158,7 +158,8 @@ impl SimDisk {
 
     /// Replaces the active faults.
     pub fn set_faults(&self, faults: DiskFaults) {
-        self.trace.line(&self.host, format_args!("disk faults {faults:?}"));
+        self.trace
+            .line(&self.host, format_args!("disk faults {faults:?}"));
         *self.faults.borrow_mut() = faults;
     }
 
@@ -213,7 +214,8 @@ impl SimDisk {
             }
         }
         let at = format!("{name}@{offset} bit {bit}");
-        self.trace.line(&self.host, format_args!("disk corrupt {at}"));
+        self.trace
+            .line(&self.host, format_args!("disk corrupt {at}"));
         Some(at)
     }
 
@@ -232,7 +234,11 @@ impl SimDisk {
 
     /// Total bytes stored.
     pub fn used(&self) -> u64 {
-        self.files.borrow().values().map(|f| f.data.len() as u64).sum()
+        self.files
+            .borrow()
+            .values()
+            .map(|f| f.data.len() as u64)
+            .sum()
     }
 
     /// Names of the files present.
@@ -246,7 +252,10 @@ impl SimDisk {
             tokio::time::sleep(d).await;
         }
         if self.faults.borrow().eio {
-            return Err(io::Error::other(format!("EIO: {op} {path} on {}", self.host)));
+            return Err(io::Error::other(format!(
+                "EIO: {op} {path} on {}",
+                self.host
+            )));
         }
         Ok(())
     }
@@ -262,7 +271,10 @@ impl SimDisk {
         if growth > 0 && used + growth > cap {
             return Err(io::Error::new(
                 io::ErrorKind::StorageFull,
-                format!("ENOSPC: {path} on {} ({used} of {cap} bytes used)", self.host),
+                format!(
+                    "ENOSPC: {path} on {} ({used} of {cap} bytes used)",
+                    self.host
+                ),
             ));
         }
         Ok(())
@@ -372,7 +384,11 @@ mod tests {
         assert!(data.starts_with(b"durable"));
         assert!(data.len() <= 67);
         // Whatever survived is a prefix of what was written.
-        let full: Vec<u8> = b"durable".iter().copied().chain(b"xyz".repeat(20)).collect();
+        let full: Vec<u8> = b"durable"
+            .iter()
+            .copied()
+            .chain(b"xyz".repeat(20))
+            .collect();
         assert_eq!(&full[..data.len()], &data[..]);
     }
 
@@ -397,7 +413,11 @@ mod tests {
         d.power_loss();
         let got = d.read("f").await.unwrap();
         let torn_ok = got.len() >= 100 && got[..100] == [1u8; 100][..];
-        assert!(states.contains(&got) || torn_ok, "unexpected state of len {}", got.len());
+        assert!(
+            states.contains(&got) || torn_ok,
+            "unexpected state of len {}",
+            got.len()
+        );
     }
 
     #[tokio::test(flavor = "current_thread", start_paused = true)]

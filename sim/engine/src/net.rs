@@ -22,8 +22,8 @@
 //! order the single-threaded runtime makes the calls.
 
 use std::cell::RefCell;
-use std::future::Future;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::rc::{Rc, Weak};
@@ -108,7 +108,12 @@ struct ListenerQueue {
 }
 
 impl SimNet {
-    pub(crate) fn new(rng: ChaCha8Rng, trace: Rc<Trace>, within: LinkConfig, between: LinkConfig) -> SimNet {
+    pub(crate) fn new(
+        rng: ChaCha8Rng,
+        trace: Rc<Trace>,
+        within: LinkConfig,
+        between: LinkConfig,
+    ) -> SimNet {
         SimNet {
             state: RefCell::new(NetState {
                 names: BTreeMap::new(),
@@ -347,7 +352,8 @@ impl SimNet {
         let src_name = self.host_name(src);
         {
             let mut l = listener.borrow_mut();
-            l.pending.push_back((server, format!("{src_name}:{src_port}")));
+            l.pending
+                .push_back((server, format!("{src_name}:{src_port}")));
             if let Some(w) = l.waker.take() {
                 w.wake();
             }
@@ -360,7 +366,10 @@ impl SimNet {
 
     fn path_open(&self, a: HostId, b: HostId) -> bool {
         let st = self.state.borrow();
-        st.hosts[a].up && st.hosts[b].up && !st.blocked.contains(&(a, b)) && !st.blocked.contains(&(b, a))
+        st.hosts[a].up
+            && st.hosts[b].up
+            && !st.blocked.contains(&(a, b))
+            && !st.blocked.contains(&(b, a))
     }
 
     fn bind(self: &Rc<Self>, host: HostId, port: u16) -> io::Result<SimListener> {
@@ -387,10 +396,16 @@ impl SimNet {
 
 fn parse_addr(addr: &str) -> io::Result<(&str, u16)> {
     let (host, port) = addr.rsplit_once(':').ok_or_else(|| {
-        io::Error::new(io::ErrorKind::InvalidInput, format!("address {addr:?} has no port"))
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("address {addr:?} has no port"),
+        )
     })?;
     let port = port.parse().map_err(|_| {
-        io::Error::new(io::ErrorKind::InvalidInput, format!("address {addr:?} has a bad port"))
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("address {addr:?} has a bad port"),
+        )
     })?;
     Ok((host, port))
 }
@@ -514,7 +529,11 @@ impl SimConn {
 }
 
 impl AsyncRead for SimConn {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let mut guard = this.read.borrow_mut();
         let pipe = &mut *guard;
@@ -525,7 +544,9 @@ impl AsyncRead for SimConn {
                 return Poll::Pending;
             };
             if at > now {
-                let timer = pipe.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+                let timer = pipe
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
                 if timer.deadline() != at {
                     timer.as_mut().reset(at);
                 }
@@ -574,7 +595,11 @@ impl AsyncRead for SimConn {
 }
 
 impl AsyncWrite for SimConn {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         {
             let mut pipe = this.write.borrow_mut();
@@ -585,7 +610,10 @@ impl AsyncWrite for SimConn {
                 )));
             }
             if pipe.fin_queued {
-                return Poll::Ready(Err(io::Error::new(io::ErrorKind::BrokenPipe, "write after shutdown")));
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::BrokenPipe,
+                    "write after shutdown",
+                )));
             }
             if pipe.queued >= WINDOW_BYTES {
                 pipe.writer = Some(cx.waker().clone());

@@ -69,7 +69,12 @@ impl Trace {
         let mut line = self.line.borrow_mut();
         line.clear();
         let t = self.elapsed_ns();
-        let _ = write!(line, "{}.{:09} {host} {args}", t / 1_000_000_000, t % 1_000_000_000);
+        let _ = write!(
+            line,
+            "{}.{:09} {host} {args}",
+            t / 1_000_000_000,
+            t % 1_000_000_000
+        );
         self.hasher.borrow_mut().update(line.as_bytes());
         self.hasher.borrow_mut().update(b"\n");
         self.events.set(self.events.get() + 1);
@@ -90,7 +95,10 @@ impl Trace {
 
     /// The text lines kept so far (empty unless the world keeps them).
     pub fn lines(&self) -> Vec<String> {
-        self.lines.as_ref().map(|l| l.borrow().clone()).unwrap_or_default()
+        self.lines
+            .as_ref()
+            .map(|l| l.borrow().clone())
+            .unwrap_or_default()
     }
 
     /// Safety violations seen by the monitor, in order.
@@ -179,7 +187,11 @@ mod tests {
     #[test]
     fn monitor_catches_two_leaders_and_divergent_entries() {
         let mut m = SafetyMonitor::default();
-        let lead = |node, term| Observation::RaftLeader { group: 1, node, term };
+        let lead = |node, term| Observation::RaftLeader {
+            group: 1,
+            node,
+            term,
+        };
         assert!(m.observe("m1", 0, &lead(1, 3)).is_none());
         assert!(m.observe("m1", 1, &lead(1, 3)).is_none());
         assert!(m.observe("m2", 2, &lead(2, 4)).is_none());

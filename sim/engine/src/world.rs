@@ -178,7 +178,14 @@ impl World {
                 epoch_ms: self.inner.config.epoch_ms,
                 skew_ms: slot.skew_ms.clone(),
             });
-            let env = Env::new(&slot.name, seed, net, slot.disk.clone(), clock, self.inner.trace.clone());
+            let env = Env::new(
+                &slot.name,
+                seed,
+                net,
+                slot.disk.clone(),
+                clock,
+                self.inner.trace.clone(),
+            );
             (env, slot.main.clone(), slot.name.clone())
         };
         self.inner.trace.line(&name, format_args!("host start"));
@@ -206,7 +213,9 @@ impl World {
         let Some(driver) = driver else {
             return;
         };
-        self.inner.trace.line(&name, format_args!("host crash power_loss={power_loss}"));
+        self.inner
+            .trace
+            .line(&name, format_args!("host crash power_loss={power_loss}"));
         driver.abort();
         self.inner.net.host_down(id);
         if power_loss {
@@ -257,7 +266,9 @@ impl World {
     pub fn set_clock_skew(&self, id: HostId, skew_ms: i64) {
         let hosts = self.inner.hosts.borrow();
         hosts[id].skew_ms.set(skew_ms);
-        self.inner.trace.line(&hosts[id].name, format_args!("clock skew {skew_ms}ms"));
+        self.inner
+            .trace
+            .line(&hosts[id].name, format_args!("clock skew {skew_ms}ms"));
     }
 
     /// Cuts `a` and `b` off from each other in both directions.

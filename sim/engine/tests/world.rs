@@ -43,10 +43,14 @@ fn pinger(server: &'static str, n: u32, log: Log) -> HostMain {
             for i in 0..n {
                 env.sleep(Duration::from_millis(100)).await;
                 if conn.is_none() {
-                    match env.timeout(Duration::from_millis(500), env.net().connect(server)).await {
+                    match env
+                        .timeout(Duration::from_millis(500), env.net().connect(server))
+                        .await
+                    {
                         Ok(Ok(c)) => conn = Some(c),
                         Ok(Err(e)) => {
-                            log.borrow_mut().push(format!("{i} connect error {}", e.kind()));
+                            log.borrow_mut()
+                                .push(format!("{i} connect error {}", e.kind()));
                             continue;
                         }
                         Err(_) => {
@@ -169,7 +173,16 @@ fn hold_delays_then_delivers_in_order() {
     assert_eq!(log.len(), 5, "{log:?}");
     let rtts: Vec<u64> = log
         .iter()
-        .map(|l| l.split("rtt ").nth(1).unwrap().split("ms").next().unwrap().parse().unwrap())
+        .map(|l| {
+            l.split("rtt ")
+                .nth(1)
+                .unwrap()
+                .split("ms")
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
         .collect();
     assert!(rtts.iter().any(|&r| r >= 200), "{log:?}");
 }

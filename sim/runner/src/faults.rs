@@ -83,17 +83,27 @@ pub fn plan(scenario: &Scenario, seed: u64) -> Vec<PlannedFault> {
             // Exponential gaps around the mean, as a Poisson process.
             let u: f64 = rng.random_range(1e-9..1.0);
             t += Duration::from_secs_f64(-u.ln() * every);
-            let len = Duration::from_secs_f64(rng.random_range(n.min_for.0.as_secs_f64()..=n.max_for.0.as_secs_f64()));
+            let len = Duration::from_secs_f64(
+                rng.random_range(n.min_for.0.as_secs_f64()..=n.max_for.0.as_secs_f64()),
+            );
             if t + len >= duration {
                 break;
             }
-            let kind = *n.kinds.get_ref().choose(&mut rng).expect("validated non-empty");
+            let kind = *n
+                .kinds
+                .get_ref()
+                .choose(&mut rng)
+                .expect("validated non-empty");
             let target = match kind {
                 FaultKind::Partition | FaultKind::PartitionOneWay => {
-                    ["leader", "minority", "majority", "random"].choose(&mut rng).map(|s| s.to_string())
+                    ["leader", "minority", "majority", "random"]
+                        .choose(&mut rng)
+                        .map(|s| s.to_string())
                 }
                 FaultKind::LeaderKill => Some("leader".into()),
-                _ => ["leader", "random", "follower"].choose(&mut rng).map(|s| s.to_string()),
+                _ => ["leader", "random", "follower"]
+                    .choose(&mut rng)
+                    .map(|s| s.to_string()),
             };
             out.push(PlannedFault {
                 start: t,
@@ -128,7 +138,11 @@ fn pick_master(ctl: &dyn Control, target: Option<&str>, rng: &mut ChaCha8Rng) ->
         "leader" => ctl.leader().or_else(|| up.choose(rng).cloned()),
         "follower" => {
             let leader = ctl.leader();
-            let f: Vec<String> = up.iter().filter(|m| Some(*m) != leader.as_ref()).cloned().collect();
+            let f: Vec<String> = up
+                .iter()
+                .filter(|m| Some(*m) != leader.as_ref())
+                .cloned()
+                .collect();
             f.choose(rng).cloned()
         }
         "random" => up.choose(rng).cloned(),
@@ -137,7 +151,11 @@ fn pick_master(ctl: &dyn Control, target: Option<&str>, rng: &mut ChaCha8Rng) ->
 }
 
 /// Splits the masters into groups for a partition target.
-fn partition_groups(ctl: &dyn Control, target: Option<&str>, rng: &mut ChaCha8Rng) -> Vec<Vec<String>> {
+fn partition_groups(
+    ctl: &dyn Control,
+    target: Option<&str>,
+    rng: &mut ChaCha8Rng,
+) -> Vec<Vec<String>> {
     let masters = ctl.masters();
     let n = masters.len();
     let target = target.unwrap_or("random");
@@ -183,8 +201,16 @@ fn partition_groups(ctl: &dyn Control, target: Option<&str>, rng: &mut ChaCha8Rn
             vec![minority, rest]
         }
         name if dcs.iter().any(|d| d == name) => {
-            let inside: Vec<String> = masters.iter().filter(|m| ctl.datacenter(m) == name).cloned().collect();
-            let outside: Vec<String> = masters.iter().filter(|m| ctl.datacenter(m) != name).cloned().collect();
+            let inside: Vec<String> = masters
+                .iter()
+                .filter(|m| ctl.datacenter(m) == name)
+                .cloned()
+                .collect();
+            let outside: Vec<String> = masters
+                .iter()
+                .filter(|m| ctl.datacenter(m) != name)
+                .cloned()
+                .collect();
             vec![inside, outside]
         }
         host => {
@@ -209,7 +235,11 @@ pub fn start(ctl: &mut dyn Control, f: &PlannedFault, rng: &mut ChaCha8Rng) -> (
             up.join(",")
         }
         FaultKind::MasterCrash | FaultKind::LeaderKill | FaultKind::PowerLoss => {
-            let t = if f.kind == FaultKind::LeaderKill { Some("leader") } else { target };
+            let t = if f.kind == FaultKind::LeaderKill {
+                Some("leader")
+            } else {
+                target
+            };
             match pick_master(ctl, t, rng) {
                 Some(h) if ctl.is_up(&h) => {
                     ctl.crash(&h, f.kind == FaultKind::PowerLoss);
@@ -226,7 +256,11 @@ pub fn start(ctl: &mut dyn Control, f: &PlannedFault, rng: &mut ChaCha8Rng) -> (
                 for _ in 0..f.bits.max(1) {
                     // The log and snapshots; the double-written hard state is
                     // covered by the storage tests.
-                    let prefix = if rng.random_bool(0.8) { "wal/" } else { "snap/" };
+                    let prefix = if rng.random_bool(0.8) {
+                        "wal/"
+                    } else {
+                        "snap/"
+                    };
                     if let Some(at) = disk.corrupt(prefix).or_else(|| disk.corrupt("wal/")) {
                         hits.push(at);
                     }
@@ -240,21 +274,23 @@ pub fn start(ctl: &mut dyn Control, f: &PlannedFault, rng: &mut ChaCha8Rng) -> (
             }
             None => "nobody".into(),
         },
-        FaultKind::DiskFull | FaultKind::DiskEio | FaultKind::DiskSlow => match pick_master(ctl, target, rng) {
-            Some(h) => {
-                let disk = ctl.disk(&h);
-                let mut faults = DiskFaults::default();
-                match f.kind {
-                    FaultKind::DiskFull => faults.capacity = Some(disk.used() + 4096),
-                    FaultKind::DiskEio => faults.eio = true,
-                    _ => faults.slow = Some(f.delay.unwrap_or(Duration::from_millis(50))),
+        FaultKind::DiskFull | FaultKind::DiskEio | FaultKind::DiskSlow => {
+            match pick_master(ctl, target, rng) {
+                Some(h) => {
+                    let disk = ctl.disk(&h);
+                    let mut faults = DiskFaults::default();
+                    match f.kind {
+                        FaultKind::DiskFull => faults.capacity = Some(disk.used() + 4096),
+                        FaultKind::DiskEio => faults.eio = true,
+                        _ => faults.slow = Some(f.delay.unwrap_or(Duration::from_millis(50))),
+                    }
+                    disk.set_faults(faults);
+                    undo.push(Undo::ClearDisk(h.clone()));
+                    h
                 }
-                disk.set_faults(faults);
-                undo.push(Undo::ClearDisk(h.clone()));
-                h
+                None => "nobody".into(),
             }
-            None => "nobody".into(),
-        },
+        }
         FaultKind::Partition | FaultKind::PartitionOneWay => {
             let groups = partition_groups(ctl, target, rng);
             let one_way = f.kind == FaultKind::PartitionOneWay;
@@ -271,15 +307,20 @@ pub fn start(ctl: &mut dyn Control, f: &PlannedFault, rng: &mut ChaCha8Rng) -> (
                     }
                 }
             }
-            let parts: Vec<String> = groups.iter().map(|g| format!("{{{}}}", g.join(","))).collect();
+            let parts: Vec<String> = groups
+                .iter()
+                .map(|g| format!("{{{}}}", g.join(",")))
+                .collect();
             parts.join(if one_way { " -/-> " } else { " | " })
         }
         FaultKind::Loss | FaultKind::Latency => {
             let hosts: Vec<String> = match target {
                 Some(t) if ctl.masters().iter().any(|m| m == t) => vec![t.to_string()],
-                Some(t) if ctl.hosts().iter().any(|h| ctl.datacenter(h) == t) => {
-                    ctl.hosts().into_iter().filter(|h| ctl.datacenter(h) == t).collect()
-                }
+                Some(t) if ctl.hosts().iter().any(|h| ctl.datacenter(h) == t) => ctl
+                    .hosts()
+                    .into_iter()
+                    .filter(|h| ctl.datacenter(h) == t)
+                    .collect(),
                 t => pick_master(ctl, t, rng).into_iter().collect(),
             };
             let (loss, extra) = match f.kind {

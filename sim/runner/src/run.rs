@@ -54,7 +54,11 @@ pub fn store_config(s: &Scenario, i: u64) -> StoreConfig {
     cfg.keep_revisions = s.store.keep_revisions;
     cfg.request_timeout = Duration::from_secs(3);
     cfg.bugs = Bugs {
-        ack_before_commit: s.store.bugs.iter().any(|b| *b.get_ref() == Bug::AckBeforeCommit),
+        ack_before_commit: s
+            .store
+            .bugs
+            .iter()
+            .any(|b| *b.get_ref() == Bug::AckBeforeCommit),
         stale_reads: s.store.bugs.iter().any(|b| *b.get_ref() == Bug::StaleReads),
     };
     cfg
@@ -100,10 +104,21 @@ pub fn dc_of(s: &Scenario, i: usize) -> String {
 }
 
 /// Every host of a run but the probe: masters, clients and the watcher.
-pub fn hosts(s: &Scenario, rec: &SharedRecorder, stop: &Rc<Cell<bool>>) -> Vec<(String, String, HostMain)> {
+pub fn hosts(
+    s: &Scenario,
+    rec: &SharedRecorder,
+    stop: &Rc<Cell<bool>>,
+) -> Vec<(String, String, HostMain)> {
     let mut out = Vec::new();
-    for (i, m) in master_names(*s.cluster.masters.get_ref()).iter().enumerate() {
-        out.push((m.clone(), dc_of(s, i), master_main(store_config(s, i as u64 + 1))));
+    for (i, m) in master_names(*s.cluster.masters.get_ref())
+        .iter()
+        .enumerate()
+    {
+        out.push((
+            m.clone(),
+            dc_of(s, i),
+            master_main(store_config(s, i as u64 + 1)),
+        ));
     }
     if let Some(w) = &s.workload {
         let n = *w.clients.get_ref();
@@ -113,16 +128,20 @@ pub fn hosts(s: &Scenario, rec: &SharedRecorder, stop: &Rc<Cell<bool>>) -> Vec<(
             keys: *w.keys.get_ref(),
             mix: w.mix.clone(),
             stop: stop.clone(),
+            spread_reads: w.spread_reads,
         });
         for (i, c) in client_names(n).iter().enumerate() {
             let (spec, rec) = (spec.clone(), rec.clone());
             let idx = i as u32 + 1;
-            let main: HostMain = Rc::new(move |env| Box::pin(workload::client_loop(env, idx, spec.clone(), rec.clone())));
+            let main: HostMain = Rc::new(move |env| {
+                Box::pin(workload::client_loop(env, idx, spec.clone(), rec.clone()))
+            });
             out.push((c.clone(), dc_of(s, i), main));
         }
         if w.watch {
             let (eps, rec) = (endpoints(s), rec.clone());
-            let main: HostMain = Rc::new(move |env| Box::pin(workload::watcher_loop(env, eps.clone(), rec.clone())));
+            let main: HostMain =
+                Rc::new(move |env| Box::pin(workload::watcher_loop(env, eps.clone(), rec.clone())));
             out.push(("watcher".to_string(), dc_of(s, 0), main));
         }
     }
@@ -165,7 +184,9 @@ struct EngineControl {
 
 impl EngineControl {
     fn id(&self, host: &str) -> usize {
-        self.world.host(host).unwrap_or_else(|| panic!("validated host {host} exists"))
+        self.world
+            .host(host)
+            .unwrap_or_else(|| panic!("validated host {host} exists"))
     }
 }
 
@@ -177,7 +198,9 @@ impl Control for EngineControl {
             .collect()
     }
     fn hosts(&self) -> Vec<String> {
-        (0..self.world.host_count()).map(|i| self.world.name(i)).collect()
+        (0..self.world.host_count())
+            .map(|i| self.world.name(i))
+            .collect()
     }
     fn datacenter(&self, host: &str) -> String {
         self.world.datacenter(self.id(host))
@@ -269,12 +292,16 @@ pub fn run_engine(scenario: &Scenario, opts: &RunOptions) -> RunOutcome {
         };
         let world = World::new(cfg);
         let start = Instant::now();
-        let rec = Recorder::new(Rc::new(move || Instant::now().duration_since(start).as_nanos() as u64));
+        let rec = Recorder::new(Rc::new(move || {
+            Instant::now().duration_since(start).as_nanos() as u64
+        }));
         let stop = Rc::new(Cell::new(false));
         for (name, dc, main) in hosts(&s, &rec, &stop) {
             world.add_host(&name, &dc, main);
         }
-        let ctl = Rc::new(RefCell::new(EngineControl { world: world.clone() }));
+        let ctl = Rc::new(RefCell::new(EngineControl {
+            world: world.clone(),
+        }));
         let driver = Rc::new(RefCell::new(FaultDriver::new(faults::plan(&s, seed), seed)));
         let driving = tokio::task::spawn_local(drive_faults(ctl.clone(), driver.clone()));
         let duration = s.duration.get_ref().0;
@@ -284,7 +311,9 @@ pub fn run_engine(scenario: &Scenario, opts: &RunOptions) -> RunOutcome {
         driving.abort();
         stop.set(true);
         world.note(format_args!("phase heal"));
-        driver.borrow_mut().heal_all(world.elapsed(), &mut *ctl.borrow_mut());
+        driver
+            .borrow_mut()
+            .heal_all(world.elapsed(), &mut *ctl.borrow_mut());
         for i in 0..world.host_count() {
             world.restart(i);
         }
@@ -309,10 +338,27 @@ pub fn run_engine(scenario: &Scenario, opts: &RunOptions) -> RunOutcome {
             leaders,
         };
         let records = driver.borrow().records().to_vec();
-        (observed, records, trace.hash(), trace.events(), trace.lines(), sim_secs)
+        (
+            observed,
+            records,
+            trace.hash(),
+            trace.events(),
+            trace.lines(),
+            sim_secs,
+        )
     });
     let wall_seconds = wall.elapsed().as_secs_f64();
-    let summary = judge(scenario, opts, "engine", observed, records, hash, events, sim_secs, wall_seconds);
+    let summary = judge(
+        scenario,
+        opts,
+        "engine",
+        observed,
+        records,
+        hash,
+        events,
+        sim_secs,
+        wall_seconds,
+    );
     RunOutcome { summary, trace }
 }
 
@@ -357,7 +403,12 @@ pub fn judge(
                     let verdict = set::check_set(&set::SetCheck {
                         acknowledged: rec.set_acknowledged.clone(),
                         unknown: rec.set_unknown.clone(),
-                        final_read: observed.final_state.set.iter().map(|(_, k, _)| k.clone()).collect(),
+                        final_read: observed
+                            .final_state
+                            .set
+                            .iter()
+                            .map(|(_, k, _)| k.clone())
+                            .collect(),
                     });
                     set_lost = verdict.lost.len() as u64;
                     if verdict.ok() {
@@ -387,13 +438,19 @@ pub fn judge(
             }
             InvariantKind::RaftSafety => {
                 if observed.violations.is_empty() {
-                    (true, format!("{} leader terms, no safety violation", observed.leaders))
+                    (
+                        true,
+                        format!("{} leader terms, no safety violation", observed.leaders),
+                    )
                 } else {
                     (false, observed.violations.join("; "))
                 }
             }
             InvariantKind::Converges => match &observed.converged {
-                Ok(d) => (true, format!("replicas agreed {:.1}s after healing", d.as_secs_f64())),
+                Ok(d) => (
+                    true,
+                    format!("replicas agreed {:.1}s after healing", d.as_secs_f64()),
+                ),
                 Err(e) => (false, e.clone()),
             },
             InvariantKind::WatchOrdered => {
@@ -431,9 +488,15 @@ pub fn judge(
                 match bad {
                     None if observed.final_state.error.is_none() => (
                         true,
-                        format!("{total} events in {} segment(s), in order, no gap", rec.watch.len()),
+                        format!(
+                            "{total} events in {} segment(s), in order, no gap",
+                            rec.watch.len()
+                        ),
                     ),
-                    None => (false, observed.final_state.error.clone().unwrap_or_default()),
+                    None => (
+                        false,
+                        observed.final_state.error.clone().unwrap_or_default(),
+                    ),
                     Some(b) => (false, b),
                 }
             }

@@ -3,7 +3,7 @@
 //! fields are rejected, and every error names the file, line, column and
 //! field at fault.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::Path;
 use std::time::Duration;
@@ -18,7 +18,9 @@ pub struct Dur(pub Duration);
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Dur, D::Error> {
         let s = String::deserialize(d)?;
-        parse_duration(&s).map(Dur).map_err(serde::de::Error::custom)
+        parse_duration(&s)
+            .map(Dur)
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -30,8 +32,9 @@ impl fmt::Display for Dur {
 
 /// Parses `90s`, `5m`, `250ms`, `1h30m`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s.trim())
-        .map_err(|e| format!("invalid duration {s:?} ({e}); write it like \"90s\", \"5m\" or \"250ms\""))
+    humantime::parse_duration(s.trim()).map_err(|e| {
+        format!("invalid duration {s:?} ({e}); write it like \"90s\", \"5m\" or \"250ms\"")
+    })
 }
 
 /// A whole scenario file.
@@ -192,6 +195,9 @@ pub struct Workload {
     /// Run a watcher that checks the watch stream.
     #[serde(default = "yes")]
     pub watch: bool,
+    /// Send each read to a random master first, as a load balancer would.
+    #[serde(default)]
+    pub spread_reads: bool,
 }
 
 fn clients() -> Spanned<u32> {
@@ -414,14 +420,17 @@ impl Scenario {
     /// Parses and validates scenario text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Scenario, ScenarioError> {
         let scenario: Scenario = toml::from_str(text).map_err(|e| {
-            let at = e
+            let (at, field) = e
                 .span()
                 .map(|s| {
                     let (l, c) = line_col(text, s.start);
-                    format!(":{l}:{c}")
+                    let field = field_at(text, s.start)
+                        .map(|f| format!("{f}: "))
+                        .unwrap_or_default();
+                    (format!(":{l}:{c}"), field)
                 })
                 .unwrap_or_default();
-            ScenarioError(format!("{origin}{at}: {}", e.message().trim()))
+            ScenarioError(format!("{origin}{at}: {field}{}", e.message().trim()))
         })?;
         scenario.validate(text, origin)?;
         Ok(scenario)
@@ -433,7 +442,11 @@ impl Scenario {
             ScenarioError(format!("{origin}:{l}:{c}: {field}: {msg}"))
         };
         if self.duration.get_ref().0.is_zero() {
-            return Err(err(self.duration.span(), "duration", "must be positive".into()));
+            return Err(err(
+                self.duration.span(),
+                "duration",
+                "must be positive".into(),
+            ));
         }
         let dcs = self.cluster.datacenters.get_ref();
         if dcs.is_empty() {
@@ -461,18 +474,32 @@ impl Scenario {
         }
         if let Some(w) = &self.workload {
             if *w.clients.get_ref() == 0 {
-                return Err(err(w.clients.span(), "workload.clients", "must be at least 1".into()));
+                return Err(err(
+                    w.clients.span(),
+                    "workload.clients",
+                    "must be at least 1".into(),
+                ));
             }
             let rate = *w.rate.get_ref();
             if !(rate > 0.0 && rate <= 100_000.0) {
-                return Err(err(w.rate.span(), "workload.rate", format!("{rate} is not in (0, 100000]")));
+                return Err(err(
+                    w.rate.span(),
+                    "workload.rate",
+                    format!("{rate} is not in (0, 100000]"),
+                ));
             }
             if *w.keys.get_ref() == 0 {
-                return Err(err(w.keys.span(), "workload.keys", "must be at least 1".into()));
+                return Err(err(
+                    w.keys.span(),
+                    "workload.keys",
+                    "must be at least 1".into(),
+                ));
             }
             let m = &w.mix;
             if m.get + m.put + m.cas + m.delete + m.add == 0 {
-                return Err(ScenarioError(format!("{origin}: workload.mix: all weights are zero")));
+                return Err(ScenarioError(format!(
+                    "{origin}: workload.mix: all weights are zero"
+                )));
             }
         }
         let hosts: BTreeSet<String> = master_names(masters).into_iter().collect();
@@ -484,7 +511,11 @@ impl Scenario {
                 return Err(err(
                     f.span(),
                     &field,
-                    format!("at = {} is not before the end of the run ({})", fault.at, self.duration.get_ref()),
+                    format!(
+                        "at = {} is not before the end of the run ({})",
+                        fault.at,
+                        self.duration.get_ref()
+                    ),
                 ));
             }
             if let Some(d) = fault.duration {
@@ -492,22 +523,39 @@ impl Scenario {
                     return Err(err(f.span(), &field, "`for` must be positive".into()));
                 }
             }
-            let needs_for = !matches!(fault.kind, FaultKind::LeaderKill | FaultKind::MasterCrash | FaultKind::PowerLoss | FaultKind::DiskCorruption);
+            let needs_for = !matches!(
+                fault.kind,
+                FaultKind::LeaderKill
+                    | FaultKind::MasterCrash
+                    | FaultKind::PowerLoss
+                    | FaultKind::DiskCorruption
+            );
             if needs_for && fault.duration.is_none() {
-                return Err(err(f.span(), &field, "needs `for` (how long the fault lasts)".into()));
+                return Err(err(
+                    f.span(),
+                    &field,
+                    "needs `for` (how long the fault lasts)".into(),
+                ));
             }
             if let Some(t) = &fault.target {
                 let ok = match fault.kind {
-                    FaultKind::Partition | FaultKind::PartitionOneWay | FaultKind::Loss | FaultKind::Latency => {
+                    FaultKind::Partition
+                    | FaultKind::PartitionOneWay
+                    | FaultKind::Loss
+                    | FaultKind::Latency => {
                         hosts.contains(t)
                             || dcs.contains(t)
-                            || ["leader", "follower", "random", "minority", "majority"].contains(&t.as_str())
+                            || ["leader", "follower", "random", "minority", "majority"]
+                                .contains(&t.as_str())
                     }
                     FaultKind::LeaderKill => t == "leader",
                     FaultKind::MasterCrash | FaultKind::PowerLoss => {
-                        hosts.contains(t) || ["leader", "follower", "random", "all"].contains(&t.as_str())
+                        hosts.contains(t)
+                            || ["leader", "follower", "random", "all"].contains(&t.as_str())
                     }
-                    _ => hosts.contains(t) || ["leader", "follower", "random"].contains(&t.as_str()),
+                    _ => {
+                        hosts.contains(t) || ["leader", "follower", "random"].contains(&t.as_str())
+                    }
                 };
                 if !ok {
                     return Err(err(
@@ -528,22 +576,34 @@ impl Scenario {
             }
             if let Some(p) = fault.probability {
                 if !(0.0..1.0).contains(&p) {
-                    return Err(err(f.span(), &format!("{field}.probability"), format!("{p} is not in [0, 1)")));
+                    return Err(err(
+                        f.span(),
+                        &format!("{field}.probability"),
+                        format!("{p} is not in [0, 1)"),
+                    ));
                 }
             }
             if fault.kind == FaultKind::Loss && fault.probability.is_none() {
                 return Err(err(f.span(), &field, "needs `probability`".into()));
             }
-            if matches!(fault.kind, FaultKind::Latency | FaultKind::DiskSlow) && fault.delay.is_none() {
+            if matches!(fault.kind, FaultKind::Latency | FaultKind::DiskSlow)
+                && fault.delay.is_none()
+            {
                 return Err(err(f.span(), &field, "needs `delay`".into()));
             }
         }
         if let Some(n) = &self.nemesis {
             if n.every.0.is_zero() {
-                return Err(ScenarioError(format!("{origin}: nemesis.every: must be positive")));
+                return Err(ScenarioError(format!(
+                    "{origin}: nemesis.every: must be positive"
+                )));
             }
             if n.kinds.get_ref().is_empty() {
-                return Err(err(n.kinds.span(), "nemesis.kinds", "needs at least one kind".into()));
+                return Err(err(
+                    n.kinds.span(),
+                    "nemesis.kinds",
+                    "needs at least one kind".into(),
+                ));
             }
             if n.min_for.0.is_zero() || n.min_for > n.max_for {
                 return Err(ScenarioError(format!(
@@ -561,7 +621,9 @@ impl Scenario {
             let inv = i.get_ref();
             let needs_workload = matches!(
                 inv.kind,
-                InvariantKind::Linearizable | InvariantKind::NoLostWrites | InvariantKind::WatchOrdered
+                InvariantKind::Linearizable
+                    | InvariantKind::NoLostWrites
+                    | InvariantKind::WatchOrdered
             );
             if needs_workload && self.workload.is_none() {
                 return Err(err(
@@ -580,11 +642,45 @@ impl Scenario {
     }
 }
 
+/// The dotted name of the field whose line holds `offset` (`cluster.masters`,
+/// `fault[2].kind`), when the line is a `key = value` line.
+pub fn field_at(text: &str, offset: usize) -> Option<String> {
+    let offset = offset.min(text.len());
+    let line_start = text[..offset].rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let line = text[line_start..].lines().next().unwrap_or("");
+    let key = line
+        .split_once('=')
+        .map(|(k, _)| k.trim())
+        .filter(|k| !k.is_empty() && !k.starts_with('['))?;
+    // The innermost table header above the line, counting array entries.
+    let mut table: Option<String> = None;
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for l in text[..line_start].lines() {
+        let l = l.trim();
+        if let Some(name) = l.strip_prefix("[[").and_then(|r| r.strip_suffix("]]")) {
+            let n = counts.entry(name.trim().to_string()).or_insert(0);
+            *n += 1;
+            table = Some(format!("{}[{}]", name.trim(), *n));
+        } else if let Some(name) = l.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+            table = Some(name.trim().to_string());
+        }
+    }
+    Some(match table {
+        Some(t) => format!("{t}.{key}"),
+        None => key.to_string(),
+    })
+}
+
 /// 1-based line and column of a byte offset.
 pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
+    let col = before
+        .rsplit('\n')
+        .next()
+        .map(|l| l.chars().count())
+        .unwrap_or(0)
+        + 1;
     (line, col)
 }
 
@@ -628,7 +724,10 @@ kind = "linearizable"
         let e = error_of(&GOOD.replace("rate = 50", "rate = 50\nrat = 3"));
         assert!(e.contains("unknown field") && e.contains("rat"), "{e}");
         let e = error_of(&GOOD.replace("duration = \"30s\"", "duration = \"soon\""));
-        assert!(e.contains("t.toml:3:") && e.contains("invalid duration"), "{e}");
+        assert!(
+            e.contains("t.toml:3:") && e.contains("invalid duration"),
+            "{e}"
+        );
         let e = error_of(&GOOD.replace("at = \"5s\"", "at = \"50s\""));
         assert!(e.contains("not before the end"), "{e}");
         let e = error_of(&GOOD.replace("for = \"3s\"", "for = \"3s\"\ntarget = \"m9\""));

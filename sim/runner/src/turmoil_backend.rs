@@ -76,7 +76,11 @@ struct TurmoilControl<'s, 'a> {
 
 impl Control for TurmoilControl<'_, '_> {
     fn masters(&self) -> Vec<String> {
-        self.names.iter().filter(|n| n.starts_with('m')).cloned().collect()
+        self.names
+            .iter()
+            .filter(|n| n.starts_with('m'))
+            .cloned()
+            .collect()
     }
     fn hosts(&self) -> Vec<String> {
         self.names.clone()
@@ -93,7 +97,8 @@ impl Control for TurmoilControl<'_, '_> {
         self.sim.borrow_mut().is_host_running(host)
     }
     fn crash(&mut self, host: &str, power_loss: bool) {
-        self.trace.line(host, format_args!("host crash power_loss={power_loss}"));
+        self.trace
+            .line(host, format_args!("host crash power_loss={power_loss}"));
         self.sim.get_mut().crash(host);
         if power_loss {
             self.disks[host].power_loss();
@@ -163,47 +168,54 @@ pub fn run_turmoil(scenario: &Scenario, opts: &RunOptions) -> RunOutcome {
     let now_ns = Rc::new(Cell::new(0u64));
     let clock = now_ns.clone();
     let trace = Rc::new(Trace::with_clock(
-        Box::new(move || turmoil::sim_elapsed().map(|d| d.as_nanos() as u64).unwrap_or(clock.get())),
+        Box::new(move || {
+            turmoil::sim_elapsed()
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(clock.get())
+        }),
         opts.keep_trace,
     ));
     let rec_clock = now_ns.clone();
     let rec = Recorder::new(Rc::new(move || {
-        turmoil::sim_elapsed().map(|d| d.as_nanos() as u64).unwrap_or(rec_clock.get())
+        turmoil::sim_elapsed()
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(rec_clock.get())
     }));
     let stop = Rc::new(Cell::new(false));
     let mut disks: BTreeMap<String, Rc<SimDisk>> = BTreeMap::new();
     let mut names = Vec::new();
     let mut dcs = BTreeMap::new();
-    let mut add = |sim: &mut turmoil::Sim<'_>, name: String, dc: String, main: faultline_engine::HostMain| {
-        let disk = Rc::new(SimDisk::new(
-            &name,
-            ChaCha8Rng::seed_from_u64(host_seed(seed, &format!("{name}#disk"))),
-            trace.clone(),
-        ));
-        disks.insert(name.clone(), disk.clone());
-        names.push(name.clone());
-        dcs.insert(name.clone(), dc);
-        let incarnation = Rc::new(Cell::new(0u64));
-        let observer: Rc<dyn Observer> = trace.clone();
-        let host = name.clone();
-        sim.host(name.as_str(), move || {
-            incarnation.set(incarnation.get() + 1);
-            let env = Env::new(
-                &host,
-                host_seed(seed, &format!("{host}#{}", incarnation.get())),
-                Rc::new(TurmoilNet),
-                disk.clone(),
-                Rc::new(TurmoilClock),
-                observer.clone(),
-            );
-            let fut = main(env);
-            async move {
-                fut.await;
-                std::future::pending::<()>().await;
-                Ok(())
-            }
-        });
-    };
+    let mut add =
+        |sim: &mut turmoil::Sim<'_>, name: String, dc: String, main: faultline_engine::HostMain| {
+            let disk = Rc::new(SimDisk::new(
+                &name,
+                ChaCha8Rng::seed_from_u64(host_seed(seed, &format!("{name}#disk"))),
+                trace.clone(),
+            ));
+            disks.insert(name.clone(), disk.clone());
+            names.push(name.clone());
+            dcs.insert(name.clone(), dc);
+            let incarnation = Rc::new(Cell::new(0u64));
+            let observer: Rc<dyn Observer> = trace.clone();
+            let host = name.clone();
+            sim.host(name.as_str(), move || {
+                incarnation.set(incarnation.get() + 1);
+                let env = Env::new(
+                    &host,
+                    host_seed(seed, &format!("{host}#{}", incarnation.get())),
+                    Rc::new(TurmoilNet),
+                    disk.clone(),
+                    Rc::new(TurmoilClock),
+                    observer.clone(),
+                );
+                let fut = main(env);
+                async move {
+                    fut.await;
+                    std::future::pending::<()>().await;
+                    Ok(())
+                }
+            });
+        };
     for (name, dc, main) in hosts(s, &rec, &stop) {
         add(&mut sim, name, dc, main);
     }
@@ -265,11 +277,22 @@ pub fn run_turmoil(scenario: &Scenario, opts: &RunOptions) -> RunOutcome {
     }
     let result: ProbeResult = Default::default();
     let probe = probe_main(s, &rec, &result);
-    let probe_disk = Rc::new(SimDisk::new("probe", ChaCha8Rng::seed_from_u64(seed), trace.clone()));
+    let probe_disk = Rc::new(SimDisk::new(
+        "probe",
+        ChaCha8Rng::seed_from_u64(seed),
+        trace.clone(),
+    ));
     let observer: Rc<dyn Observer> = trace.clone();
     let env_seed = host_seed(seed, "probe#1");
     sim.client("probe", {
-        let env = Env::new("probe", env_seed, Rc::new(TurmoilNet), probe_disk, Rc::new(TurmoilClock), observer);
+        let env = Env::new(
+            "probe",
+            env_seed,
+            Rc::new(TurmoilNet),
+            probe_disk,
+            Rc::new(TurmoilClock),
+            observer,
+        );
         let fut = probe(env);
         async move {
             fut.await;
@@ -283,7 +306,9 @@ pub fn run_turmoil(scenario: &Scenario, opts: &RunOptions) -> RunOutcome {
     trace.line("world", format_args!("phase done"));
     let (converged, final_state) = result.borrow_mut().take().unwrap_or_else(|| {
         (
-            Err(failure.clone().unwrap_or_else(|| "the probe did not finish".into())),
+            Err(failure
+                .clone()
+                .unwrap_or_else(|| "the probe did not finish".into())),
             FinalState {
                 error: Some("the probe did not finish".into()),
                 ..Default::default()

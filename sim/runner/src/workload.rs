@@ -91,14 +91,22 @@ impl Recorder {
 
     fn ok(&mut self, id: u64, result: CallResult) {
         let complete_ns = self.now_ns();
-        self.finish(id, Outcome::Ok { complete_ns, result });
+        self.finish(
+            id,
+            Outcome::Ok {
+                complete_ns,
+                result,
+            },
+        );
     }
 
     /// Records a failed call: definitely not applied, or unknown.
     fn failed(&mut self, id: u64, e: &ClientError) {
         let complete_ns = self.now_ns();
         let outcome = match e {
-            ClientError::Timeout { maybe_applied: true } => Outcome::Unknown,
+            ClientError::Timeout {
+                maybe_applied: true,
+            } => Outcome::Unknown,
             _ => Outcome::Fail { complete_ns },
         };
         self.finish(id, outcome);
@@ -114,6 +122,8 @@ pub struct WorkloadSpec {
     pub mix: Mix,
     /// Set when the faulty phase ends: clients stop issuing operations.
     pub stop: Rc<Cell<bool>>,
+    /// Reads start at a random master.
+    pub spread_reads: bool,
 }
 
 fn client_config(endpoints: &[String]) -> ClientConfig {
@@ -124,14 +134,23 @@ fn client_config(endpoints: &[String]) -> ClientConfig {
 }
 
 fn value(v: &Option<faultline_store::ops::KeyValue>) -> Option<String> {
-    v.as_ref().map(|kv| String::from_utf8_lossy(&kv.value).into_owned())
+    v.as_ref()
+        .map(|kv| String::from_utf8_lossy(&kv.value).into_owned())
 }
 
 /// One client: issues operations at random until told to stop.
 pub async fn client_loop(env: Env, index: u32, spec: Rc<WorkloadSpec>, rec: SharedRecorder) {
-    let client = StoreClient::new(env.clone(), client_config(&spec.endpoints));
+    let mut cfg = client_config(&spec.endpoints);
+    cfg.spread_reads = spec.spread_reads;
+    let client = StoreClient::new(env.clone(), cfg);
     let id = u64::from(index);
-    let weights = [spec.mix.get, spec.mix.put, spec.mix.cas, spec.mix.delete, spec.mix.add];
+    let weights = [
+        spec.mix.get,
+        spec.mix.put,
+        spec.mix.cas,
+        spec.mix.delete,
+        spec.mix.add,
+    ];
     let total: u32 = weights.iter().sum();
     // The last value this client saw per key, to make CAS plausible.
     let mut seen: BTreeMap<String, Option<String>> = BTreeMap::new();
@@ -175,7 +194,9 @@ pub async fn client_loop(env: Env, index: u32, spec: Rc<WorkloadSpec>, rec: Shar
                 }
             }
             1 => {
-                let op_id = rec.borrow_mut().invoke(id, &key, Call::Put { value: val.clone() });
+                let op_id = rec
+                    .borrow_mut()
+                    .invoke(id, &key, Call::Put { value: val.clone() });
                 match client.put(key.as_bytes(), val.as_bytes()).await {
                     Ok(_) => {
                         seen.insert(key.clone(), Some(val));
@@ -191,7 +212,14 @@ pub async fn client_loop(env: Env, index: u32, spec: Rc<WorkloadSpec>, rec: Shar
                     new: val.clone(),
                 };
                 let op_id = rec.borrow_mut().invoke(id, &key, call);
-                match client.cas(key.as_bytes(), expected.as_deref().map(str::as_bytes), val.as_bytes()).await {
+                match client
+                    .cas(
+                        key.as_bytes(),
+                        expected.as_deref().map(str::as_bytes),
+                        val.as_bytes(),
+                    )
+                    .await
+                {
                     Ok(swapped) => {
                         if swapped {
                             seen.insert(key.clone(), Some(val));
@@ -219,7 +247,9 @@ pub async fn client_loop(env: Env, index: u32, spec: Rc<WorkloadSpec>, rec: Shar
                         r.ops_ok += 1;
                         r.set_acknowledged.insert(element);
                     }
-                    Err(ClientError::Timeout { maybe_applied: true }) => {
+                    Err(ClientError::Timeout {
+                        maybe_applied: true,
+                    }) => {
                         let mut r = rec.borrow_mut();
                         r.ops_unknown += 1;
                         r.set_unknown.insert(element);
@@ -292,7 +322,12 @@ pub struct FinalState {
 
 /// After healing: reads the whole set and every register (recording the
 /// register reads in the history so linearizability covers the end state).
-pub async fn final_reads(env: Env, endpoints: Vec<String>, keys: u32, rec: SharedRecorder) -> FinalState {
+pub async fn final_reads(
+    env: Env,
+    endpoints: Vec<String>,
+    keys: u32,
+    rec: SharedRecorder,
+) -> FinalState {
     let client = StoreClient::new(env.clone(), client_config(&endpoints));
     let mut out = FinalState::default();
     let deadline = env.now() + Duration::from_secs(60);
@@ -332,7 +367,11 @@ pub async fn final_reads(env: Env, endpoints: Vec<String>, keys: u32, rec: Share
 
 /// Waits until every replica reports the same applied index and state
 /// digest, with one leader and nobody recovering. Returns how long it took.
-pub async fn await_convergence(env: Env, endpoints: Vec<String>, within: Duration) -> Result<Duration, String> {
+pub async fn await_convergence(
+    env: Env,
+    endpoints: Vec<String>,
+    within: Duration,
+) -> Result<Duration, String> {
     let start = env.now();
     let client = StoreClient::new(env.clone(), client_config(&endpoints));
     let mut stable = 0;
@@ -379,7 +418,10 @@ pub async fn await_convergence(env: Env, endpoints: Vec<String>, within: Duratio
             stable = 0;
         }
         if env.now() - start >= within {
-            return Err(format!("replicas did not converge within {within:?}: {}", view.join("; ")));
+            return Err(format!(
+                "replicas did not converge within {within:?}: {}",
+                view.join("; ")
+            ));
         }
         env.sleep(Duration::from_millis(500)).await;
     }
