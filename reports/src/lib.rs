@@ -1,11 +1,13 @@
 //! Turning a run into files a person or a CI system reads: `summary.json`
-//! (the run contract, see `docs/summary.md`) and `junit.xml` (one test case
-//! per invariant).
+//! (the run contract), `junit.xml` (one test case per invariant) and
+//! `timeline.svg` (client traffic, latency, faults and leaders over time).
 
 use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::Context;
+
+pub mod plot;
 use serde::{Deserialize, Serialize};
 
 /// The outcome of one scenario run at one seed.
@@ -32,6 +34,39 @@ pub struct Summary {
     /// The command that replays this run bit for bit.
     pub reproduce: String,
     pub stats: RunStats,
+    /// Simulated seconds of the faulty phase (healing starts here).
+    #[serde(default)]
+    pub faulty_phase_s: f64,
+    /// Client operations per simulated second.
+    #[serde(default)]
+    pub timeline: Vec<TimelinePoint>,
+    /// Every store leader elected, in order.
+    #[serde(default)]
+    pub leaders: Vec<LeaderChange>,
+}
+
+/// One second of client traffic.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TimelinePoint {
+    /// Start of the second (simulated seconds).
+    pub t_s: f64,
+    /// Operations that completed successfully in this second.
+    pub ok: u64,
+    /// Operations that definitely failed in this second.
+    pub failed: u64,
+    /// Operations invoked in this second whose outcome is unknown.
+    pub unknown: u64,
+    /// Latency percentiles of the successful ones, in milliseconds.
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
+
+/// A store leader taking office.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LeaderChange {
+    pub t_s: f64,
+    pub term: u64,
+    pub host: String,
 }
 
 /// One injected fault.
@@ -78,7 +113,7 @@ impl Summary {
         self.invariants.iter().all(|i| i.holds)
     }
 
-    /// Writes `summary.json` and `junit.xml` into `dir`.
+    /// Writes `summary.json`, `junit.xml` and `timeline.svg` into `dir`.
     pub fn write(&self, dir: &Path) -> anyhow::Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let json = serde_json::to_string_pretty(self)?;
@@ -86,6 +121,8 @@ impl Summary {
             .with_context(|| format!("writing {}/summary.json", dir.display()))?;
         std::fs::write(dir.join("junit.xml"), self.junit())
             .with_context(|| format!("writing {}/junit.xml", dir.display()))?;
+        std::fs::write(dir.join("timeline.svg"), plot::timeline_svg(self)?)
+            .with_context(|| format!("writing {}/timeline.svg", dir.display()))?;
         Ok(())
     }
 
@@ -173,6 +210,9 @@ mod tests {
             ],
             reproduce: "faultline sim run scenarios/s.toml --seed 3".into(),
             stats: RunStats::default(),
+            faulty_phase_s: 1.0,
+            timeline: vec![],
+            leaders: vec![],
         };
         let x = s.junit();
         assert!(x.contains("tests=\"2\" failures=\"1\""));

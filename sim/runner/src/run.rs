@@ -11,14 +11,18 @@ use std::time::Duration;
 use faultline_checker::{linearizable, set, watch};
 use faultline_engine::{run as run_world, HostMain, LinkConfig, SimDisk, World, WorldConfig};
 use faultline_env::Env;
-use faultline_reports::{FaultRecord, InvariantResult, RunStats, Summary};
+use faultline_reports::{
+    FaultRecord, InvariantResult, LeaderChange, RunStats, Summary, TimelinePoint,
+};
 use faultline_store::server::{serve, Bugs, ServeError, StoreConfig};
 use faultline_store::storage::StorageError;
 use tokio::time::Instant;
 
 use crate::faults::{self, Control, FaultDriver};
 use crate::scenario::{client_names, master_names, Bug, InvariantKind, Scenario};
-use crate::workload::{self, FinalState, Recorder, SharedRecorder, WorkloadSpec};
+use crate::workload::{
+    self, FinalState, Recorder, Sample, SampleOutcome, SharedRecorder, WorkloadSpec,
+};
 
 /// The store's client/peer port on every master.
 pub const STORE_PORT: u16 = 2379;
@@ -163,13 +167,16 @@ pub fn probe_main(s: &Scenario, rec: &SharedRecorder, result: &ProbeResult) -> H
         .unwrap_or(Duration::from_secs(60));
     let (eps, rec, result) = (endpoints(s), rec.clone(), result.clone());
     let keys = s.workload.as_ref().map(|w| *w.keys.get_ref()).unwrap_or(0);
+    let generations = (s.duration.get_ref().0.as_secs_f64()
+        / workload::KEY_GENERATION.as_secs_f64())
+    .ceil() as u64;
     let has_workload = s.workload.is_some();
     Rc::new(move |env: Env| {
         let (eps, rec, result) = (eps.clone(), rec.clone(), result.clone());
         Box::pin(async move {
             let converged = workload::await_convergence(env.clone(), eps.clone(), within).await;
             let fin = if has_workload {
-                workload::final_reads(env, eps, keys, rec).await
+                workload::final_reads(env, eps, keys, generations, rec).await
             } else {
                 FinalState::default()
             };
@@ -267,7 +274,8 @@ pub struct Observed {
     pub final_state: FinalState,
     pub converged: Result<Duration, String>,
     pub violations: Vec<String>,
-    pub leaders: u64,
+    /// (group, term, host, elected at ns), in term order.
+    pub leaders: Vec<(u64, u64, String, u64)>,
 }
 
 /// Runs `scenario` on the event-driven engine.
@@ -326,7 +334,7 @@ pub fn run_engine(scenario: &Scenario, opts: &RunOptions) -> RunOutcome {
         world.note(format_args!("phase done"));
         let (converged, final_state) = result.borrow_mut().take().expect("set above");
         let violations = world.trace().violations();
-        let leaders = world.trace().leaders().len() as u64;
+        let leaders = world.trace().leaders();
         let sim_secs = world.elapsed().as_secs_f64();
         world.shutdown();
         let trace = world.trace();
@@ -440,7 +448,10 @@ pub fn judge(
                 if observed.violations.is_empty() {
                     (
                         true,
-                        format!("{} leader terms, no safety violation", observed.leaders),
+                        format!(
+                            "{} leader terms, no safety violation",
+                            observed.leaders.len()
+                        ),
                     )
                 } else {
                     (false, observed.violations.join("; "))
@@ -530,10 +541,54 @@ pub fn judge(
             set_acknowledged: rec.set_acknowledged.len() as u64,
             set_lost,
             watch_events: rec.watch.iter().map(|s| s.received.len() as u64).sum(),
-            leaders: observed.leaders,
+            leaders: observed.leaders.len() as u64,
             converged_after_s: observed.converged.as_ref().ok().map(|d| d.as_secs_f64()),
         },
+        faulty_phase_s: s.duration.get_ref().0.as_secs_f64(),
+        timeline: timeline(&rec.samples, simulated_seconds),
+        leaders: observed
+            .leaders
+            .iter()
+            .map(|(_, term, host, at)| LeaderChange {
+                t_s: *at as f64 / 1e9,
+                term: *term,
+                host: host.clone(),
+            })
+            .collect(),
     }
+}
+
+/// Buckets client operations by simulated second.
+fn timeline(samples: &[Sample], seconds: f64) -> Vec<TimelinePoint> {
+    let n = seconds.ceil().max(1.0) as usize;
+    let mut points: Vec<TimelinePoint> = (0..n)
+        .map(|i| TimelinePoint {
+            t_s: i as f64,
+            ..Default::default()
+        })
+        .collect();
+    let mut latencies: Vec<Vec<u64>> = vec![Vec::new(); n];
+    let sec = |ns: u64| ((ns / 1_000_000_000) as usize).min(n - 1);
+    for smp in samples {
+        match (smp.outcome, smp.complete_ns) {
+            (SampleOutcome::Ok, Some(done)) => {
+                points[sec(done)].ok += 1;
+                latencies[sec(done)].push(done.saturating_sub(smp.invoke_ns));
+            }
+            (SampleOutcome::Failed, Some(done)) => points[sec(done)].failed += 1,
+            _ => points[sec(smp.invoke_ns)].unknown += 1,
+        }
+    }
+    for (p, mut l) in points.iter_mut().zip(latencies) {
+        if l.is_empty() {
+            continue;
+        }
+        l.sort_unstable();
+        let at = |q: f64| l[((l.len() - 1) as f64 * q).round() as usize] as f64 / 1e6;
+        p.p50_ms = at(0.50);
+        p.p99_ms = at(0.99);
+    }
+    points
 }
 
 /// The command that replays a run.

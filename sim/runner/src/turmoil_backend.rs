@@ -322,7 +322,7 @@ pub fn run_turmoil(scenario: &Scenario, opts: &RunOptions) -> RunOutcome {
         final_state,
         converged,
         violations: trace.violations(),
-        leaders: trace.leaders().len() as u64,
+        leaders: trace.leaders(),
     };
     let wall_seconds = wall.elapsed().as_secs_f64();
     let summary = judge(

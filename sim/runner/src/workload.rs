@@ -13,6 +13,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use faultline_checker::history::{Call, CallResult, History, Outcome};
@@ -21,11 +22,24 @@ use faultline_env::Env;
 use faultline_store::client::{prefix, prefix_end, ClientConfig, ClientError, StoreClient};
 use faultline_store::ops::EventKind;
 use rand::Rng;
+use tokio::sync::Semaphore;
 
 use crate::scenario::Mix;
 
 /// Prefix of the register keys.
 pub const REGISTER_PREFIX: &str = "reg/";
+/// Registers are replaced by fresh ones this often (Jepsen's "independent"
+/// keys): a key's history stays short, so checking it stays tractable even
+/// when an outage piles up concurrent operations.
+pub const KEY_GENERATION: Duration = Duration::from_secs(10);
+
+/// Operations one client keeps in flight at most.
+pub const MAX_IN_FLIGHT: usize = 3;
+
+/// The register key `k` of generation `generation`.
+pub fn register_key(generation: u64, k: u32) -> String {
+    format!("{REGISTER_PREFIX}g{generation}/k{k}")
+}
 /// Prefix of the set elements.
 pub const SET_PREFIX: &str = "set/";
 /// The client id used for the final reads.
@@ -49,6 +63,25 @@ pub struct Recorder {
     pub ops_ok: u64,
     pub ops_failed: u64,
     pub ops_unknown: u64,
+    /// Every client operation: (invoked ns, completed ns, outcome), for the
+    /// report's timeline. Unknown outcomes have no completion.
+    pub samples: Vec<Sample>,
+}
+
+/// One client operation as the timeline sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sample {
+    pub invoke_ns: u64,
+    pub complete_ns: Option<u64>,
+    pub outcome: SampleOutcome,
+}
+
+/// How a client operation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SampleOutcome {
+    Ok,
+    Failed,
+    Unknown,
 }
 
 /// The recorder, shared by every client host of a run.
@@ -66,6 +99,7 @@ impl Recorder {
             ops_ok: 0,
             ops_failed: 0,
             ops_unknown: 0,
+            samples: Vec::new(),
         }))
     }
 
@@ -78,12 +112,28 @@ impl Recorder {
         self.history.invoke(client, key, call, t)
     }
 
-    fn finish(&mut self, id: u64, outcome: Outcome) {
+    fn sample(&mut self, invoke_ns: u64, outcome: SampleOutcome) {
+        let complete_ns = (outcome != SampleOutcome::Unknown).then(|| self.now_ns());
         match outcome {
-            Outcome::Ok { .. } => self.ops_ok += 1,
-            Outcome::Fail { .. } => self.ops_failed += 1,
-            Outcome::Unknown => self.ops_unknown += 1,
+            SampleOutcome::Ok => self.ops_ok += 1,
+            SampleOutcome::Failed => self.ops_failed += 1,
+            SampleOutcome::Unknown => self.ops_unknown += 1,
         }
+        self.samples.push(Sample {
+            invoke_ns,
+            complete_ns,
+            outcome,
+        });
+    }
+
+    fn finish(&mut self, id: u64, outcome: Outcome) {
+        let invoke_ns = self.history.get(id).map(|op| op.invoke_ns).unwrap_or(0);
+        let kind = match outcome {
+            Outcome::Ok { .. } => SampleOutcome::Ok,
+            Outcome::Fail { .. } => SampleOutcome::Failed,
+            Outcome::Unknown => SampleOutcome::Unknown,
+        };
+        self.sample(invoke_ns, kind);
         self.history
             .complete(id, outcome)
             .expect("each op completes once, after it was invoked");
@@ -142,7 +192,7 @@ fn value(v: &Option<faultline_store::ops::KeyValue>) -> Option<String> {
 pub async fn client_loop(env: Env, index: u32, spec: Rc<WorkloadSpec>, rec: SharedRecorder) {
     let mut cfg = client_config(&spec.endpoints);
     cfg.spread_reads = spec.spread_reads;
-    let client = StoreClient::new(env.clone(), cfg);
+    let client = Rc::new(StoreClient::new(env.clone(), cfg));
     let id = u64::from(index);
     let weights = [
         spec.mix.get,
@@ -153,8 +203,10 @@ pub async fn client_loop(env: Env, index: u32, spec: Rc<WorkloadSpec>, rec: Shar
     ];
     let total: u32 = weights.iter().sum();
     // The last value this client saw per key, to make CAS plausible.
-    let mut seen: BTreeMap<String, Option<String>> = BTreeMap::new();
+    let seen: Rc<RefCell<BTreeMap<String, Option<String>>>> = Default::default();
     let mut n = 0u64;
+    let start = env.now();
+    let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     loop {
         let (gap, pick, k) = {
             let mut rng = env.rng();
@@ -170,7 +222,8 @@ pub async fn client_loop(env: Env, index: u32, spec: Rc<WorkloadSpec>, rec: Shar
             return;
         }
         n += 1;
-        let key = format!("{REGISTER_PREFIX}k{k}");
+        let generation = ((env.now() - start).as_secs_f64() / KEY_GENERATION.as_secs_f64()) as u64;
+        let key = register_key(generation, k);
         let mut acc = 0;
         let op = weights
             .iter()
@@ -180,82 +233,105 @@ pub async fn client_loop(env: Env, index: u32, spec: Rc<WorkloadSpec>, rec: Shar
             })
             .expect("pick < total");
         let val = format!("c{index}-{n}");
-        match op {
-            0 => {
-                let op_id = rec.borrow_mut().invoke(id, &key, Call::Get);
-                match client.get(key.as_bytes()).await {
-                    Ok(kv) => {
-                        let v = value(&kv);
-                        seen.insert(key.clone(), v.clone());
-                        rec.borrow_mut().ok(op_id, CallResult::Get(v));
-                    }
-                    // A read that timed out constrains nothing.
-                    Err(e) => rec.borrow_mut().failed(op_id, &e),
+        // Open loop, as a load generator, so the offered rate does not
+        // depend on latency — but with a few operations in flight at most
+        // per client, as a bounded pool of connections would have: an
+        // outage then piles up a handful of operations per client, not
+        // hundreds, and each key's history stays checkable.
+        let permit = slots.clone().acquire_owned().await.expect("never closed");
+        let task = one_op(client.clone(), id, op, key, val, seen.clone(), rec.clone());
+        env.spawn(async move {
+            task.await;
+            drop(permit);
+        });
+    }
+}
+
+/// Runs and records one operation of a client.
+async fn one_op(
+    client: Rc<StoreClient>,
+    id: u64,
+    op: usize,
+    key: String,
+    val: String,
+    seen: Rc<RefCell<BTreeMap<String, Option<String>>>>,
+    rec: SharedRecorder,
+) {
+    match op {
+        0 => {
+            let op_id = rec.borrow_mut().invoke(id, &key, Call::Get);
+            match client.get(key.as_bytes()).await {
+                Ok(kv) => {
+                    let v = value(&kv);
+                    seen.borrow_mut().insert(key.clone(), v.clone());
+                    rec.borrow_mut().ok(op_id, CallResult::Get(v));
                 }
+                // A read that timed out constrains nothing.
+                Err(e) => rec.borrow_mut().failed(op_id, &e),
             }
-            1 => {
-                let op_id = rec
-                    .borrow_mut()
-                    .invoke(id, &key, Call::Put { value: val.clone() });
-                match client.put(key.as_bytes(), val.as_bytes()).await {
-                    Ok(_) => {
-                        seen.insert(key.clone(), Some(val));
-                        rec.borrow_mut().ok(op_id, CallResult::Put);
-                    }
-                    Err(e) => rec.borrow_mut().failed(op_id, &e),
+        }
+        1 => {
+            let op_id = rec
+                .borrow_mut()
+                .invoke(id, &key, Call::Put { value: val.clone() });
+            match client.put(key.as_bytes(), val.as_bytes()).await {
+                Ok(_) => {
+                    seen.borrow_mut().insert(key.clone(), Some(val));
+                    rec.borrow_mut().ok(op_id, CallResult::Put);
                 }
+                Err(e) => rec.borrow_mut().failed(op_id, &e),
             }
-            2 => {
-                let expected = seen.get(&key).cloned().flatten();
-                let call = Call::Cas {
-                    expected: expected.clone(),
-                    new: val.clone(),
-                };
-                let op_id = rec.borrow_mut().invoke(id, &key, call);
-                match client
-                    .cas(
-                        key.as_bytes(),
-                        expected.as_deref().map(str::as_bytes),
-                        val.as_bytes(),
-                    )
-                    .await
-                {
-                    Ok(swapped) => {
-                        if swapped {
-                            seen.insert(key.clone(), Some(val));
-                        }
-                        rec.borrow_mut().ok(op_id, CallResult::Cas(swapped));
+        }
+        2 => {
+            let expected = seen.borrow().get(&key).cloned().flatten();
+            let call = Call::Cas {
+                expected: expected.clone(),
+                new: val.clone(),
+            };
+            let op_id = rec.borrow_mut().invoke(id, &key, call);
+            match client
+                .cas(
+                    key.as_bytes(),
+                    expected.as_deref().map(str::as_bytes),
+                    val.as_bytes(),
+                )
+                .await
+            {
+                Ok(swapped) => {
+                    if swapped {
+                        seen.borrow_mut().insert(key.clone(), Some(val));
                     }
-                    Err(e) => rec.borrow_mut().failed(op_id, &e),
+                    rec.borrow_mut().ok(op_id, CallResult::Cas(swapped));
                 }
+                Err(e) => rec.borrow_mut().failed(op_id, &e),
             }
-            3 => {
-                let op_id = rec.borrow_mut().invoke(id, &key, Call::Delete);
-                match client.delete(key.as_bytes()).await {
-                    Ok(_) => {
-                        seen.insert(key.clone(), None);
-                        rec.borrow_mut().ok(op_id, CallResult::Delete);
-                    }
-                    Err(e) => rec.borrow_mut().failed(op_id, &e),
+        }
+        3 => {
+            let op_id = rec.borrow_mut().invoke(id, &key, Call::Delete);
+            match client.delete(key.as_bytes()).await {
+                Ok(_) => {
+                    seen.borrow_mut().insert(key.clone(), None);
+                    rec.borrow_mut().ok(op_id, CallResult::Delete);
                 }
+                Err(e) => rec.borrow_mut().failed(op_id, &e),
             }
-            _ => {
-                let element = format!("{SET_PREFIX}{val}");
-                match client.put(element.as_bytes(), val.as_bytes()).await {
-                    Ok(_) => {
-                        let mut r = rec.borrow_mut();
-                        r.ops_ok += 1;
-                        r.set_acknowledged.insert(element);
-                    }
-                    Err(ClientError::Timeout {
-                        maybe_applied: true,
-                    }) => {
-                        let mut r = rec.borrow_mut();
-                        r.ops_unknown += 1;
-                        r.set_unknown.insert(element);
-                    }
-                    Err(_) => rec.borrow_mut().ops_failed += 1,
+        }
+        _ => {
+            let element = format!("{SET_PREFIX}{val}");
+            match client.put(element.as_bytes(), val.as_bytes()).await {
+                Ok(_) => {
+                    let mut r = rec.borrow_mut();
+                    r.ops_ok += 1;
+                    r.set_acknowledged.insert(element);
                 }
+                Err(ClientError::Timeout {
+                    maybe_applied: true,
+                }) => {
+                    let mut r = rec.borrow_mut();
+                    r.ops_unknown += 1;
+                    r.set_unknown.insert(element);
+                }
+                Err(_) => rec.borrow_mut().ops_failed += 1,
             }
         }
     }
@@ -295,9 +371,11 @@ pub async fn watcher_loop(env: Env, endpoints: Vec<String>, rec: SharedRecorder)
                         });
                     }
                 }
-                Some(Err(faultline_store::ops::StoreError::Compacted { compact_revision })) => {
-                    // History was compacted under us: a gap is legitimate
-                    // here, so a new gap-free segment starts.
+                Some(Err(faultline_store::ops::StoreError::Compacted { compact_revision }))
+                    if compact_revision as u64 >= next =>
+                {
+                    // History we had not seen was compacted: a gap is
+                    // legitimate here, so a new gap-free segment starts.
                     next = compact_revision as u64 + 1;
                     rec.borrow_mut().watch.push(WatchSegment {
                         start_revision: next,
@@ -326,6 +404,7 @@ pub async fn final_reads(
     env: Env,
     endpoints: Vec<String>,
     keys: u32,
+    generations: u64,
     rec: SharedRecorder,
 ) -> FinalState {
     let client = StoreClient::new(env.clone(), client_config(&endpoints));
@@ -354,8 +433,8 @@ pub async fn final_reads(
             Err(_) => env.sleep(Duration::from_millis(500)).await,
         }
     }
-    for k in 0..keys {
-        let key = format!("{REGISTER_PREFIX}k{k}");
+    for (generation, k) in (0..generations).flat_map(|g| (0..keys).map(move |k| (g, k))) {
+        let key = register_key(generation, k);
         let op_id = rec.borrow_mut().invoke(FINAL_CLIENT, &key, Call::Get);
         match client.get(key.as_bytes()).await {
             Ok(kv) => rec.borrow_mut().ok(op_id, CallResult::Get(value(&kv))),
