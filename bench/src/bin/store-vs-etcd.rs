@@ -66,6 +66,10 @@ struct Args {
     /// Which systems to measure.
     #[arg(long, value_enum, default_value = "both")]
     systems: Systems,
+    /// Print every request slower than this many milliseconds, with its
+    /// wall-clock time (to line up with server logs or `strace -tt`).
+    #[arg(long)]
+    slow_ms: Option<u64>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -136,10 +140,12 @@ async fn run(args: Args) -> Result<()> {
         let (cluster, target) = start_faultline(&exe, &scratch.path.join("faultline")).await?;
         println!("faultline: leader is {}", target.describe());
         for &c in &args.concurrency {
-            let stats = run_load(&target, "faultline", c, &args, &value)
+            let cpu = cluster.cpu_seconds();
+            let mut stats = run_load(&target, "faultline", c, &args, &value)
                 .await
                 .map_err(|e| e.context(cluster.log_tails()))?;
-            println!("  {}", stats.line("faultline", c));
+            stats.server_cpu = cluster.cpu_seconds() - cpu;
+            println!("  {}", stats.line("faultline", c, total_secs(&args)));
             results.push(("faultline", c, stats));
         }
         drop(cluster);
@@ -149,10 +155,12 @@ async fn run(args: Args) -> Result<()> {
         let (cluster, target) = start_etcd(&args.etcd, &scratch.path.join("etcd")).await?;
         println!("etcd: leader is {}", target.describe());
         for &c in &args.concurrency {
-            let stats = run_load(&target, "etcd", c, &args, &value)
+            let cpu = cluster.cpu_seconds();
+            let mut stats = run_load(&target, "etcd", c, &args, &value)
                 .await
                 .map_err(|e| e.context(cluster.log_tails()))?;
-            println!("  {}", stats.line("etcd", c));
+            stats.server_cpu = cluster.cpu_seconds() - cpu;
+            println!("  {}", stats.line("etcd", c, total_secs(&args)));
             results.push(("etcd", c, stats));
         }
         drop(cluster);
@@ -229,6 +237,24 @@ impl Cluster {
         Ok(())
     }
 
+    /// CPU time (user + system) the children have used so far, from
+    /// `/proc/PID/stat` (assumes the usual 100 clock ticks per second).
+    fn cpu_seconds(&self) -> f64 {
+        let ticks: u64 = self
+            .children
+            .iter()
+            .filter_map(|(_, child, _)| {
+                let stat = std::fs::read_to_string(format!("/proc/{}/stat", child.id())).ok()?;
+                // Fields after the parenthesised command name; utime and
+                // stime are fields 14 and 15 of the whole line.
+                let rest = &stat[stat.rfind(')')? + 2..];
+                let f: Vec<&str> = rest.split_whitespace().collect();
+                Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+            })
+            .sum();
+        ticks as f64 / 100.0
+    }
+
     /// The last lines of every child's log, for error messages.
     fn log_tails(&self) -> String {
         let mut out = format!("{} logs (last lines):", self.name);
@@ -299,8 +325,14 @@ where
 
 /// Something that accepts puts.
 enum Target {
-    Faultline { client: StoreClient, leader: String },
-    Etcd { grpc: Grpc, leader: String },
+    Faultline {
+        client: Box<StoreClient>,
+        leader: String,
+    },
+    Etcd {
+        grpc: Grpc,
+        leader: String,
+    },
 }
 
 impl Target {
@@ -366,10 +398,14 @@ async fn start_faultline(exe: &Path, dir: &Path) -> Result<(Cluster, Target)> {
         None
     })
     .await?;
-    // The leader first, so the first attempt goes straight to it whatever
-    // the client's initial guess (it follows redirects anyway).
-    let client = StoreClient::new(env, ClientConfig::new(vec![addrs[leader].clone()]));
-    let _ = addrs; // the other replicas are reached only through the leader
+    // All replicas, so the client survives a leader change; its first
+    // request may land on a follower and follow the redirect, after which
+    // (this put, before any measurement) it talks to the leader directly.
+    let client = Box::new(StoreClient::new(env, ClientConfig::new(addrs.clone())));
+    client
+        .put(b"bench/hello", b"")
+        .await
+        .map_err(|e| anyhow!("first put: {e}\n{}", cluster.log_tails()))?;
     Ok((
         cluster,
         Target::Faultline {
@@ -672,6 +708,8 @@ struct Stats {
     max: Duration,
     errors: u64,
     first_error: Option<String>,
+    /// CPU seconds the three servers used during the phase (warm-up included).
+    server_cpu: f64,
 }
 
 impl Stats {
@@ -679,20 +717,33 @@ impl Stats {
         self.writes as f64 / self.window.as_secs_f64()
     }
 
-    fn line(&self, system: &str, c: usize) -> String {
+    /// Server CPU microseconds per write (warm-up writes counted too).
+    fn cpu_us_per_write(&self, total_secs: f64) -> f64 {
+        let writes = self.per_sec() * total_secs;
+        self.server_cpu * 1e6 / writes.max(1.0)
+    }
+
+    fn line(&self, system: &str, c: usize, total_secs: f64) -> String {
         let mut s = format!(
-            "{system} c={c}: {:.0} writes/s, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, {} errors",
+            "{system} c={c}: {:.0} writes/s, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, {} errors, servers used {:.1} CPU s ({:.0} us/write)",
             self.per_sec(),
             ms(self.p50),
             ms(self.p99),
             ms(self.max),
-            self.errors
+            self.errors,
+            self.server_cpu,
+            self.cpu_us_per_write(total_secs),
         );
         if let Some(e) = &self.first_error {
             s.push_str(&format!(" (first: {e})"));
         }
         s
     }
+}
+
+/// Seconds of load per phase, warm-up included.
+fn total_secs(args: &Args) -> f64 {
+    (args.warmup + args.seconds) as f64
 }
 
 fn ms(d: Duration) -> f64 {
@@ -744,6 +795,17 @@ async fn run_load(
                         if issued >= measure_from && done <= end {
                             lat.push(done - issued);
                         }
+                        if args.slow_ms.is_some_and(|s| done - issued >= Duration::from_millis(s)) {
+                            let wall = std::time::SystemTime::now()
+                                .duration_since(std::time::UNIX_EPOCH)
+                                .unwrap_or_default();
+                            println!(
+                                "  slow: {system} c={c} task {t}: {:.1} ms, answered at t+{:.3} s (unix {:.3})",
+                                ms(done - issued),
+                                (done - start).as_secs_f64(),
+                                wall.as_secs_f64()
+                            );
+                        }
                     }
                     r => {
                         errors.set(errors.get() + 1);
@@ -779,6 +841,7 @@ async fn run_load(
         max: all.last().copied().unwrap_or_default(),
         errors: errors.get(),
         first_error: first_error.take(),
+        server_cpu: 0.0,
     })
 }
 
@@ -854,20 +917,21 @@ fn print_table(results: &[(&'static str, usize, Stats)], args: &Args) {
     );
     let _ = writeln!(
         out,
-        "{:<10} {:>5} {:>10} {:>9} {:>9} {:>9} {:>7}",
-        "system", "conc", "writes/s", "p50 ms", "p99 ms", "max ms", "errors"
+        "{:<10} {:>5} {:>10} {:>9} {:>9} {:>9} {:>7} {:>12}",
+        "system", "conc", "writes/s", "p50 ms", "p99 ms", "max ms", "errors", "cpu us/write"
     );
     for (system, c, s) in results {
         let _ = writeln!(
             out,
-            "{:<10} {:>5} {:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>7}",
+            "{:<10} {:>5} {:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>7} {:>12.0}",
             system,
             c,
             s.per_sec(),
             ms(s.p50),
             ms(s.p99),
             ms(s.max),
-            s.errors
+            s.errors,
+            s.cpu_us_per_write(total_secs(args)),
         );
     }
     for &c in &args.concurrency {

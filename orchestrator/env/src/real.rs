@@ -136,6 +136,7 @@ impl RealDisk {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
         }
+        let existed = path.exists();
         let f = Arc::new(
             OpenOptions::new()
                 .read(true)
@@ -144,6 +145,12 @@ impl RealDisk {
                 .truncate(false)
                 .open(&path)?,
         );
+        if !existed {
+            // A new file's directory entry is only durable once the
+            // directory is synced: without this, a power loss could lose a
+            // freshly created (and fsynced) log segment.
+            sync_dir(&path)?;
+        }
         self.open.borrow_mut().insert(name.to_string(), f.clone());
         Ok(f)
     }

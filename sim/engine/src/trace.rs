@@ -124,6 +124,25 @@ impl Observer for Trace {
 
     fn observe(&self, host: &str, observation: Observation) {
         let now = self.elapsed_ns();
+        // Every apply on every replica is part of the trace: two runs that
+        // commit differently cannot hash the same.
+        if let Observation::RaftApplied {
+            node,
+            index,
+            term,
+            digest,
+            ..
+        } = observation
+        {
+            let mut rec = [0u8; 40];
+            rec[0..8].copy_from_slice(&now.to_le_bytes());
+            rec[8..16].copy_from_slice(&node.to_le_bytes());
+            rec[16..24].copy_from_slice(&index.to_le_bytes());
+            rec[24..32].copy_from_slice(&term.to_le_bytes());
+            rec[32..40].copy_from_slice(&digest.to_le_bytes());
+            self.hasher.borrow_mut().update(&rec);
+            self.events.set(self.events.get() + 1);
+        }
         let violation = self.monitor.borrow_mut().observe(host, now, &observation);
         if let Some(v) = violation {
             self.line(host, format_args!("SAFETY VIOLATION: {v}"));
