@@ -20,17 +20,7 @@ use crate::{BoxConn, Clock, Disk, Env, Listener, Net, NullObserver, Observer};
 
 /// Builds a real environment for `host`, keeping its files under `data_dir`.
 pub fn env(host: &str, seed: u64, data_dir: &Path, bind_ip: &str) -> io::Result<Env> {
-    std::fs::create_dir_all(data_dir)?;
-    Ok(Env::new(
-        host,
-        seed,
-        Rc::new(RealNet {
-            bind_ip: bind_ip.to_string(),
-        }),
-        Rc::new(RealDisk::new(data_dir)),
-        Rc::new(RealClock),
-        Rc::new(NullObserver),
-    ))
+    env_with_observer(host, seed, data_dir, bind_ip, Rc::new(NullObserver))
 }
 
 /// Builds a real environment with a custom observer (for logging traces).

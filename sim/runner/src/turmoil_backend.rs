@@ -65,31 +65,47 @@ impl Clock for TurmoilClock {
     }
 }
 
-struct TurmoilControl<'s, 'a> {
-    sim: RefCell<&'s mut turmoil::Sim<'a>>,
+/// What the backend knows about its hosts.
+struct Hosts {
     names: Vec<String>,
     dcs: BTreeMap<String, String>,
-    disks: &'s BTreeMap<String, Rc<SimDisk>>,
-    trace: &'s Trace,
+    disks: BTreeMap<String, Rc<SimDisk>>,
+    trace: Rc<Trace>,
+    /// Latency within and between datacenters.
     base: (Duration, Duration),
+}
+
+struct TurmoilControl<'s, 'a> {
+    sim: RefCell<&'s mut turmoil::Sim<'a>>,
+    hosts: &'s Hosts,
+}
+
+impl<'s, 'a> TurmoilControl<'s, 'a> {
+    fn new(sim: &'s mut turmoil::Sim<'a>, hosts: &'s Hosts) -> Self {
+        TurmoilControl {
+            sim: RefCell::new(sim),
+            hosts,
+        }
+    }
 }
 
 impl Control for TurmoilControl<'_, '_> {
     fn masters(&self) -> Vec<String> {
-        self.names
+        self.hosts
+            .names
             .iter()
             .filter(|n| n.starts_with('m'))
             .cloned()
             .collect()
     }
     fn hosts(&self) -> Vec<String> {
-        self.names.clone()
+        self.hosts.names.clone()
     }
     fn datacenter(&self, host: &str) -> String {
-        self.dcs.get(host).cloned().unwrap_or_default()
+        self.hosts.dcs.get(host).cloned().unwrap_or_default()
     }
     fn leader(&self) -> Option<String> {
-        let leaders = self.trace.leaders();
+        let leaders = self.hosts.trace.leaders();
         let (_, _, host, _) = leaders.iter().max_by_key(|(g, t, _, _)| (*g, *t))?;
         Some(host.clone())
     }
@@ -97,16 +113,17 @@ impl Control for TurmoilControl<'_, '_> {
         self.sim.borrow_mut().is_host_running(host)
     }
     fn crash(&mut self, host: &str, power_loss: bool) {
-        self.trace
+        self.hosts
+            .trace
             .line(host, format_args!("host crash power_loss={power_loss}"));
         self.sim.get_mut().crash(host);
         if power_loss {
-            self.disks[host].power_loss();
+            self.hosts.disks[host].power_loss();
         }
     }
     fn restart(&mut self, host: &str) {
         if !self.sim.borrow_mut().is_host_running(host) {
-            self.trace.line(host, format_args!("host start"));
+            self.hosts.trace.line(host, format_args!("host start"));
             self.sim.get_mut().bounce(host);
         }
     }
@@ -127,19 +144,19 @@ impl Control for TurmoilControl<'_, '_> {
         self.sim.get_mut().set_link_fail_rate(from, to, 0.0);
     }
     fn disk(&self, host: &str) -> Rc<SimDisk> {
-        self.disks[host].clone()
+        self.hosts.disks[host].clone()
     }
     fn note(&self, line: &str) {
-        self.trace.line("world", format_args!("{line}"));
+        self.hosts.trace.line("world", format_args!("{line}"));
     }
 }
 
 impl TurmoilControl<'_, '_> {
     fn base_latency(&self, a: &str, b: &str) -> Duration {
         if self.datacenter(a) == self.datacenter(b) {
-            self.base.0
+            self.hosts.base.0
         } else {
-            self.base.1
+            self.hosts.base.1
         }
     }
 }
@@ -219,7 +236,6 @@ pub fn run_turmoil(scenario: &Scenario, opts: &RunOptions) -> RunOutcome {
     for (name, dc, main) in hosts(s, &rec, &stop) {
         add(&mut sim, name, dc, main);
     }
-    let base = (within, between);
     for a in &names {
         for b in &names {
             if a != b && dcs[a] != dcs[b] {
@@ -228,6 +244,13 @@ pub fn run_turmoil(scenario: &Scenario, opts: &RunOptions) -> RunOutcome {
         }
     }
 
+    let hosts = Hosts {
+        names,
+        dcs,
+        disks,
+        trace: trace.clone(),
+        base: (within, between),
+    };
     let mut driver = FaultDriver::new(faults::plan(s, seed), seed);
     let mut failure: Option<String> = None;
     let step = |sim: &mut turmoil::Sim<'_>, failure: &mut Option<String>| {
@@ -237,38 +260,21 @@ pub fn run_turmoil(scenario: &Scenario, opts: &RunOptions) -> RunOutcome {
         }
     };
     while sim.elapsed() < duration && failure.is_none() {
-        {
-            let mut ctl = TurmoilControl {
-                sim: RefCell::new(&mut sim),
-                names: names.clone(),
-                dcs: dcs.clone(),
-                disks: &disks,
-                trace: &trace,
-                base,
-            };
-            let now = ctl.sim.borrow().elapsed();
-            driver.advance(now, &mut ctl);
-        }
+        let now = sim.elapsed();
+        driver.advance(now, &mut TurmoilControl::new(&mut sim, &hosts));
         step(&mut sim, &mut failure);
     }
     stop.set(true);
     trace.line("world", format_args!("phase heal"));
     {
-        let mut ctl = TurmoilControl {
-            sim: RefCell::new(&mut sim),
-            names: names.clone(),
-            dcs: dcs.clone(),
-            disks: &disks,
-            trace: &trace,
-            base,
-        };
-        let now = ctl.sim.borrow().elapsed();
+        let now = sim.elapsed();
+        let mut ctl = TurmoilControl::new(&mut sim, &hosts);
         driver.heal_all(now, &mut ctl);
-        for n in &names {
+        for n in &hosts.names {
             ctl.restart(n);
         }
-        for a in &names {
-            for b in &names {
+        for a in &hosts.names {
+            for b in &hosts.names {
                 if a != b {
                     ctl.unblock(a, b);
                 }
