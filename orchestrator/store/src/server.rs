@@ -854,13 +854,14 @@ impl Node {
         }
         let now = self.env.now();
         let expired: Vec<i64> = {
-            let known: Vec<i64> = self.mvcc.borrow().leases().map(|(id, _)| id).collect();
+            let known: Vec<(i64, i64)> = self.mvcc.borrow().leases().collect();
             let mut deadlines = self.lease_deadlines.borrow_mut();
-            deadlines.retain(|id, _| known.contains(id));
-            for id in known {
+            deadlines.retain(|id, _| known.iter().any(|(k, _)| k == id));
+            // A lease granted since the last look gets its full TTL from now.
+            for (id, ttl) in known {
                 deadlines
                     .entry(id)
-                    .or_insert(now + Duration::from_secs(3600));
+                    .or_insert(now + Duration::from_millis(ttl.max(0) as u64));
             }
             let revoking = self.lease_revoking.borrow();
             deadlines
