@@ -617,16 +617,7 @@ impl RawNode {
         commit: u64,
         read_ctx: u64,
     ) {
-        assert!(
-            self.role != Role::Leader,
-            "two leaders in term {}",
-            self.term
-        );
-        if self.role != Role::Follower {
-            self.become_follower(self.term, Some(from));
-        }
-        self.leader = Some(from);
-        self.election_elapsed = 0;
+        self.accept_leader(from);
         let body = if prev_index < self.log.committed {
             // Everything up to our commit index matches any current leader.
             let matched = self.log.committed;
@@ -690,7 +681,8 @@ impl RawNode {
         }
     }
 
-    fn handle_snapshot(&mut self, from: NodeId, snapshot: Snapshot) {
+    /// `from` leads our current term: follow it and reset the election timer.
+    fn accept_leader(&mut self, from: NodeId) {
         assert!(
             self.role != Role::Leader,
             "two leaders in term {}",
@@ -701,6 +693,10 @@ impl RawNode {
         }
         self.leader = Some(from);
         self.election_elapsed = 0;
+    }
+
+    fn handle_snapshot(&mut self, from: NodeId, snapshot: Snapshot) {
+        self.accept_leader(from);
         let meta = snapshot.meta;
         if meta.index <= self.log.committed {
             // Already have it.

@@ -134,9 +134,31 @@ fn sim_run(
     if !scenario.description.is_empty() {
         println!("  {}", scenario.description);
     }
-    let outcome = match backend {
+    let run = std::panic::catch_unwind(|| match backend {
         Backend::Engine => faultline_sim::run_engine(&scenario, &opts),
         Backend::Turmoil => faultline_sim::turmoil_backend::run_turmoil(&scenario, &opts),
+    });
+    let outcome = match run {
+        Ok(o) => o,
+        Err(_) => {
+            // A failed assertion inside the simulated cluster: the panic
+            // message is on stderr; this is a violation like any other.
+            let suffix = if backend == Backend::Turmoil {
+                " --backend turmoil"
+            } else {
+                ""
+            };
+            println!("invariants:");
+            println!("  [FAIL] assertion: a component panicked during the run (see stderr)");
+            println!("verdict: fail");
+            println!("seed: {seed}");
+            println!("trace-hash: none");
+            println!(
+                "reproduce: faultline sim run {} --seed {seed}{suffix}",
+                path.display()
+            );
+            return ExitCode::from(1);
+        }
     };
     if trace {
         for line in &outcome.trace {

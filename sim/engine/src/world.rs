@@ -191,7 +191,8 @@ impl World {
         self.inner.trace.line(&name, format_args!("host start"));
         let fut = main(env);
         let driver = tokio::task::spawn_local(async move {
-            let local = LocalSet::new();
+            let mut local = LocalSet::new();
+            local.unhandled_panic(tokio::runtime::UnhandledPanic::ShutdownRuntime);
             local
                 .run_until(async move {
                     fut.await;
@@ -301,7 +302,7 @@ impl World {
 
 /// Runs `f` on a fresh deterministic runtime: current-thread, paused clock
 /// (idle time jumps to the next timer), tokio's internal RNG seeded from
-/// `seed`.
+/// `seed`. A panic in any task aborts the whole run (and panics here).
 pub fn run<F, Fut, T>(seed: u64, f: F) -> T
 where
     F: FnOnce() -> Fut,
@@ -311,8 +312,12 @@ where
         .enable_time()
         .start_paused(true)
         .rng_seed(tokio::runtime::RngSeed::from_bytes(&seed.to_le_bytes()))
+        // An assertion that fails inside any host's task is a bug the run
+        // must report with its seed, not a task that silently disappears.
+        .unhandled_panic(tokio::runtime::UnhandledPanic::ShutdownRuntime)
         .build()
         .expect("building the simulation runtime");
-    let local = LocalSet::new();
+    let mut local = LocalSet::new();
+    local.unhandled_panic(tokio::runtime::UnhandledPanic::ShutdownRuntime);
     local.block_on(&rt, f())
 }

@@ -212,3 +212,19 @@ fn same_seed_same_hash_different_seed_different_hash() {
     assert_ne!(a.0, hash_of(12).0);
     assert!(a.1 > 100);
 }
+
+#[test]
+#[should_panic]
+fn a_panicking_task_aborts_the_whole_run() {
+    run(13, || async move {
+        let w = World::new(WorldConfig::new(13));
+        let main: HostMain = Rc::new(|env: Env| {
+            Box::pin(async move {
+                env.spawn(async { panic!("an invariant failed inside a host") });
+                std::future::pending::<()>().await;
+            })
+        });
+        w.add_host("buggy", "dc-a", main);
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    });
+}
