@@ -18,6 +18,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use faultline_env::{BoxConn, Env, Observation};
@@ -26,7 +27,7 @@ use faultline_raft::{
     SnapshotMeta,
 };
 use tokio::io::AsyncWriteExt;
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 use tokio::time::Instant;
 
 use crate::codec;
@@ -389,16 +390,21 @@ async fn handle_conn(node: Rc<Node>, conn: BoxConn, conn_id: u64) {
             }
         }
     });
+    // A client may have this many requests in flight; past that, we stop
+    // reading its connection (TCP back-pressure) instead of piling up tasks.
+    let slots = Arc::new(Semaphore::new(MAX_REQUESTS_IN_FLIGHT));
     let mut frame = Ok(first);
     loop {
         match frame {
             Ok(Frame::Request { id, request }) => {
+                let permit = slots.clone().acquire_owned().await.expect("never closed");
                 let node = node.clone();
                 let tx = tx.clone();
                 node.env.clone().spawn(async move {
                     if let Some(response) = handle_request(&node, id, conn_id, request, &tx).await {
                         let _ = tx.send(Frame::Response { id, response }).await;
                     }
+                    drop(permit);
                 });
             }
             Ok(_) => {
@@ -417,8 +423,21 @@ async fn handle_conn(node: Rc<Node>, conn: BoxConn, conn_id: u64) {
     }
     node.watchers.borrow_mut().retain(|w| w.conn != conn_id);
     drop(tx);
-    let _ = writer.await;
+    // Let the last responses go out, but not wait forever on a client that
+    // stopped reading.
+    let abort = writer.abort_handle();
+    if node
+        .env
+        .timeout(Duration::from_secs(5), writer)
+        .await
+        .is_err()
+    {
+        abort.abort();
+    }
 }
+
+/// Requests one client connection may have in flight.
+const MAX_REQUESTS_IN_FLIGHT: usize = 256;
 
 /// Handles one request; `None` when the response was already streamed.
 async fn handle_request(
