@@ -142,6 +142,33 @@ pub struct Env {
     clock: Rc<dyn Clock>,
     observer: Rc<dyn Observer>,
     rng: Rc<RefCell<ChaCha8Rng>>,
+    tasks: Option<Rc<TaskSet>>,
+}
+
+/// The tasks one host incarnation has spawned, so that a simulated crash
+/// can abort every one of them.
+#[derive(Default)]
+pub struct TaskSet {
+    handles: RefCell<Vec<tokio::task::AbortHandle>>,
+}
+
+impl TaskSet {
+    fn register(&self, handle: tokio::task::AbortHandle) {
+        let mut handles = self.handles.borrow_mut();
+        // Forget finished tasks now and then so the list stays short.
+        if handles.len() >= 64 && handles.len().is_power_of_two() {
+            handles.retain(|h| !h.is_finished());
+        }
+        handles.push(handle);
+    }
+
+    /// Aborts every task (a crash). Each is dropped the next time the
+    /// runtime looks at it, before simulated time moves on.
+    pub fn abort_all(&self) {
+        for h in self.handles.borrow_mut().drain(..) {
+            h.abort();
+        }
+    }
 }
 
 impl Env {
@@ -162,7 +189,15 @@ impl Env {
             clock,
             observer,
             rng: Rc::new(RefCell::new(ChaCha8Rng::seed_from_u64(seed))),
+            tasks: None,
         }
+    }
+
+    /// Registers every task this environment (and its clones) spawns in
+    /// `tasks`, so the simulator can crash the host by aborting them.
+    pub fn with_tasks(mut self, tasks: Rc<TaskSet>) -> Env {
+        self.tasks = Some(tasks);
+        self
     }
 
     /// The host's name.
@@ -220,14 +255,18 @@ impl Env {
         self.rng.borrow_mut()
     }
 
-    /// Spawns a task on this host. It runs on the host's own task set: when
-    /// the simulator crashes the host, the task is dropped with it.
+    /// Spawns a task on this host: when the simulator crashes the host, the
+    /// task is dropped with it. Components spawn only through here.
     pub fn spawn<F>(&self, fut: F) -> JoinHandle<F::Output>
     where
         F: Future + 'static,
         F::Output: 'static,
     {
-        tokio::task::spawn_local(fut)
+        let handle = tokio::task::spawn_local(fut);
+        if let Some(tasks) = &self.tasks {
+            tasks.register(handle.abort_handle());
+        }
+        handle
     }
 
     /// Appends a line to the event trace.
