@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::codec::{self, CodecError};
-use crate::ops::{Command, Event, KeyValue, OpResult, RangeRequest, RangeResponse, StoreError};
+use crate::ops::{Command, Event, OpResult, RangeRequest, RangeResponse, StoreError};
 
 /// Largest frame a client may send (requests are small; snapshots travel
 /// between peers only).
@@ -232,14 +232,4 @@ pub type WriteHalf = tokio::io::WriteHalf<Pin<Box<dyn faultline_env::Conn>>>;
 /// Splits a boxed connection into halves usable by two tasks.
 pub fn split(conn: faultline_env::BoxConn) -> (ReadHalf, WriteHalf) {
     tokio::io::split(conn)
-}
-
-/// A key/value pair for display in errors and traces.
-pub fn show_kv(kv: &KeyValue) -> String {
-    format!(
-        "{}={} (rev {})",
-        String::from_utf8_lossy(&kv.key),
-        String::from_utf8_lossy(&kv.value),
-        kv.mod_revision
-    )
 }

@@ -219,13 +219,6 @@ impl SimDisk {
         Some(at)
     }
 
-    /// Flips one bit at an exact place (tests).
-    pub fn flip_bit(&self, name: &str, offset: usize, bit: u8) {
-        let mut files = self.files.borrow_mut();
-        let file = files.get_mut(name).expect("flip_bit: no such file");
-        file.data[offset] ^= 1 << bit;
-    }
-
     /// Loses every file (the disk was replaced).
     pub fn wipe(&self) {
         self.files.borrow_mut().clear();
@@ -239,11 +232,6 @@ impl SimDisk {
             .values()
             .map(|f| f.data.len() as u64)
             .sum()
-    }
-
-    /// Names of the files present.
-    pub fn file_names(&self) -> Vec<String> {
-        self.files.borrow().keys().cloned().collect()
     }
 
     async fn gate(&self, op: &str, path: &str) -> io::Result<()> {
