@@ -23,6 +23,9 @@ struct Args {
     /// Also run with the leader-kill fault schedule.
     #[arg(long)]
     with_faults: bool,
+    /// Run only this backend (for profiling); the default runs both.
+    #[arg(long, value_parser = ["engine", "turmoil"])]
+    only: Option<String>,
 }
 
 fn scenario(seconds: u64, rate: f64, faults: bool) -> Scenario {
@@ -103,10 +106,11 @@ fn main() {
         args.seeds,
         if args.with_faults { ", with a nemesis" } else { "" }
     );
-    let rows = [
-        measure("engine", &s, args.seeds),
-        measure("turmoil", &s, args.seeds),
-    ];
+    let rows: Vec<Row> = ["engine", "turmoil"]
+        .into_iter()
+        .filter(|b| args.only.as_deref().is_none_or(|o| o == *b))
+        .map(|b| measure(b, &s, args.seeds))
+        .collect();
     println!(
         "{:<8} {:>12} {:>10} {:>14} {:>12}  verdicts",
         "backend", "simulated s", "wall s", "sim s / wall s", "ops / sim s"
@@ -121,6 +125,9 @@ fn main() {
             r.ops as f64 / r.simulated,
             r.verdicts.join(",")
         );
+    }
+    if rows.len() < 2 {
+        return;
     }
     let engine = rows[0].simulated / rows[0].wall;
     let turmoil = rows[1].simulated / rows[1].wall;
