@@ -1,0 +1,627 @@
+//! The kinds the API serves, field for field a subset of Kubernetes'.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::impl_resource;
+use crate::meta::{ObjectMeta, ObjectReference};
+use crate::quantity::Quantity;
+
+/// Resource name (`cpu`, `memory`, `pods`) to quantity.
+pub type ResourceList = BTreeMap<String, Quantity>;
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// Declares a top-level kind: `apiVersion`, `kind`, `metadata`, then the
+/// given fields, with Kubernetes' camelCase names and unknown fields refused.
+macro_rules! kind {
+    ($(#[$doc:meta])* $name:ident { $($(#[$fdoc:meta])* $field:ident : $fty:ty),* $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+        #[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+        pub struct $name {
+            #[serde(skip_serializing_if = "String::is_empty")]
+            pub api_version: String,
+            #[serde(skip_serializing_if = "String::is_empty")]
+            pub kind: String,
+            pub metadata: ObjectMeta,
+            $($(#[$fdoc])* pub $field: $fty,)*
+        }
+    };
+}
+
+/// Declares a nested struct with camelCase names, defaults and unknown
+/// fields refused.
+macro_rules! object {
+    ($(#[$doc:meta])* $name:ident { $($(#[$fdoc:meta])* $field:ident : $fty:ty),* $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+        #[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+        pub struct $name {
+            $($(#[$fdoc])* pub $field: $fty,)*
+        }
+    };
+}
+
+// ---------------------------------------------------------------- Namespace
+
+kind!(
+    /// A namespace: a scope for names.
+    Namespace { spec: NamespaceSpec, status: NamespaceStatus }
+);
+object!(NamespaceSpec {});
+object!(NamespaceStatus {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    phase: String,
+});
+impl_resource!(Namespace, "Namespace", "", "v1", "namespaces", false);
+
+// --------------------------------------------------------------------- Node
+
+kind!(
+    /// A machine that runs pods, registered by its kubelet.
+    Node { spec: NodeSpec, status: NodeStatus }
+);
+object!(NodeSpec {
+    #[serde(skip_serializing_if = "is_false")]
+    unschedulable: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    taints: Vec<Taint>,
+});
+object!(
+    /// Repels pods that do not tolerate it.
+    Taint {
+        key: String,
+        #[serde(skip_serializing_if = "String::is_empty")]
+        value: String,
+        /// `NoSchedule`, `PreferNoSchedule` or `NoExecute`.
+        effect: String,
+    }
+);
+object!(NodeStatus {
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    capacity: ResourceList,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    allocatable: ResourceList,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    conditions: Vec<NodeCondition>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    addresses: Vec<NodeAddress>,
+});
+object!(NodeCondition {
+    /// `Ready`
+    #[serde(rename = "type")]
+    kind: String,
+    /// `True`, `False` or `Unknown`
+    status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_heartbeat_time: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_transition_time: Option<String>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    reason: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    message: String,
+});
+object!(NodeAddress {
+    /// `InternalIP` or `Hostname`
+    #[serde(rename = "type")]
+    kind: String,
+    address: String,
+});
+impl_resource!(Node, "Node", "", "v1", "nodes", false);
+
+/// Well-known labels.
+pub mod labels {
+    /// The node's datacenter (Kubernetes' region label).
+    pub const REGION: &str = "topology.kubernetes.io/region";
+    /// The node's zone within the datacenter.
+    pub const ZONE: &str = "topology.kubernetes.io/zone";
+    pub const HOSTNAME: &str = "kubernetes.io/hostname";
+}
+
+impl Node {
+    /// The `Ready` condition's status: `True`, `False`, `Unknown` or `""`.
+    pub fn ready_status(&self) -> &str {
+        self.status
+            .conditions
+            .iter()
+            .find(|c| c.kind == "Ready")
+            .map(|c| c.status.as_str())
+            .unwrap_or("")
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready_status() == "True"
+    }
+}
+
+// ---------------------------------------------------------------------- Pod
+
+kind!(
+    /// A group of containers scheduled together onto one node.
+    Pod { spec: PodSpec, status: PodStatus }
+);
+object!(PodSpec {
+    /// Set once, by a binding; never changed afterwards.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    node_name: String,
+    containers: Vec<Container>,
+    /// `Always` (default), `OnFailure` or `Never`.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    restart_policy: String,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    node_selector: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tolerations: Vec<Toleration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    termination_grace_period_seconds: Option<i64>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    scheduler_name: String,
+});
+object!(Container {
+    name: String,
+    /// Names a built-in application of the container runtime (`echo`).
+    image: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    args: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    ports: Vec<ContainerPort>,
+    resources: ResourceRequirements,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    readiness_probe: Option<Probe>,
+});
+object!(ContainerPort {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    name: String,
+    container_port: i32,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    protocol: String,
+});
+object!(ResourceRequirements {
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    requests: ResourceList,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    limits: ResourceList,
+});
+object!(Probe {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    http_get: Option<HttpGetAction>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tcp_socket: Option<TcpSocketAction>,
+    initial_delay_seconds: i32,
+    period_seconds: i32,
+    timeout_seconds: i32,
+    success_threshold: i32,
+    failure_threshold: i32,
+});
+object!(HttpGetAction {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    path: String,
+    port: IntOrString,
+});
+object!(TcpSocketAction { port: IntOrString });
+object!(Toleration {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    key: String,
+    /// `Equal` (default) or `Exists`.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    operator: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    value: String,
+    /// Empty tolerates every effect.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    effect: String,
+});
+object!(PodStatus {
+    /// `Pending`, `Running`, `Succeeded`, `Failed` or `Unknown`.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    phase: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    conditions: Vec<PodCondition>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    host_ip: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pod_ip: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    start_time: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    container_statuses: Vec<ContainerStatus>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    reason: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    message: String,
+});
+object!(PodCondition {
+    /// `PodScheduled`, `Ready`, `ContainersReady`, `Initialized`
+    #[serde(rename = "type")]
+    kind: String,
+    status: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    reason: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_transition_time: Option<String>,
+});
+object!(ContainerStatus {
+    name: String,
+    ready: bool,
+    restart_count: i32,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    image: String,
+    /// The runtime's id for the running instance.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    container_id: String,
+    /// `waiting`, `running` or `terminated`.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    state: String,
+});
+impl_resource!(Pod, "Pod", "", "v1", "pods", true);
+
+impl Pod {
+    /// True when the pod's `Ready` condition is `True`.
+    pub fn is_ready(&self) -> bool {
+        self.condition("Ready") == Some("True")
+    }
+
+    pub fn condition(&self, kind: &str) -> Option<&str> {
+        self.status
+            .conditions
+            .iter()
+            .find(|c| c.kind == kind)
+            .map(|c| c.status.as_str())
+    }
+
+    /// Sets (or adds) a condition; returns true when anything changed.
+    pub fn set_condition(&mut self, kind: &str, status: &str, reason: &str, message: &str) -> bool {
+        if let Some(c) = self.status.conditions.iter_mut().find(|c| c.kind == kind) {
+            if c.status == status && c.reason == reason && c.message == message {
+                return false;
+            }
+            c.status = status.to_string();
+            c.reason = reason.to_string();
+            c.message = message.to_string();
+            return true;
+        }
+        self.status.conditions.push(PodCondition {
+            kind: kind.to_string(),
+            status: status.to_string(),
+            reason: reason.to_string(),
+            message: message.to_string(),
+            last_transition_time: None,
+        });
+        true
+    }
+
+    /// Succeeded or Failed: the pod will not run again.
+    pub fn is_terminal(&self) -> bool {
+        matches!(self.status.phase.as_str(), "Succeeded" | "Failed")
+    }
+
+    /// The sum of the containers' requests for `resource` (`cpu` in
+    /// millicores, anything else in its base unit).
+    pub fn request(&self, resource: &str) -> i64 {
+        self.spec
+            .containers
+            .iter()
+            .filter_map(|c| c.resources.requests.get(resource))
+            .map(|q| {
+                if resource == "cpu" {
+                    q.milli_value()
+                } else {
+                    q.value()
+                }
+            })
+            .sum()
+    }
+}
+
+// ------------------------------------------------ Deployment and ReplicaSet
+
+kind!(
+    /// Declares a replicated workload; owns ReplicaSets, one per template.
+    Deployment { spec: DeploymentSpec, status: DeploymentStatus }
+);
+object!(DeploymentSpec {
+    replicas: Option<i32>,
+    selector: LabelSelector,
+    template: PodTemplateSpec,
+    strategy: DeploymentStrategy,
+    #[serde(skip_serializing_if = "is_zero32")]
+    min_ready_seconds: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    revision_history_limit: Option<i32>,
+    #[serde(skip_serializing_if = "is_false")]
+    paused: bool,
+});
+object!(DeploymentStrategy {
+    /// `RollingUpdate` (default) or `Recreate`.
+    #[serde(rename = "type", skip_serializing_if = "String::is_empty")]
+    kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rolling_update: Option<RollingUpdateDeployment>,
+});
+object!(RollingUpdateDeployment {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_surge: Option<IntOrString>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_unavailable: Option<IntOrString>,
+});
+object!(DeploymentStatus {
+    observed_generation: i64,
+    replicas: i32,
+    updated_replicas: i32,
+    ready_replicas: i32,
+    available_replicas: i32,
+    unavailable_replicas: i32,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    conditions: Vec<DeploymentCondition>,
+});
+object!(DeploymentCondition {
+    #[serde(rename = "type")]
+    kind: String,
+    status: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    reason: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    message: String,
+});
+impl_resource!(Deployment, "Deployment", "apps", "apps/v1", "deployments", true);
+
+kind!(
+    /// Keeps a number of identical pods running.
+    ReplicaSet { spec: ReplicaSetSpec, status: ReplicaSetStatus }
+);
+object!(ReplicaSetSpec {
+    replicas: Option<i32>,
+    selector: LabelSelector,
+    template: PodTemplateSpec,
+    #[serde(skip_serializing_if = "is_zero32")]
+    min_ready_seconds: i32,
+});
+object!(ReplicaSetStatus {
+    observed_generation: i64,
+    replicas: i32,
+    fully_labeled_replicas: i32,
+    ready_replicas: i32,
+    available_replicas: i32,
+});
+impl_resource!(ReplicaSet, "ReplicaSet", "apps", "apps/v1", "replicasets", true);
+
+object!(PodTemplateSpec {
+    metadata: ObjectMeta,
+    spec: PodSpec,
+});
+
+fn is_zero32(v: &i32) -> bool {
+    *v == 0
+}
+
+/// Selects objects by their labels (`matchLabels` and `matchExpressions`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct LabelSelector {
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub match_labels: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub match_expressions: Vec<LabelSelectorRequirement>,
+}
+
+object!(LabelSelectorRequirement {
+    key: String,
+    /// `In`, `NotIn`, `Exists` or `DoesNotExist`.
+    operator: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    values: Vec<String>,
+});
+
+// ------------------------------------------------------ Service, Endpoints
+
+kind!(
+    /// A stable name and port in front of the ready pods its selector picks.
+    Service { spec: ServiceSpec, status: ServiceStatus }
+);
+object!(ServiceSpec {
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    selector: BTreeMap<String, String>,
+    ports: Vec<ServicePort>,
+    #[serde(rename = "clusterIP", skip_serializing_if = "String::is_empty")]
+    cluster_ip: String,
+    /// `ClusterIP` (default) or `NodePort`.
+    #[serde(rename = "type", skip_serializing_if = "String::is_empty")]
+    kind: String,
+});
+object!(ServicePort {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    name: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    protocol: String,
+    port: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target_port: Option<IntOrString>,
+    /// The port every node's proxy serves the service on.
+    #[serde(skip_serializing_if = "is_zero32")]
+    node_port: i32,
+});
+object!(ServiceStatus {});
+impl_resource!(Service, "Service", "", "v1", "services", true);
+
+kind!(
+    /// The addresses behind a Service, maintained by the endpoints controller.
+    Endpoints {
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        subsets: Vec<EndpointSubset>,
+    }
+);
+object!(EndpointSubset {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    addresses: Vec<EndpointAddress>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    not_ready_addresses: Vec<EndpointAddress>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    ports: Vec<EndpointPort>,
+});
+object!(EndpointAddress {
+    ip: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    node_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target_ref: Option<ObjectReference>,
+});
+object!(EndpointPort {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    name: String,
+    port: i32,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    protocol: String,
+});
+impl_resource!(Endpoints, "Endpoints", "", "v1", "endpoints", true);
+
+// -------------------------------------------------------------- Lease, Event
+
+kind!(
+    /// A lock with a holder and a renew time: node heartbeats and leader
+    /// election.
+    Lease { spec: LeaseSpec }
+);
+object!(LeaseSpec {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    holder_identity: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lease_duration_seconds: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    acquire_time: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    renew_time: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lease_transitions: Option<i32>,
+});
+impl_resource!(Lease, "Lease", "coordination.k8s.io", "coordination.k8s.io/v1", "leases", true);
+
+kind!(
+    /// Something that happened to an object, for people to read.
+    Event {
+        involved_object: ObjectReference,
+        #[serde(skip_serializing_if = "String::is_empty")]
+        reason: String,
+        #[serde(skip_serializing_if = "String::is_empty")]
+        message: String,
+        /// `Normal` or `Warning`.
+        #[serde(rename = "type", skip_serializing_if = "String::is_empty")]
+        event_type: String,
+        #[serde(skip_serializing_if = "is_zero32")]
+        count: i32,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        first_timestamp: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        last_timestamp: Option<String>,
+        source: EventSource,
+    }
+);
+object!(EventSource {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    component: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    host: String,
+});
+impl_resource!(Event, "Event", "", "v1", "events", true);
+
+// ----------------------------------------------------------- sub-resources
+
+kind!(
+    /// `POST pods/{name}/binding`: binds a pod to a node, once.
+    Binding { target: ObjectReference }
+);
+impl_resource!(Binding, "Binding", "", "v1", "bindings", true);
+
+kind!(
+    /// `deployments/{name}/scale`.
+    Scale { spec: ScaleSpec, status: ScaleStatus }
+);
+object!(ScaleSpec { replicas: i32 });
+object!(ScaleStatus {
+    replicas: i32,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    selector: String,
+});
+impl_resource!(Scale, "Scale", "autoscaling", "autoscaling/v1", "scale", true);
+
+/// An integer or a string (`maxSurge: 1` or `"25%"`, `port: 8080` or `"http"`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum IntOrString {
+    Int(i32),
+    String(String),
+}
+
+impl Default for IntOrString {
+    fn default() -> Self {
+        IntOrString::Int(0)
+    }
+}
+
+impl IntOrString {
+    /// Resolves an absolute number or a percentage of `total`, rounding
+    /// up or down as Kubernetes does for surge (up) and unavailable (down).
+    pub fn scaled(&self, total: i32, round_up: bool) -> Result<i32, String> {
+        match self {
+            IntOrString::Int(v) => Ok(*v),
+            IntOrString::String(s) => {
+                let pct = s
+                    .strip_suffix('%')
+                    .and_then(|p| p.parse::<i64>().ok())
+                    .ok_or_else(|| format!("{s:?} is neither an integer nor a percentage"))?;
+                let num = pct * total as i64;
+                let v = if round_up {
+                    (num + 99).div_euclid(100)
+                } else {
+                    num.div_euclid(100)
+                };
+                Ok(v as i32)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Resource;
+
+    #[test]
+    fn pods_round_trip_as_kubernetes_json() {
+        let text = r#"{
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "web-1", "namespace": "default", "labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "c", "image": "echo",
+                     "resources": {"requests": {"cpu": "250m", "memory": "128Mi"}},
+                     "readinessProbe": {"httpGet": {"path": "/", "port": 8080}, "periodSeconds": 1}}]}
+        }"#;
+        let pod: Pod = serde_json::from_str(text).unwrap();
+        assert_eq!(pod.request("cpu"), 250);
+        assert_eq!(pod.request("memory"), 128 << 20);
+        let back = serde_json::to_value(&pod).unwrap();
+        assert_eq!(back["spec"]["containers"][0]["readinessProbe"]["httpGet"]["port"], 8080);
+        assert_eq!(Pod::PLURAL, "pods");
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let err = serde_json::from_str::<Pod>(r#"{"metadata": {"name": "x"}, "spec": {"nodname": "a"}}"#)
+            .unwrap_err();
+        assert!(err.to_string().contains("nodname"), "{err}");
+    }
+
+    #[test]
+    fn int_or_string_scales_percentages() {
+        let p = IntOrString::String("25%".into());
+        assert_eq!(p.scaled(10, true).unwrap(), 3);
+        assert_eq!(p.scaled(10, false).unwrap(), 2);
+        assert_eq!(IntOrString::Int(1).scaled(10, true).unwrap(), 1);
+        assert!(IntOrString::String("x".into()).scaled(10, true).is_err());
+    }
+}
