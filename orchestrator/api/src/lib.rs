@@ -12,9 +12,12 @@
 //! - [`status`]: the `Status` error body with reason and field causes.
 
 pub mod meta;
+pub mod patch;
 pub mod quantity;
+pub mod selector;
 pub mod status;
 pub mod types;
+pub mod validate;
 
 pub use meta::{
     List, ListMeta, ObjectMeta, ObjectReference, OwnerReference, Resource, WatchEvent,

@@ -54,6 +54,15 @@ pub trait Net {
     async fn connect(&self, addr: &str) -> io::Result<BoxConn>;
     /// Listens on `port` of this host.
     async fn bind(&self, port: u16) -> io::Result<Box<dyn Listener>>;
+    /// Listens on `port` of an extra address this host owns (a pod IP);
+    /// connections to `ip:port` reach this host from then on.
+    async fn bind_ip(&self, ip: &str, port: u16) -> io::Result<Box<dyn Listener>> {
+        let _ = port;
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("this network cannot give a host the extra address {ip}"),
+        ))
+    }
 }
 
 /// A listening socket.

@@ -77,6 +77,13 @@ impl Net for RealNet {
         let listener = TcpListener::bind((self.bind_ip.as_str(), port)).await?;
         Ok(Box::new(RealListener { listener }))
     }
+
+    /// On one machine, pods get loopback addresses (`127.0.x.y`: Linux
+    /// routes all of 127/8 to `lo`).
+    async fn bind_ip(&self, ip: &str, port: u16) -> io::Result<Box<dyn Listener>> {
+        let listener = TcpListener::bind((ip, port)).await?;
+        Ok(Box::new(RealListener { listener }))
+    }
 }
 
 struct RealListener {

@@ -80,7 +80,11 @@ pub struct SimNet {
 struct NetState {
     names: BTreeMap<String, HostId>,
     hosts: Vec<HostNet>,
-    listeners: BTreeMap<(HostId, u16), Rc<RefCell<ListenerQueue>>>,
+    /// Listening sockets by (address, port); the address is a host name or
+    /// one of its extra addresses, with the host that owns the socket.
+    listeners: BTreeMap<(String, u16), (HostId, Rc<RefCell<ListenerQueue>>)>,
+    /// Extra addresses (pod IPs) and the host that last bound one.
+    aliases: BTreeMap<String, HostId>,
     /// Base link configuration by (from datacenter, to datacenter).
     within: LinkConfig,
     between: LinkConfig,
@@ -119,6 +123,7 @@ impl SimNet {
                 names: BTreeMap::new(),
                 hosts: Vec::new(),
                 listeners: BTreeMap::new(),
+                aliases: BTreeMap::new(),
                 within,
                 between,
                 overrides: BTreeMap::new(),
@@ -162,7 +167,7 @@ impl SimNet {
         let mut st = self.state.borrow_mut();
         st.hosts[id].up = false;
         st.hosts[id].incarnation += 1;
-        st.listeners.retain(|(h, _), _| *h != id);
+        st.listeners.retain(|_, (h, _)| *h != id);
         let now = Instant::now();
         let mut closing = Vec::new();
         for ((from, to), list) in st.pipes.iter_mut() {
@@ -309,7 +314,11 @@ impl SimNet {
 
     async fn connect(self: &Rc<Self>, src: HostId, addr: &str) -> io::Result<SimConn> {
         let (host, port) = parse_addr(addr)?;
-        let dst = self.host_id(host).ok_or_else(|| {
+        let dst = {
+            let st = self.state.borrow();
+            st.names.get(host).or_else(|| st.aliases.get(host)).copied()
+        };
+        let dst = dst.ok_or_else(|| {
             io::Error::new(io::ErrorKind::NotFound, format!("unknown host {host:?}"))
         })?;
         let incarnation = self.incarnation(src);
@@ -319,7 +328,13 @@ impl SimNet {
         if !self.path_open(src, dst) || self.incarnation(src) != incarnation {
             return std::future::pending().await;
         }
-        let listener = self.state.borrow().listeners.get(&(dst, port)).cloned();
+        let listener = self
+            .state
+            .borrow()
+            .listeners
+            .get(&(host.to_string(), port))
+            .filter(|(owner, _)| *owner == dst)
+            .map(|(_, q)| q.clone());
         let back = self.link(dst, src).latency;
         let Some(listener) = listener else {
             tokio::time::sleep(back).await;
@@ -372,23 +387,48 @@ impl SimNet {
             && !st.blocked.contains(&(b, a))
     }
 
-    fn bind(self: &Rc<Self>, host: HostId, port: u16) -> io::Result<SimListener> {
+    /// Listens on `port` of `host`'s name, or of `ip` when given: an extra
+    /// address (a pod IP) that routes to `host` from now on.
+    fn bind(self: &Rc<Self>, host: HostId, ip: Option<&str>, port: u16) -> io::Result<SimListener> {
         let mut st = self.state.borrow_mut();
-        if st.listeners.contains_key(&(host, port)) {
+        let addr = match ip {
+            None => st.hosts[host].name.clone(),
+            Some(ip) => {
+                if st.names.contains_key(ip) {
+                    return Err(io::Error::new(
+                        io::ErrorKind::AddrNotAvailable,
+                        format!("{ip} is a host name, not an extra address"),
+                    ));
+                }
+                let taken = st
+                    .listeners
+                    .iter()
+                    .any(|((a, _), (owner, _))| a == ip && *owner != host);
+                if taken {
+                    return Err(io::Error::new(
+                        io::ErrorKind::AddrInUse,
+                        format!("address {ip} is in use by another host"),
+                    ));
+                }
+                st.aliases.insert(ip.to_string(), host);
+                ip.to_string()
+            }
+        };
+        let key = (addr, port);
+        if st.listeners.contains_key(&key) {
             return Err(io::Error::new(
                 io::ErrorKind::AddrInUse,
-                format!("port {port} already in use on {}", st.hosts[host].name),
+                format!("port {port} already in use on {}", key.0),
             ));
         }
         let q = Rc::new(RefCell::new(ListenerQueue {
             pending: VecDeque::new(),
             waker: None,
         }));
-        st.listeners.insert((host, port), q.clone());
+        st.listeners.insert(key.clone(), (host, q.clone()));
         Ok(SimListener {
             net: Rc::downgrade(self),
-            host,
-            port,
+            key,
             queue: q,
         })
     }
@@ -664,8 +704,7 @@ impl Drop for SimConn {
 /// A listening port on a simulated host.
 pub struct SimListener {
     net: Weak<SimNet>,
-    host: HostId,
-    port: u16,
+    key: (String, u16),
     queue: Rc<RefCell<ListenerQueue>>,
 }
 
@@ -675,10 +714,10 @@ impl Drop for SimListener {
             let mut st = net.state.borrow_mut();
             let mine = st
                 .listeners
-                .get(&(self.host, self.port))
-                .is_some_and(|q| Rc::ptr_eq(q, &self.queue));
+                .get(&self.key)
+                .is_some_and(|(_, q)| Rc::ptr_eq(q, &self.queue));
             if mine {
-                st.listeners.remove(&(self.host, self.port));
+                st.listeners.remove(&self.key);
             }
         }
     }
@@ -729,6 +768,11 @@ impl Net for HostNetView {
 
     async fn bind(&self, port: u16) -> io::Result<Box<dyn Listener>> {
         self.alive()?;
-        Ok(Box::new(self.net.bind(self.host, port)?))
+        Ok(Box::new(self.net.bind(self.host, None, port)?))
+    }
+
+    async fn bind_ip(&self, ip: &str, port: u16) -> io::Result<Box<dyn Listener>> {
+        self.alive()?;
+        Ok(Box::new(self.net.bind(self.host, Some(ip), port)?))
     }
 }
