@@ -16,12 +16,13 @@ pub mod patch;
 pub mod quantity;
 pub mod selector;
 pub mod status;
+pub mod time;
 pub mod types;
 pub mod validate;
 
-pub use meta::{
-    List, ListMeta, ObjectMeta, ObjectReference, OwnerReference, Resource, WatchEvent,
-};
+pub use meta::{List, ListMeta, ObjectMeta, ObjectReference, OwnerReference, Resource, WatchEvent};
 pub use quantity::Quantity;
+pub use selector::{FieldSelector, Selector};
 pub use status::{Status, StatusCause, StatusDetails};
 pub use types::*;
+pub use validate::Validate;

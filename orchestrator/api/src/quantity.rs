@@ -68,7 +68,9 @@ impl Quantity {
         let int: i128 = if int_part.is_empty() {
             0
         } else {
-            int_part.parse().map_err(|_| err("is not a decimal number"))?
+            int_part
+                .parse()
+                .map_err(|_| err("is not a decimal number"))?
         };
         let mut frac: i128 = 0;
         for (i, d) in frac_part.bytes().enumerate() {
@@ -83,11 +85,10 @@ impl Quantity {
                     .iter()
                     .find(|(name, _)| *name == s)
                     .map(|(_, m)| *m)
-                    .ok_or_else(|| err("has an unknown suffix (use m, k, M, G, Ki, Mi, Gi, ...)"))?;
-                nanos
-                    .checked_mul(mult)
-                    .ok_or_else(|| err("is too large"))?
-                    / 1_000_000
+                    .ok_or_else(|| {
+                        err("has an unknown suffix (use m, k, M, G, Ki, Mi, Gi, ...)")
+                    })?;
+                nanos.checked_mul(mult).ok_or_else(|| err("is too large"))? / 1_000_000
             }
         };
         if milli > i64::MAX as i128 * 1000 {
@@ -175,11 +176,23 @@ mod tests {
 
     #[test]
     fn refuses_what_is_not_a_quantity() {
-        for bad in ["", "m", "-1", "1x", "1..2", "abc", "1 Gi", "99999999999999999999Ei"] {
+        for bad in [
+            "",
+            "m",
+            "-1",
+            "1x",
+            "1..2",
+            "abc",
+            "1 Gi",
+            "99999999999999999999Ei",
+        ] {
             assert!(Quantity::parse(bad).is_err(), "{bad:?} parsed");
         }
         let e = serde_json::from_str::<Quantity>("\"12q\"").unwrap_err();
         assert!(e.to_string().contains("unknown suffix"), "{e}");
-        assert_eq!(serde_json::from_str::<Quantity>("2").unwrap().milli_value(), 2000);
+        assert_eq!(
+            serde_json::from_str::<Quantity>("2").unwrap().milli_value(),
+            2000
+        );
     }
 }

@@ -74,8 +74,12 @@ impl Status {
         Status::failure(404, "NotFound", format!("{kind} {name:?} not found")).with_name(kind, name)
     }
     pub fn already_exists(kind: &str, name: &str) -> Status {
-        Status::failure(409, "AlreadyExists", format!("{kind} {name:?} already exists"))
-            .with_name(kind, name)
+        Status::failure(
+            409,
+            "AlreadyExists",
+            format!("{kind} {name:?} already exists"),
+        )
+        .with_name(kind, name)
     }
     pub fn conflict(kind: &str, name: &str, why: &str) -> Status {
         Status::failure(
@@ -106,7 +110,11 @@ impl Status {
         s
     }
     pub fn unauthorized() -> Status {
-        Status::failure(401, "Unauthorized", "Unauthorized: a valid bearer token is required")
+        Status::failure(
+            401,
+            "Unauthorized",
+            "Unauthorized: a valid bearer token is required",
+        )
     }
     pub fn forbidden(message: impl Into<String>) -> Status {
         Status::failure(403, "Forbidden", message)

@@ -370,7 +370,14 @@ object!(DeploymentCondition {
     #[serde(skip_serializing_if = "String::is_empty")]
     message: String,
 });
-impl_resource!(Deployment, "Deployment", "apps", "apps/v1", "deployments", true);
+impl_resource!(
+    Deployment,
+    "Deployment",
+    "apps",
+    "apps/v1",
+    "deployments",
+    true
+);
 
 kind!(
     /// Keeps a number of identical pods running.
@@ -390,7 +397,14 @@ object!(ReplicaSetStatus {
     ready_replicas: i32,
     available_replicas: i32,
 });
-impl_resource!(ReplicaSet, "ReplicaSet", "apps", "apps/v1", "replicasets", true);
+impl_resource!(
+    ReplicaSet,
+    "ReplicaSet",
+    "apps",
+    "apps/v1",
+    "replicasets",
+    true
+);
 
 object!(PodTemplateSpec {
     metadata: ObjectMeta,
@@ -500,7 +514,14 @@ object!(LeaseSpec {
     #[serde(skip_serializing_if = "Option::is_none")]
     lease_transitions: Option<i32>,
 });
-impl_resource!(Lease, "Lease", "coordination.k8s.io", "coordination.k8s.io/v1", "leases", true);
+impl_resource!(
+    Lease,
+    "Lease",
+    "coordination.k8s.io",
+    "coordination.k8s.io/v1",
+    "leases",
+    true
+);
 
 kind!(
     /// Something that happened to an object, for people to read.
@@ -548,7 +569,14 @@ object!(ScaleStatus {
     #[serde(skip_serializing_if = "String::is_empty")]
     selector: String,
 });
-impl_resource!(Scale, "Scale", "autoscaling", "autoscaling/v1", "scale", true);
+impl_resource!(
+    Scale,
+    "Scale",
+    "autoscaling",
+    "autoscaling/v1",
+    "scale",
+    true
+);
 
 /// An integer or a string (`maxSurge: 1` or `"25%"`, `port: 8080` or `"http"`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -605,14 +633,18 @@ mod tests {
         assert_eq!(pod.request("cpu"), 250);
         assert_eq!(pod.request("memory"), 128 << 20);
         let back = serde_json::to_value(&pod).unwrap();
-        assert_eq!(back["spec"]["containers"][0]["readinessProbe"]["httpGet"]["port"], 8080);
+        assert_eq!(
+            back["spec"]["containers"][0]["readinessProbe"]["httpGet"]["port"],
+            8080
+        );
         assert_eq!(Pod::PLURAL, "pods");
     }
 
     #[test]
     fn unknown_fields_are_refused() {
-        let err = serde_json::from_str::<Pod>(r#"{"metadata": {"name": "x"}, "spec": {"nodname": "a"}}"#)
-            .unwrap_err();
+        let err =
+            serde_json::from_str::<Pod>(r#"{"metadata": {"name": "x"}, "spec": {"nodname": "a"}}"#)
+                .unwrap_err();
         assert!(err.to_string().contains("nodname"), "{err}");
     }
 

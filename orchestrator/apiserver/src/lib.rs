@@ -1,1 +1,21 @@
-//! (being written)
+//! The API server: Kubernetes-style HTTP/JSON resources, stateless over the
+//! replicated store.
+//!
+//! - [`auth`]: bearer tokens and roles (admin, scheduler, controller, node);
+//! - [`registry`]: objects in the store, optimistic concurrency, per-kind
+//!   create/update rules;
+//! - [`server`]: routing, list/watch, patch, delete, binding and scale;
+//! - [`discovery`]: `/api`, `/apis` and the resource lists.
+
+// `Status` is the error: the body the client receives, built once per
+// failed request. Boxing it would only add noise to every handler.
+#![allow(clippy::result_large_err)]
+
+pub mod auth;
+pub mod discovery;
+pub mod registry;
+pub mod server;
+
+pub use auth::{Role, Tokens};
+pub use registry::Bugs;
+pub use server::{serve, ApiServerConfig};

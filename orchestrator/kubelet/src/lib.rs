@@ -1,1 +1,28 @@
-//! (being written)
+//! The node agent's runtime side: what runs a pod's containers on a node and
+//! how the node checks them.
+//!
+//! - [`runtime`]: the [`ContainerRuntime`] seam (CRI-like: start, stop,
+//!   list, remove) and [`SimRuntime`], whose containers are tasks on the
+//!   node's host, so a host crash kills them and forgets them;
+//! - [`apps`]: the built-in applications an image name selects (`echo`,
+//!   `crash`, `sleep`, `exit0`);
+//! - [`probe`]: one readiness probe (HTTP GET or TCP connect against the pod
+//!   IP) and [`ProbeState`], the success/failure threshold machine.
+//!
+//! The kubelet's sync loop (API-facing) sits on top: it decides what should
+//! run from the pods bound to its node, and reconciles the runtime's
+//! [`ContainerRuntime::list`] against them. The runtime keeps no state that
+//! survives a crash; after a restart the kubelet rebuilds from the API.
+
+pub mod apps;
+pub mod kubelet;
+pub mod probe;
+pub mod runtime;
+
+pub use apps::App;
+pub use kubelet::{run, KubeletConfig};
+pub use probe::{probe, ProbeResult, ProbeState};
+pub use runtime::{
+    ContainerId, ContainerInfo, ContainerRuntime, ContainerSpec, ContainerState, RuntimeError,
+    SimRuntime,
+};

@@ -77,12 +77,14 @@ pub struct SimNet {
     trace: Rc<Trace>,
 }
 
+type Queue = Rc<RefCell<ListenerQueue>>;
+
 struct NetState {
     names: BTreeMap<String, HostId>,
     hosts: Vec<HostNet>,
     /// Listening sockets by (address, port); the address is a host name or
     /// one of its extra addresses, with the host that owns the socket.
-    listeners: BTreeMap<(String, u16), (HostId, Rc<RefCell<ListenerQueue>>)>,
+    listeners: BTreeMap<(String, u16), (HostId, Queue)>,
     /// Extra addresses (pod IPs) and the host that last bound one.
     aliases: BTreeMap<String, HostId>,
     /// Base link configuration by (from datacenter, to datacenter).

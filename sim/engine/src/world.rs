@@ -181,6 +181,9 @@ impl World {
                 epoch_ms: self.inner.config.epoch_ms,
                 skew_ms: slot.skew_ms.clone(),
             });
+            // A fresh task set per incarnation: a crash aborts exactly the
+            // tasks this incarnation spawned.
+            slot.tasks = Rc::new(TaskSet::default());
             let env = Env::new(
                 &slot.name,
                 seed,
@@ -188,7 +191,8 @@ impl World {
                 slot.disk.clone(),
                 clock,
                 self.inner.trace.clone(),
-            );
+            )
+            .with_tasks(slot.tasks.clone());
             (env, slot.main.clone(), slot.name.clone())
         };
         self.inner.trace.line(&name, format_args!("host start"));
@@ -207,10 +211,15 @@ impl World {
     /// Crashes a host: every task it runs is dropped and its connections
     /// close. With `power_loss`, its disk also loses unsynced writes.
     pub fn crash(&self, id: HostId, power_loss: bool) {
-        let (driver, disk, name) = {
+        let (driver, disk, name, tasks) = {
             let mut hosts = self.inner.hosts.borrow_mut();
             let slot = &mut hosts[id];
-            (slot.driver.take(), slot.disk.clone(), slot.name.clone())
+            (
+                slot.driver.take(),
+                slot.disk.clone(),
+                slot.name.clone(),
+                slot.tasks.clone(),
+            )
         };
         let Some(driver) = driver else {
             return;
@@ -219,6 +228,7 @@ impl World {
             .trace
             .line(&name, format_args!("host crash power_loss={power_loss}"));
         driver.abort();
+        tasks.abort_all();
         self.inner.net.host_down(id);
         if power_loss {
             disk.power_loss();

@@ -1,0 +1,303 @@
+//! The API server end to end in the simulator: three masters (store and API
+//! server each), a client on another host. CRUD, optimistic concurrency,
+//! binding, watch, and bad input answered with a precise 4xx `Status`,
+//! nothing stored, the server still serving.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+use faultline_api::{Pod, Status};
+use faultline_apiserver::{serve as serve_api, ApiServerConfig, Role, Tokens};
+use faultline_client::{Client, ClientConfig, DeleteParams, ListParams, WatchItem};
+use faultline_engine::{run, HostMain, World, WorldConfig};
+use faultline_env::Env;
+use faultline_store::client::{ClientConfig as StoreClientConfig, StoreClient};
+use faultline_store::server::{serve as serve_store, StoreConfig};
+use http::Method;
+
+fn tokens() -> Tokens {
+    let mut t = Tokens::default();
+    t.add("admin-token", "admin", Role::Admin);
+    t.add("sched-token", "scheduler", Role::Scheduler);
+    t.add("n1-token", "system:node:n1", Role::Node("n1".into()));
+    t
+}
+
+fn master(id: u64) -> HostMain {
+    Rc::new(move |env: Env| {
+        Box::pin(async move {
+            let members: BTreeMap<u64, String> =
+                (1..=3).map(|i| (i, format!("m{i}:2379"))).collect();
+            let endpoints = members.values().cloned().collect();
+            let store = Rc::new(StoreClient::new(
+                env.clone(),
+                StoreClientConfig::new(endpoints),
+            ));
+            env.spawn(serve_api(
+                env.clone(),
+                ApiServerConfig::new(6443, tokens()),
+                store,
+            ));
+            serve_store(env, StoreConfig::new(id, 2379, members))
+                .await
+                .expect("replica starts");
+        })
+    })
+}
+
+type Log = Rc<RefCell<Vec<String>>>;
+
+fn servers() -> Vec<String> {
+    (1..=3).map(|i| format!("m{i}:6443")).collect()
+}
+
+/// Sends raw bytes as a request body and returns the Status (or "ok").
+async fn raw(c: &Client, method: Method, path: &str, body: &[u8], ct: &str) -> String {
+    match c.request(method, path, Some((body.to_vec(), ct))).await {
+        Ok(_) => "ok".into(),
+        Err(faultline_client::ApiError::Status(s)) => describe(&s),
+        Err(e) => format!("transport: {e}"),
+    }
+}
+
+fn describe(s: &Status) -> String {
+    let fields: Vec<&str> = s
+        .details
+        .iter()
+        .flat_map(|d| d.causes.iter().map(|c| c.field.as_str()))
+        .collect();
+    format!("{} {} [{}]", s.code, s.reason, fields.join(","))
+}
+
+fn pod(name: &str) -> Pod {
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name, "namespace": "default", "labels": {"app": "web"}},
+        "spec": {"containers": [{"name": "c", "image": "echo",
+                 "resources": {"requests": {"cpu": "100m"}}}]}
+    }))
+    .unwrap()
+}
+
+fn user(log: Log) -> HostMain {
+    Rc::new(move |env: Env| {
+        let log = log.clone();
+        Box::pin(async move {
+            env.sleep(Duration::from_secs(4)).await;
+            let admin = Client::new(env.clone(), ClientConfig::new(servers(), "admin-token"));
+            let say = |s: String| log.borrow_mut().push(s);
+
+            // Create, get, list, stale update, update.
+            let created = admin.create(&pod("web-1")).await.expect("create");
+            say(format!(
+                "created uid={} phase={}",
+                !created.metadata.uid.is_empty(),
+                created.status.phase
+            ));
+            let mut stale = created.clone();
+            let mut fresh = created.clone();
+            fresh.metadata.labels.insert("v".into(), "2".into());
+            let updated = admin.update(&fresh).await.expect("update");
+            stale.metadata.labels.insert("v".into(), "3".into());
+            let e = admin.update(&stale).await.unwrap_err();
+            say(format!("stale update: {}", e.code().unwrap_or(0)));
+            let list = admin
+                .list::<Pod>(Some("default"), &ListParams::labels("app=web,v in (2)"))
+                .await
+                .expect("list");
+            say(format!(
+                "listed {} at rv>0 {}",
+                list.items.len(),
+                list.revision() > 0
+            ));
+
+            // Watch from the list's revision sees a later change.
+            let mut w = admin
+                .watch::<Pod>(
+                    Some("default"),
+                    &ListParams::default(),
+                    &list.metadata.resource_version,
+                )
+                .await
+                .expect("watch");
+            admin.create(&pod("web-2")).await.expect("create 2");
+            match w.next().await {
+                Some(WatchItem::Added(p)) => say(format!("watch: ADDED {}", p.metadata.name)),
+                other => say(format!("watch: {other:?}")),
+            }
+
+            // Binding: once, then 409.
+            let sched = Client::new(env.clone(), ClientConfig::new(servers(), "sched-token"));
+            let b1 = sched
+                .bind("default", "web-1", &updated.metadata.uid, "n1")
+                .await;
+            let b2 = sched
+                .bind("default", "web-1", &updated.metadata.uid, "n2")
+                .await;
+            say(format!(
+                "bind: {} then {}",
+                b1.is_ok(),
+                b2.map(|_| "ok".to_string())
+                    .unwrap_or_else(|e| e.code().unwrap_or(0).to_string())
+            ));
+
+            // A node may write the status of its own pods only.
+            let node = Client::new(env.clone(), ClientConfig::new(servers(), "n1-token"));
+            let mut p1: Pod = node.get("default", "web-1").await.expect("get");
+            p1.status.phase = "Running".into();
+            say(format!(
+                "node status own pod: {}",
+                node.update_status(&p1).await.is_ok()
+            ));
+            let mut p2: Pod = node.get("default", "web-2").await.expect("get");
+            p2.status.phase = "Running".into();
+            say(format!(
+                "node status other pod: {}",
+                node.update_status(&p2)
+                    .await
+                    .unwrap_err()
+                    .code()
+                    .unwrap_or(0)
+            ));
+
+            // Bad input.
+            let pods = "/api/v1/namespaces/default/pods";
+            let j = "application/json";
+            say(format!(
+                "malformed: {}",
+                raw(&admin, Method::POST, pods, b"{\"metadata\":", j).await
+            ));
+            say(format!(
+                "wrong kind: {}",
+                raw(
+                    &admin,
+                    Method::POST,
+                    pods,
+                    br#"{"kind":"Service","metadata":{"name":"x"}}"#,
+                    j
+                )
+                .await
+            ));
+            say(format!(
+                "missing fields: {}",
+                raw(
+                    &admin,
+                    Method::POST,
+                    pods,
+                    br#"{"metadata":{"name":"x"},"spec":{"containers":[{"name":"c"}]}}"#,
+                    j
+                )
+                .await
+            ));
+            say(format!(
+                "bad name: {}",
+                raw(&admin, Method::POST, pods, br#"{"metadata":{"name":"Not_A_Name"},"spec":{"containers":[{"name":"c","image":"echo"}]}}"#, j).await
+            ));
+            say(format!(
+                "unknown field: {}",
+                raw(
+                    &admin,
+                    Method::POST,
+                    pods,
+                    br#"{"metadata":{"name":"x"},"spec":{"containers":[],"nodname":"a"}}"#,
+                    j
+                )
+                .await
+            ));
+            let big = vec![b' '; 4 << 20];
+            say(format!(
+                "oversized: {}",
+                raw(&admin, Method::POST, pods, &big, j).await
+            ));
+            say(format!(
+                "wrong role: {}",
+                describe_err(sched.create(&pod("web-3")).await.map(|_| ()))
+            ));
+            let nobody = Client::new(env.clone(), ClientConfig::new(servers(), "wrong"));
+            say(format!(
+                "no token: {}",
+                describe_err(nobody.get::<Pod>("default", "web-1").await.map(|_| ()))
+            ));
+            let all = admin
+                .list::<Pod>(None, &ListParams::default())
+                .await
+                .expect("list");
+            say(format!("still serving, pods stored: {}", all.items.len()));
+
+            // Graceful deletion of a bound pod, then the final delete.
+            let d: Pod = admin
+                .delete("default", "web-1", &DeleteParams::default())
+                .await
+                .expect("delete");
+            say(format!(
+                "terminating: {}",
+                d.metadata.deletion_timestamp.is_some()
+            ));
+            let now = DeleteParams {
+                grace_period_seconds: Some(0),
+                ..Default::default()
+            };
+            node.delete::<Pod>("default", "web-1", &now)
+                .await
+                .expect("final delete");
+            say(format!(
+                "gone: {}",
+                admin
+                    .get::<Pod>("default", "web-1")
+                    .await
+                    .unwrap_err()
+                    .code()
+                    .unwrap_or(0)
+            ));
+        })
+    })
+}
+
+fn describe_err(r: Result<(), faultline_client::ApiError>) -> String {
+    match r {
+        Ok(()) => "ok".into(),
+        Err(faultline_client::ApiError::Status(s)) => describe(&s),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn the_api_serves_kubernetes_semantics_and_refuses_bad_input() {
+    let log: Log = Default::default();
+    let l = log.clone();
+    run(3, move || async move {
+        let world = World::new(WorldConfig::new(3));
+        for id in 1..=3 {
+            world.add_host(&format!("m{id}"), "dc-a", master(id));
+        }
+        world.add_host("user", "dc-a", user(l));
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        world.shutdown();
+    });
+    let log = log.borrow();
+    let expected = [
+        "created uid=true phase=Pending",
+        "stale update: 409",
+        "listed 1 at rv>0 true",
+        "watch: ADDED web-2",
+        "bind: true then 409",
+        "node status own pod: true",
+        "node status other pod: 403",
+        "malformed: 400 BadRequest []",
+        "wrong kind: 400 BadRequest []",
+        "missing fields: 422 Invalid [spec.containers[0].image]",
+        "bad name: 422 Invalid [metadata.name]",
+        "unknown field: 400 BadRequest []",
+        "oversized: 413 RequestEntityTooLarge []",
+        "wrong role: 403 Forbidden []",
+        "no token: 401 Unauthorized []",
+        "still serving, pods stored: 2",
+        "terminating: true",
+        "gone: 404",
+    ];
+    assert_eq!(
+        *log,
+        expected.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    );
+}

@@ -1,0 +1,350 @@
+//! The container runtime seam the kubelet drives, and the simulated runtime.
+//!
+//! [`ContainerRuntime`] is a small CRI: start a container from a
+//! [`ContainerSpec`], stop it, list what exists, remove it. The kubelet
+//! never asks the runtime to remember pods; it compares
+//! [`ContainerRuntime::list`] against the pods bound to its node.
+//!
+//! [`SimRuntime`] runs each container as a task spawned with
+//! [`Env::spawn`] on the node's host, so a host crash kills every container.
+//! Its table lives in memory: after a crash it is gone with the process,
+//! as a real node loses its containers when it loses power.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io;
+use std::rc::Rc;
+
+use async_trait::async_trait;
+use faultline_api::{Container, ContainerPort, Pod};
+use faultline_env::Env;
+use rand::RngCore;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::apps::{self, App};
+
+/// The exit code a container reports when the runtime stopped it (128 +
+/// SIGKILL: [`SimRuntime`] stops without a grace period).
+pub const EXIT_CODE_KILLED: i32 = 137;
+
+/// Identifies one container (one start of one container of one pod).
+///
+/// Ids are unique within one runtime incarnation and, with overwhelming
+/// likelihood, across restarts of the node: they combine a prefix of the pod
+/// uid, a boot tag drawn from the host's seeded random stream and a counter.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ContainerId(String);
+
+impl ContainerId {
+    /// Wraps an id read back from somewhere else (a pod's status).
+    pub fn new(id: impl Into<String>) -> ContainerId {
+        ContainerId(id.into())
+    }
+
+    /// The id as text (what a pod status' `containerID` would carry).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ContainerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Everything the runtime needs to start one container.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ContainerSpec {
+    pub pod_uid: String,
+    pub pod_namespace: String,
+    pub pod_name: String,
+    pub container_name: String,
+    /// Selects the application (see [`App::parse`]), e.g. `echo:v2`.
+    pub image: String,
+    pub args: Vec<String>,
+    /// The pod's IP: servers listen on `pod_ip:containerPort`.
+    pub pod_ip: String,
+    pub ports: Vec<ContainerPort>,
+    /// How many times the kubelet started this container of this pod
+    /// before (its restart count); reported back unchanged, as CRI's
+    /// `metadata.attempt`.
+    pub attempt: u32,
+}
+
+impl ContainerSpec {
+    /// The spec for `container` of `pod`, listening on `pod_ip`.
+    pub fn from_pod(pod: &Pod, container: &Container, pod_ip: &str, attempt: u32) -> ContainerSpec {
+        ContainerSpec {
+            pod_uid: pod.metadata.uid.clone(),
+            pod_namespace: pod.metadata.namespace.clone(),
+            pod_name: pod.metadata.name.clone(),
+            container_name: container.name.clone(),
+            image: container.image.clone(),
+            args: container.args.clone(),
+            pod_ip: pod_ip.to_string(),
+            ports: container.ports.clone(),
+            attempt,
+        }
+    }
+}
+
+/// Whether a container still runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContainerState {
+    Running,
+    /// The application ended with `code` at `at` (tokio's clock), or the
+    /// runtime stopped it ([`EXIT_CODE_KILLED`]).
+    Exited {
+        code: i32,
+        at: Instant,
+    },
+}
+
+impl ContainerState {
+    /// True while the application runs.
+    pub fn is_running(&self) -> bool {
+        matches!(self, ContainerState::Running)
+    }
+
+    /// The exit code, once exited.
+    pub fn exit_code(&self) -> Option<i32> {
+        match self {
+            ContainerState::Running => None,
+            ContainerState::Exited { code, .. } => Some(*code),
+        }
+    }
+
+    /// Kubernetes' reason for a terminated container: `Completed` for exit
+    /// code 0, `Error` otherwise; `None` while running.
+    pub fn reason(&self) -> Option<&'static str> {
+        match self.exit_code()? {
+            0 => Some("Completed"),
+            _ => Some("Error"),
+        }
+    }
+}
+
+/// What [`ContainerRuntime::list`] reports about one container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerInfo {
+    pub id: ContainerId,
+    pub pod_uid: String,
+    pub pod_namespace: String,
+    pub pod_name: String,
+    pub container_name: String,
+    pub image: String,
+    pub pod_ip: String,
+    pub state: ContainerState,
+    /// When the container started (tokio's clock).
+    pub started_at: Instant,
+    /// The spec's [`ContainerSpec::attempt`].
+    pub attempt: u32,
+}
+
+/// Why the runtime refused a request. The kubelet sees these and reports
+/// them on the pod (Kubernetes' `CreateContainerError`-style waiting
+/// reasons); none is a bug.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RuntimeError {
+    /// The image names no built-in application. Permanent until the pod
+    /// spec changes.
+    #[error("unknown image {image:?}: this runtime runs only {known}")]
+    UnknownImage { image: String, known: String },
+    /// An argument the application does not understand or cannot parse.
+    /// Permanent until the pod spec changes.
+    #[error("image {image:?} cannot take argument {arg:?}: {reason}")]
+    BadArgument {
+        image: String,
+        arg: String,
+        reason: String,
+    },
+    /// A container port outside 1..=65535. Permanent until the spec changes.
+    #[error("container port {port} is outside 1..=65535")]
+    BadPort { port: i32 },
+    /// The application serves on the pod IP, but the spec carries none.
+    /// The kubelet must assign the pod an IP first.
+    #[error("image {image:?} listens on the pod IP, but the container spec has none")]
+    NoPodIp { image: String },
+    /// Listening failed, typically because the address is in use (another
+    /// container of the pod, or one not yet stopped). Retry after a backoff.
+    #[error("cannot listen on {addr}: {message}")]
+    Listen {
+        addr: String,
+        kind: io::ErrorKind,
+        message: String,
+    },
+    /// No container with this id (removed, or it belonged to an earlier
+    /// incarnation of the node). Treat it as gone.
+    #[error("no container {id} on this node")]
+    NotFound { id: ContainerId },
+}
+
+/// The CRI-like seam between the kubelet and whatever runs containers.
+///
+/// Not `Send`: everything a host runs lives on one thread.
+#[async_trait(?Send)]
+pub trait ContainerRuntime {
+    /// Starts a container and returns its id once it runs (its servers, if
+    /// any, already listen).
+    async fn start(&self, spec: ContainerSpec) -> Result<ContainerId, RuntimeError>;
+    /// Stops a container at once (no grace period); it is kept, exited with
+    /// [`EXIT_CODE_KILLED`], until removed. Stopping an exited container does
+    /// nothing. When this returns, the container's ports are free.
+    async fn stop(&self, id: &ContainerId) -> Result<(), RuntimeError>;
+    /// Every container this runtime knows, running or exited, in start
+    /// order.
+    async fn list(&self) -> Vec<ContainerInfo>;
+    /// Stops the container if it runs and forgets it.
+    async fn remove(&self, id: &ContainerId) -> Result<(), RuntimeError>;
+}
+
+/// One row of the runtime's table.
+struct Entry {
+    /// Start order.
+    seq: u64,
+    spec: ContainerSpec,
+    started_at: Instant,
+    /// Written by the container's task when the application ends, and by
+    /// `stop`.
+    state: Rc<RefCell<ContainerState>>,
+    /// The container's task; `None` once stopped.
+    task: Option<JoinHandle<()>>,
+}
+
+impl Entry {
+    fn info(&self, id: &ContainerId) -> ContainerInfo {
+        ContainerInfo {
+            id: id.clone(),
+            pod_uid: self.spec.pod_uid.clone(),
+            pod_namespace: self.spec.pod_namespace.clone(),
+            pod_name: self.spec.pod_name.clone(),
+            container_name: self.spec.container_name.clone(),
+            image: self.spec.image.clone(),
+            pod_ip: self.spec.pod_ip.clone(),
+            state: *self.state.borrow(),
+            started_at: self.started_at,
+            attempt: self.spec.attempt,
+        }
+    }
+}
+
+/// The simulated container runtime: containers are tasks on the node's host
+/// running a built-in application ([`App`]).
+pub struct SimRuntime {
+    env: Env,
+    /// Distinguishes this incarnation's container ids from earlier ones.
+    boot: u32,
+    next_seq: Cell<u64>,
+    table: RefCell<BTreeMap<ContainerId, Entry>>,
+}
+
+impl SimRuntime {
+    /// A runtime with no containers. Draws one number from the host's
+    /// random stream (the boot tag in container ids).
+    pub fn new(env: Env) -> SimRuntime {
+        let boot = env.rng().next_u32();
+        SimRuntime {
+            env,
+            boot,
+            next_seq: Cell::new(1),
+            table: RefCell::new(BTreeMap::new()),
+        }
+    }
+
+    fn next_id(&self, pod_uid: &str) -> (u64, ContainerId) {
+        let seq = self.next_seq.get();
+        self.next_seq.set(seq + 1);
+        let prefix: String = pod_uid.chars().take(8).collect();
+        let prefix = if prefix.is_empty() { "nouid" } else { &prefix };
+        let id = ContainerId(format!("{prefix}-{:08x}-{seq}", self.boot));
+        (seq, id)
+    }
+}
+
+#[async_trait(?Send)]
+impl ContainerRuntime for SimRuntime {
+    async fn start(&self, spec: ContainerSpec) -> Result<ContainerId, RuntimeError> {
+        let app = App::parse(&spec.image, &spec.args)?;
+        // Servers bind here, before the id exists, so a port clash is an
+        // error of `start` rather than a container that dies at once.
+        let running = apps::launch(&self.env, &spec, &app).await?;
+        let (seq, id) = self.next_id(&spec.pod_uid);
+        let started_at = self.env.now();
+        let state = Rc::new(RefCell::new(ContainerState::Running));
+        let task = {
+            let env = self.env.clone();
+            let state = state.clone();
+            let id = id.clone();
+            self.env.spawn(async move {
+                let code = running.await;
+                *state.borrow_mut() = ContainerState::Exited {
+                    code,
+                    at: env.now(),
+                };
+                env.trace(format_args!("container {id} exited code={code}"));
+            })
+        };
+        self.env.trace(format_args!(
+            "container {id} started pod={}/{} container={} image={}",
+            spec.pod_namespace, spec.pod_name, spec.container_name, spec.image
+        ));
+        let previous = self.table.borrow_mut().insert(
+            id.clone(),
+            Entry {
+                seq,
+                spec,
+                started_at,
+                state,
+                task: Some(task),
+            },
+        );
+        assert!(previous.is_none(), "container ids are never reused");
+        Ok(id)
+    }
+
+    async fn stop(&self, id: &ContainerId) -> Result<(), RuntimeError> {
+        let (task, state) = {
+            let mut table = self.table.borrow_mut();
+            let entry = table
+                .get_mut(id)
+                .ok_or_else(|| RuntimeError::NotFound { id: id.clone() })?;
+            (entry.task.take(), entry.state.clone())
+        };
+        let Some(task) = task else {
+            return Ok(());
+        };
+        task.abort();
+        // The task is dropped (and with it the application's listeners)
+        // before the handle resolves, so the ports are free when we return.
+        let _ = task.await;
+        let running = state.borrow().is_running();
+        if running {
+            *state.borrow_mut() = ContainerState::Exited {
+                code: EXIT_CODE_KILLED,
+                at: self.env.now(),
+            };
+            self.env.trace(format_args!("container {id} stopped"));
+        }
+        Ok(())
+    }
+
+    async fn list(&self) -> Vec<ContainerInfo> {
+        let table = self.table.borrow();
+        let mut rows: Vec<(u64, ContainerInfo)> = table
+            .iter()
+            .map(|(id, entry)| (entry.seq, entry.info(id)))
+            .collect();
+        rows.sort_by_key(|(seq, _)| *seq);
+        rows.into_iter().map(|(_, info)| info).collect()
+    }
+
+    async fn remove(&self, id: &ContainerId) -> Result<(), RuntimeError> {
+        self.stop(id).await?;
+        self.table.borrow_mut().remove(id);
+        self.env.trace(format_args!("container {id} removed"));
+        Ok(())
+    }
+}
