@@ -5,8 +5,9 @@
 //! [`Action`]s that move the cluster towards the desired state. Nothing here
 //! performs I/O, reads a clock or draws randomness: wall time arrives as
 //! `now_ms` (milliseconds since the Unix epoch), and the API server assigns
-//! uids and completes `generateName`. The async driver (informers, work
-//! queues, API calls) lives elsewhere and executes the actions.
+//! uids and completes `generateName`. The async driver, [`manager`]
+//! (informers, work queues, leader election, API calls), executes the
+//! actions.
 //!
 //! - [`replicaset`]: keeps `spec.replicas` pods of a template running;
 //! - [`deployment`]: rolls a template out through ReplicaSets
@@ -15,6 +16,8 @@
 //! - [`nodelifecycle`]: marks nodes whose lease went stale `Unknown`,
 //!   taints them and evicts their pods after a timeout;
 //! - [`gc`]: deletes objects whose owners are all gone;
+//! - [`manager`]: the controller manager that runs all of the above
+//!   against the API server while it holds the election Lease;
 //! - [`expectations`]: the bookkeeping a driver needs so that a reconcile on
 //!   a cache that has not yet seen the controller's own writes does not
 //!   repeat them.
@@ -37,6 +40,7 @@ pub mod deployment;
 pub mod endpoints;
 pub mod expectations;
 pub mod gc;
+pub mod manager;
 pub mod nodelifecycle;
 pub mod replicaset;
 mod util;
@@ -46,6 +50,8 @@ use faultline_api::{
     Resource,
 };
 
+pub use manager::{run, ManagerConfig};
+pub use nodelifecycle::NodeLifecycleConfig;
 pub use util::{format_time_ms, parse_time_ms};
 
 /// An object a controller writes.

@@ -1,10 +1,10 @@
-//! The scheduler's core: which node should a pending pod run on?
+//! The scheduler: which node should a pending pod run on?
 //!
-//! Sans-IO, like every core in the workspace: a [`Cache`] is *fed* nodes and
-//! pods (from informers, in whatever order the watches deliver them) and
-//! answers [`Cache::schedule`] without reading a clock or owning an RNG. The
-//! driver around it (informers, leader election, the `pods/{name}/binding`
-//! call) lives elsewhere and uses it like this:
+//! Sans-IO at the core, like every core in the workspace: a [`Cache`] is
+//! *fed* nodes and pods (from informers, in whatever order the watches
+//! deliver them) and answers [`Cache::schedule`] without reading a clock or
+//! owning an RNG. The [`driver`] around it (informers, leader election, the
+//! `pods/{name}/binding` call) uses it like this:
 //!
 //! ```text
 //! node events  -> cache.upsert_node(node) / cache.remove_node(name)
@@ -30,10 +30,12 @@
 //!   a seed replays them, independently of the order events arrived in.
 
 mod cache;
+pub mod driver;
 mod schedule;
 mod unschedulable;
 
 pub use cache::{workload_key, Cache, Resources, DEFAULT_MAX_PODS};
+pub use driver::{run, run_with_informers, SchedulerConfig, DEFAULT_SCHEDULER_NAME};
 pub use schedule::tolerates;
 pub use unschedulable::{Reason, Unschedulable};
 

@@ -124,6 +124,13 @@ fn sim_run(
         Ok(s) => s,
         Err(code) => return code,
     };
+    if matches!(backend, Backend::Turmoil) && faultline_sim::cluster::enabled(&scenario) {
+        eprintln!(
+            "{}: the turmoil backend runs store scenarios only; this one has worker nodes (cluster.nodes_per_datacenter), run it on the engine",
+            path.display()
+        );
+        return ExitCode::from(2);
+    }
     let seed = seed.unwrap_or(scenario.seed);
     let opts = faultline_sim::RunOptions {
         seed,

@@ -20,6 +20,10 @@ pub trait Control {
     fn masters(&self) -> Vec<String>;
     /// Every host name.
     fn hosts(&self) -> Vec<String>;
+    /// Worker node host names, in order (none without a control plane).
+    fn nodes(&self) -> Vec<String> {
+        Vec::new()
+    }
     /// The datacenter of a host.
     fn datacenter(&self, host: &str) -> String;
     /// The master that leads the highest term seen, if it is up.
@@ -101,6 +105,7 @@ pub fn plan(scenario: &Scenario, seed: u64) -> Vec<PlannedFault> {
                         .map(|s| s.to_string())
                 }
                 FaultKind::LeaderKill => Some("leader".into()),
+                FaultKind::NodeCrash | FaultKind::NodeIsolate => Some("random".into()),
                 _ => ["leader", "random", "follower"]
                     .choose(&mut rng)
                     .map(|s| s.to_string()),
@@ -312,6 +317,36 @@ pub fn start(ctl: &mut dyn Control, f: &PlannedFault, rng: &mut ChaCha8Rng) -> (
                 .map(|g| format!("{{{}}}", g.join(",")))
                 .collect();
             parts.join(if one_way { " -/-> " } else { " | " })
+        }
+        FaultKind::NodeCrash | FaultKind::NodeIsolate => {
+            let nodes: Vec<String> = ctl.nodes().into_iter().filter(|n| ctl.is_up(n)).collect();
+            let hit: Vec<String> = match target.unwrap_or("random") {
+                "random" => nodes.choose(rng).cloned().into_iter().collect(),
+                t if nodes.iter().any(|n| n == t) => vec![t.to_string()],
+                dc => nodes
+                    .iter()
+                    .filter(|n| ctl.datacenter(n) == dc)
+                    .cloned()
+                    .collect(),
+            };
+            for n in &hit {
+                if f.kind == FaultKind::NodeCrash {
+                    ctl.crash(n, false);
+                    undo.push(Undo::Restart(n.clone()));
+                } else {
+                    for m in ctl.masters() {
+                        ctl.block(n, &m);
+                        ctl.block(&m, n);
+                        undo.push(Undo::Unblock(n.clone(), m.clone()));
+                        undo.push(Undo::Unblock(m.clone(), n.clone()));
+                    }
+                }
+            }
+            if hit.is_empty() {
+                "nobody (no node up)".into()
+            } else {
+                hit.join(",")
+            }
         }
         FaultKind::Loss | FaultKind::Latency => {
             let hosts: Vec<String> = match target {

@@ -1,6 +1,8 @@
 //! Scenarios, faults, workloads and the runner that judges a seed.
 //!
 //! - [`scenario`]: the TOML scenario format, parsed strictly;
+//! - [`cluster`]: the control plane, worker nodes, the user and the
+//!   control-plane observers (auditor, container ledger, cluster probe);
 //! - [`faults`]: the fault plan (scheduled + nemesis, drawn from the seed)
 //!   and how each fault kind starts and heals;
 //! - [`workload`]: store clients, the watcher, and the final reads;
@@ -8,6 +10,7 @@
 //!   invariant verdicts;
 //! - [`turmoil_backend`]: the same run on turmoil, as a differential check.
 
+pub mod cluster;
 pub mod faults;
 pub mod run;
 pub mod scenario;

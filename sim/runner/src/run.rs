@@ -18,8 +18,9 @@ use faultline_store::server::{serve, Bugs, ServeError, StoreConfig};
 use faultline_store::storage::StorageError;
 use tokio::time::Instant;
 
+use crate::cluster::{self, Findings, Ledger};
 use crate::faults::{self, Control, FaultDriver};
-use crate::scenario::{client_names, master_names, Bug, InvariantKind, Scenario};
+use crate::scenario::{client_names, master_names, node_names, Bug, InvariantKind, Scenario};
 use crate::workload::{
     self, FinalState, Recorder, Sample, SampleOutcome, SharedRecorder, WorkloadSpec,
 };
@@ -72,25 +73,27 @@ pub fn store_config(s: &Scenario, i: u64) -> StoreConfig {
 pub fn master_main(cfg: StoreConfig) -> HostMain {
     Rc::new(move |env: Env| {
         let cfg = cfg.clone();
-        Box::pin(async move {
-            // Like a service manager (systemd's Restart=on-failure): a
-            // replica that cannot start because its disk fails is retried;
-            // one whose hard state is gone needs an operator.
-            loop {
-                match serve(env.clone(), cfg.clone()).await {
-                    Ok(()) => return,
-                    Err(ServeError::Storage(e @ StorageError::HardStateLost { .. })) => {
-                        env.trace(format_args!("store cannot start, operator needed: {e}"));
-                        return;
-                    }
-                    Err(e) => {
-                        env.trace(format_args!("store failed to start, retrying: {e}"));
-                        env.sleep(Duration::from_secs(1)).await;
-                    }
-                }
-            }
-        })
+        Box::pin(run_store(env, cfg))
     })
+}
+
+/// Runs a store replica like a service manager would (systemd's
+/// Restart=on-failure): a replica that cannot start because its disk fails
+/// is retried; one whose hard state is gone needs an operator.
+pub async fn run_store(env: Env, cfg: StoreConfig) {
+    loop {
+        match serve(env.clone(), cfg.clone()).await {
+            Ok(()) => return,
+            Err(ServeError::Storage(e @ StorageError::HardStateLost { .. })) => {
+                env.trace(format_args!("store cannot start, operator needed: {e}"));
+                return;
+            }
+            Err(e) => {
+                env.trace(format_args!("store failed to start, retrying: {e}"));
+                env.sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
 }
 
 /// Store endpoints of every master.
@@ -118,11 +121,13 @@ pub fn hosts(
         .iter()
         .enumerate()
     {
-        out.push((
-            m.clone(),
-            dc_of(s, i),
-            master_main(store_config(s, i as u64 + 1)),
-        ));
+        let store = store_config(s, i as u64 + 1);
+        let main = if cluster::enabled(s) {
+            cluster::master_main(s, store)
+        } else {
+            master_main(store)
+        };
+        out.push((m.clone(), dc_of(s, i), main));
     }
     if let Some(w) = &s.workload {
         let n = *w.clients.get_ref();
@@ -187,6 +192,8 @@ pub fn probe_main(s: &Scenario, rec: &SharedRecorder, result: &ProbeResult) -> H
 
 struct EngineControl {
     world: World,
+    nodes: Vec<String>,
+    ledger: Option<Rc<Ledger>>,
 }
 
 impl EngineControl {
@@ -221,7 +228,13 @@ impl Control for EngineControl {
         self.world.is_up(self.id(host))
     }
     fn crash(&mut self, host: &str, power_loss: bool) {
-        self.world.crash(self.id(host), power_loss)
+        self.world.crash(self.id(host), power_loss);
+        if let Some(l) = &self.ledger {
+            l.host_down(host);
+        }
+    }
+    fn nodes(&self) -> Vec<String> {
+        self.nodes.clone()
     }
     fn restart(&mut self, host: &str) {
         self.world.restart(self.id(host))
@@ -276,6 +289,10 @@ pub struct Observed {
     pub violations: Vec<String>,
     /// (group, term, host, elected at ns), in term order.
     pub leaders: Vec<(u64, u64, String, u64)>,
+    /// What the control-plane observers found.
+    pub findings: Findings,
+    /// Container overlaps (simulated ns, what) and containers started.
+    pub containers: (Vec<(u64, String)>, u64),
 }
 
 /// Runs `scenario` on the event-driven engine.
@@ -307,8 +324,26 @@ pub fn run_engine(scenario: &Scenario, opts: &RunOptions) -> RunOutcome {
         for (name, dc, main) in hosts(&s, &rec, &stop) {
             world.add_host(&name, &dc, main);
         }
+        let findings: Findings = Default::default();
+        let clock: cluster::Clock =
+            Rc::new(move || Instant::now().duration_since(start).as_nanos() as u64);
+        let ledger = cluster::enabled(&s).then(|| Rc::new(Ledger::new(clock.clone())));
+        if let Some(ledger) = &ledger {
+            for (i, n) in node_names(&s).iter().enumerate() {
+                let dc = dc_of(&s, i);
+                world.add_host(n, &dc, cluster::node_main(&s, i, &dc, ledger.clone()));
+            }
+            world.add_host("user", &dc_of(&s, 0), cluster::user_main(&s));
+            world.add_host(
+                "auditor",
+                &dc_of(&s, 0),
+                cluster::auditor_main(&s, findings.clone(), clock.clone()),
+            );
+        }
         let ctl = Rc::new(RefCell::new(EngineControl {
             world: world.clone(),
+            nodes: node_names(&s),
+            ledger: ledger.clone(),
         }));
         let driver = Rc::new(RefCell::new(FaultDriver::new(faults::plan(&s, seed), seed)));
         let driving = tokio::task::spawn_local(drive_faults(ctl.clone(), driver.clone()));
@@ -328,9 +363,30 @@ pub fn run_engine(scenario: &Scenario, opts: &RunOptions) -> RunOutcome {
         world.net().unblock_all();
         let result: ProbeResult = Default::default();
         world.add_host("probe", &dc_of(&s, 0), probe_main(&s, &rec, &result));
-        while result.borrow().is_none() {
+        let ready_within = s
+            .invariants
+            .iter()
+            .find(|i| i.get_ref().kind == InvariantKind::DeploymentsReady)
+            .map(|i| {
+                i.get_ref()
+                    .within
+                    .map(|d| d.0)
+                    .unwrap_or(Duration::from_secs(120))
+            });
+        if let Some(within) = ready_within {
+            world.add_host(
+                "cluster-probe",
+                &dc_of(&s, 0),
+                cluster::cluster_probe_main(&s, within, findings.clone()),
+            );
+        }
+        while result.borrow().is_none()
+            || (ready_within.is_some() && findings.borrow().ready.is_none())
+        {
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
+        // Let the auditor read the last writes.
+        tokio::time::sleep(Duration::from_secs(2)).await;
         world.note(format_args!("phase done"));
         let (converged, final_state) = result.borrow_mut().take().expect("set above");
         let violations = world.trace().violations();
@@ -338,12 +394,18 @@ pub fn run_engine(scenario: &Scenario, opts: &RunOptions) -> RunOutcome {
         let sim_secs = world.elapsed().as_secs_f64();
         world.shutdown();
         let trace = world.trace();
+        let containers = ledger
+            .as_ref()
+            .map(|l| (l.violations.borrow().clone(), *l.started.borrow()))
+            .unwrap_or_default();
         let observed = Observed {
             rec,
             final_state,
             converged,
             violations,
             leaders,
+            findings,
+            containers,
         };
         let records = driver.borrow().records().to_vec();
         (
@@ -463,6 +525,49 @@ pub fn judge(
                     format!("replicas agreed {:.1}s after healing", d.as_secs_f64()),
                 ),
                 Err(e) => (false, e.clone()),
+            },
+            InvariantKind::DeploymentsReady => match &observed.findings.borrow().ready {
+                Some(Ok(d)) => (
+                    true,
+                    format!(
+                        "every node Ready and every deployment at its desired ready replicas {:.1}s after healing",
+                        d.as_secs_f64()
+                    ),
+                ),
+                Some(Err(e)) => (false, e.clone()),
+                None => (false, "the cluster probe did not finish".into()),
+            },
+            InvariantKind::SingleBinding => {
+                let f = observed.findings.borrow();
+                match (f.double_bindings.first(), f.auditor_errors.first()) {
+                    (Some((at, what)), _) => (
+                        false,
+                        format!("at {:.3}s: {what} ({} in all)", *at as f64 / 1e9, f.double_bindings.len()),
+                    ),
+                    (None, Some(e)) => (false, e.clone()),
+                    (None, None) => (
+                        true,
+                        format!("{} pods bound, each once (store history to revision {})", f.pods_bound, f.last_revision),
+                    ),
+                }
+            }
+            InvariantKind::NoOvercommit => {
+                let f = observed.findings.borrow();
+                match (f.overcommits.first(), f.auditor_errors.first()) {
+                    (Some((at, what)), _) => (false, format!("at {:.3}s: {what}", *at as f64 / 1e9)),
+                    (None, Some(e)) => (false, e.clone()),
+                    (None, None) => (true, "no node's bound pods ever requested more than it allocates".into()),
+                }
+            }
+            InvariantKind::SingleContainer => match observed.containers.0.first() {
+                Some((at, what)) => (false, format!("at {:.3}s: {what}", *at as f64 / 1e9)),
+                None => (
+                    true,
+                    format!(
+                        "{} containers started, never two at once for one pod and container",
+                        observed.containers.1
+                    ),
+                ),
             },
             InvariantKind::WatchOrdered => {
                 let committed: Vec<watch::WatchEvent> = {

@@ -64,6 +64,116 @@ pub struct Scenario {
     pub nemesis: Option<Nemesis>,
     #[serde(default, rename = "invariant")]
     pub invariants: Vec<Spanned<Invariant>>,
+    /// Control-plane tunables (node lifecycle timeouts, test-only bugs).
+    #[serde(default)]
+    pub control_plane: ControlPlaneTuning,
+    /// Workloads the cluster runs (needs nodes).
+    #[serde(default, rename = "deployment")]
+    pub deployments: Vec<Spanned<DeploymentSpec>>,
+    /// What the user does during the run (scale, roll out a new image).
+    #[serde(default, rename = "action")]
+    pub actions: Vec<Spanned<Action>>,
+}
+
+/// Control-plane tunables.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlPlaneTuning {
+    /// A node whose lease is this stale is marked NotReady (Unknown).
+    #[serde(default = "node_grace")]
+    pub node_grace: Dur,
+    /// Pods on a node NotReady this long are evicted and replaced.
+    #[serde(default = "eviction_timeout")]
+    pub eviction_timeout: Dur,
+    /// Test-only bugs that must be caught.
+    #[serde(default)]
+    pub bugs: Vec<Spanned<ControlPlaneBug>>,
+}
+
+impl Default for ControlPlaneTuning {
+    fn default() -> Self {
+        ControlPlaneTuning {
+            node_grace: node_grace(),
+            eviction_timeout: eviction_timeout(),
+            bugs: Vec::new(),
+        }
+    }
+}
+
+fn node_grace() -> Dur {
+    Dur(Duration::from_secs(40))
+}
+fn eviction_timeout() -> Dur {
+    Dur(Duration::from_secs(60))
+}
+
+/// Deliberate control-plane bugs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ControlPlaneBug {
+    /// The API server binds pods with a blind write, not a compare-and-swap.
+    UncheckedBinding,
+}
+
+/// A Deployment (and, with `port`, a Service in front of it).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeploymentSpec {
+    pub name: String,
+    #[serde(default = "default_ns")]
+    pub namespace: String,
+    pub replicas: i32,
+    /// A built-in application: `echo`, `echo:v2`, `sleep`, `crash`.
+    #[serde(default = "echo")]
+    pub image: String,
+    #[serde(default = "cpu100")]
+    pub cpu: String,
+    #[serde(default = "mem128")]
+    pub memory: String,
+    /// Serve the pods as a Service on this port (targetPort 8080).
+    #[serde(default)]
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub max_surge: Option<String>,
+    #[serde(default)]
+    pub max_unavailable: Option<String>,
+}
+
+fn default_ns() -> String {
+    "default".into()
+}
+fn echo() -> String {
+    "echo".into()
+}
+fn cpu100() -> String {
+    "100m".into()
+}
+fn mem128() -> String {
+    "128Mi".into()
+}
+
+/// A user action at a fixed time.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Action {
+    pub at: Dur,
+    pub kind: ActionKind,
+    pub deployment: String,
+    /// For `scale`.
+    #[serde(default)]
+    pub replicas: Option<i32>,
+    /// For `set-image`.
+    #[serde(default)]
+    pub image: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ActionKind {
+    /// Set the deployment's replicas (through its scale subresource).
+    Scale,
+    /// Change the pod template's image: a rolling update.
+    SetImage,
 }
 
 fn default_seed() -> u64 {
@@ -89,6 +199,45 @@ pub struct Cluster {
     pub masters: Spanned<u32>,
     #[serde(default)]
     pub latency: Latency,
+    /// Worker nodes (kubelets) in each datacenter: `n1`, `n2`, ... placed
+    /// round robin.
+    #[serde(default)]
+    pub nodes_per_datacenter: u32,
+    /// Capacity of every node.
+    #[serde(default)]
+    pub node: NodeShape,
+}
+
+/// What one node offers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeShape {
+    #[serde(default = "cpu4")]
+    pub cpu: String,
+    #[serde(default = "mem8")]
+    pub memory: String,
+    #[serde(default = "pods110")]
+    pub pods: u32,
+}
+
+impl Default for NodeShape {
+    fn default() -> Self {
+        NodeShape {
+            cpu: cpu4(),
+            memory: mem8(),
+            pods: pods110(),
+        }
+    }
+}
+
+fn cpu4() -> String {
+    "4".into()
+}
+fn mem8() -> String {
+    "8Gi".into()
+}
+fn pods110() -> u32 {
+    110
 }
 
 /// Link latencies.
@@ -303,6 +452,11 @@ pub enum FaultKind {
     DiskEio,
     /// Every disk operation of the master is slow for `for`.
     DiskSlow,
+    /// Crash a worker node (`target`: a node, a datacenter or `random`);
+    /// it restarts after `for`, or at the end of the faulty phase.
+    NodeCrash,
+    /// Cut a worker node off from every master (it keeps running).
+    NodeIsolate,
 }
 
 impl FaultKind {
@@ -320,6 +474,8 @@ impl FaultKind {
             FaultKind::DiskFull => "disk-full",
             FaultKind::DiskEio => "disk-eio",
             FaultKind::DiskSlow => "disk-slow",
+            FaultKind::NodeCrash => "node-crash",
+            FaultKind::NodeIsolate => "node-isolate",
         }
     }
 }
@@ -379,6 +535,15 @@ pub enum InvariantKind {
     Converges,
     /// Watch streams deliver every event once, in order, without gaps.
     WatchOrdered,
+    /// After faults heal, every node is Ready and every Deployment has its
+    /// desired ready, updated replicas within `within`.
+    DeploymentsReady,
+    /// A pod is bound to one node only, and never re-bound.
+    SingleBinding,
+    /// No node's bound pods request more than it can allocate.
+    NoOvercommit,
+    /// At most one running container per pod uid and container name.
+    SingleContainer,
 }
 
 impl InvariantKind {
@@ -390,6 +555,10 @@ impl InvariantKind {
             InvariantKind::RaftSafety => "raft-safety",
             InvariantKind::Converges => "converges",
             InvariantKind::WatchOrdered => "watch-ordered",
+            InvariantKind::DeploymentsReady => "deployments-ready",
+            InvariantKind::SingleBinding => "single-binding",
+            InvariantKind::NoOvercommit => "no-overcommit",
+            InvariantKind::SingleContainer => "single-container",
         }
     }
 }
@@ -402,6 +571,12 @@ pub struct ScenarioError(pub String);
 /// Host names of the masters, in order.
 pub fn master_names(n: u32) -> Vec<String> {
     (1..=n).map(|i| format!("m{i}")).collect()
+}
+
+/// Host names of the worker nodes, in order.
+pub fn node_names(s: &Scenario) -> Vec<String> {
+    let n = s.cluster.nodes_per_datacenter * s.cluster.datacenters.get_ref().len() as u32;
+    (1..=n).map(|i| format!("n{i}")).collect()
 }
 
 /// Host names of the clients, in order.
@@ -502,6 +677,80 @@ impl Scenario {
                 )));
             }
         }
+        let nodes: BTreeSet<String> = node_names(self).into_iter().collect();
+        for q in [&self.cluster.node.cpu, &self.cluster.node.memory] {
+            if let Err(e) = faultline_api::Quantity::parse(q) {
+                return Err(ScenarioError(format!("{origin}: cluster.node: {e}")));
+            }
+        }
+        let mut names = BTreeSet::new();
+        for d in &self.deployments {
+            let dep = d.get_ref();
+            let field = format!("deployment ({})", dep.name);
+            if nodes.is_empty() {
+                return Err(err(
+                    d.span(),
+                    &field,
+                    "a deployment needs worker nodes: set cluster.nodes_per_datacenter".into(),
+                ));
+            }
+            if !faultline_api::validate::is_dns1123_label(&dep.name) {
+                return Err(err(
+                    d.span(),
+                    &format!("{field}.name"),
+                    "must be a DNS label (lower case letters, digits and '-')".into(),
+                ));
+            }
+            if !names.insert((dep.namespace.clone(), dep.name.clone())) {
+                return Err(err(d.span(), &field, "defined twice".into()));
+            }
+            if dep.replicas < 0 {
+                return Err(err(
+                    d.span(),
+                    &format!("{field}.replicas"),
+                    "must be >= 0".into(),
+                ));
+            }
+            for q in [&dep.cpu, &dep.memory] {
+                if let Err(e) = faultline_api::Quantity::parse(q) {
+                    return Err(err(d.span(), &field, e.to_string()));
+                }
+            }
+        }
+        for a in &self.actions {
+            let act = a.get_ref();
+            if !self
+                .deployments
+                .iter()
+                .any(|d| d.get_ref().name == act.deployment)
+            {
+                return Err(err(
+                    a.span(),
+                    "action.deployment",
+                    format!("no [[deployment]] named {:?}", act.deployment),
+                ));
+            }
+            if act.at.0 >= self.duration.get_ref().0 {
+                return Err(err(
+                    a.span(),
+                    "action.at",
+                    "is not before the end of the run".into(),
+                ));
+            }
+            match act.kind {
+                ActionKind::Scale if act.replicas.is_none_or(|r| r < 0) => {
+                    return Err(err(
+                        a.span(),
+                        "action",
+                        "scale needs `replicas` >= 0".into(),
+                    ))
+                }
+                ActionKind::SetImage if act.image.is_none() => {
+                    return Err(err(a.span(), "action", "set-image needs `image`".into()))
+                }
+                _ => {}
+            }
+        }
         let hosts: BTreeSet<String> = master_names(masters).into_iter().collect();
         let duration = self.duration.get_ref().0;
         for f in &self.faults {
@@ -523,12 +772,22 @@ impl Scenario {
                     return Err(err(f.span(), &field, "`for` must be positive".into()));
                 }
             }
+            if matches!(fault.kind, FaultKind::NodeCrash | FaultKind::NodeIsolate)
+                && nodes.is_empty()
+            {
+                return Err(err(
+                    f.span(),
+                    &field,
+                    "there are no worker nodes: set cluster.nodes_per_datacenter".into(),
+                ));
+            }
             let needs_for = !matches!(
                 fault.kind,
                 FaultKind::LeaderKill
                     | FaultKind::MasterCrash
                     | FaultKind::PowerLoss
                     | FaultKind::DiskCorruption
+                    | FaultKind::NodeCrash
             );
             if needs_for && fault.duration.is_none() {
                 return Err(err(
@@ -549,6 +808,9 @@ impl Scenario {
                                 .contains(&t.as_str())
                     }
                     FaultKind::LeaderKill => t == "leader",
+                    FaultKind::NodeCrash | FaultKind::NodeIsolate => {
+                        nodes.contains(t) || dcs.contains(t) || t == "random"
+                    }
                     FaultKind::MasterCrash | FaultKind::PowerLoss => {
                         hosts.contains(t)
                             || ["leader", "follower", "random", "all"].contains(&t.as_str())
@@ -630,6 +892,20 @@ impl Scenario {
                     i.span(),
                     &format!("invariant ({})", inv.kind.name()),
                     "needs a [workload] to record a history".into(),
+                ));
+            }
+            let needs_nodes = matches!(
+                inv.kind,
+                InvariantKind::DeploymentsReady
+                    | InvariantKind::SingleBinding
+                    | InvariantKind::NoOvercommit
+                    | InvariantKind::SingleContainer
+            );
+            if needs_nodes && nodes.is_empty() {
+                return Err(err(
+                    i.span(),
+                    &format!("invariant ({})", inv.kind.name()),
+                    "needs worker nodes: set cluster.nodes_per_datacenter".into(),
                 ));
             }
             if let Some(w) = inv.within {

@@ -329,6 +329,8 @@ pub fn run_turmoil(scenario: &Scenario, opts: &RunOptions) -> RunOutcome {
         converged,
         violations: trace.violations(),
         leaders: trace.leaders(),
+        findings: Default::default(),
+        containers: Default::default(),
     };
     let wall_seconds = wall.elapsed().as_secs_f64();
     let summary = judge(
