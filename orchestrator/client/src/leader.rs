@@ -93,6 +93,10 @@ impl Elector {
         let env = self.client.env().clone();
         loop {
             let (lease, fence) = self.acquire().await;
+            env.observe(faultline_env::Observation::LeaseAcquired {
+                lease: format!("{}/{}", self.cfg.namespace, self.cfg.name),
+                transitions: lease.spec.lease_transitions.unwrap_or(0) as u64,
+            });
             env.trace(format_args!(
                 "leader {}/{}: {} acquired ({})",
                 self.cfg.namespace, self.cfg.name, self.cfg.identity, fence.0

@@ -128,16 +128,16 @@ fn agent(dead: Dead) -> HostMain {
             }
             let mut next_node = 0usize;
             let mut next_ip = 0u32;
-            let mut tick = 0u64;
+            let mut renew_at = env.now();
             loop {
                 env.sleep(Duration::from_millis(500)).await;
-                tick += 1;
                 let live: Vec<&str> = NODES
                     .iter()
                     .copied()
                     .filter(|n| !dead.borrow().contains(*n))
                     .collect();
-                if tick % 4 == 0 {
+                if env.now() >= renew_at {
+                    renew_at += Duration::from_secs(2);
                     for name in &live {
                         if let Ok(mut l) = admin.get::<Lease>("kube-node-lease", name).await {
                             l.spec.renew_time = Some(now_micro(&env));
@@ -407,7 +407,8 @@ fn deployments_roll_out_publish_endpoints_and_get_collected() {
     let (log, trace) = simulate(7, 400, |env, _world, _dead, log| async move {
         env.sleep(Duration::from_secs(5)).await;
         let c = admin(&env);
-        retry(&env, || c.create(&deployment(3))).await;
+        let d = deployment(3);
+        retry(&env, || c.create(&d)).await;
         until(&env, &c, &log, "3 replicas", 60, |s| {
             s.replicasets.len() == 1 && s.converged(3, "echo")
         })
@@ -478,12 +479,14 @@ fn deployments_roll_out_publish_endpoints_and_get_collected() {
     );
 }
 
-#[test]
-fn a_new_leader_takes_over_when_the_old_one_crashes() {
-    let (log, trace) = simulate(11, 300, |env, world, _dead, log| async move {
+/// Converges a Deployment, crashes the master that leads the controller
+/// manager, scales, and waits for the next leader to converge it.
+fn failover(seed: u64) -> (Vec<String>, Vec<String>) {
+    simulate(seed, 300, |env, world, _dead, log| async move {
         env.sleep(Duration::from_secs(5)).await;
         let c = admin(&env);
-        retry(&env, || c.create(&deployment(2))).await;
+        let d = deployment(2);
+        retry(&env, || c.create(&d)).await;
         until(&env, &c, &log, "2 replicas", 60, |s| s.converged(2, "echo")).await;
 
         let lease: Lease = c
@@ -505,7 +508,12 @@ fn a_new_leader_takes_over_when_the_old_one_crashes() {
             "leadership moved: {}",
             !now.is_empty() && now != leader
         ));
-    });
+    })
+}
+
+#[test]
+fn a_new_leader_takes_over_when_the_old_one_crashes() {
+    let (log, trace) = failover(11);
     assert_eq!(
         log,
         [
@@ -527,7 +535,8 @@ fn pods_of_a_silent_node_are_evicted_and_replaced() {
     let (log, _trace) = simulate(3, 300, |env, _world, dead, log| async move {
         env.sleep(Duration::from_secs(5)).await;
         let c = admin(&env);
-        retry(&env, || c.create(&deployment(3))).await;
+        let d = deployment(3);
+        retry(&env, || c.create(&d)).await;
         let Some(s) = until(&env, &c, &log, "3 replicas", 60, |s| s.converged(3, "echo")).await
         else {
             return;
@@ -579,4 +588,15 @@ fn pods_of_a_silent_node_are_evicted_and_replaced() {
             "n1 and n2 stay ready",
         ]
     );
+}
+
+#[test]
+fn the_same_seed_gives_the_same_trace() {
+    let (log_a, trace_a) = failover(5);
+    let (log_b, trace_b) = failover(5);
+    assert_eq!(log_a, log_b);
+    assert!(trace_a.iter().any(|l| l.contains("controller: create pod")));
+    let first_divergence = trace_a.iter().zip(&trace_b).position(|(a, b)| a != b);
+    assert_eq!(first_divergence, None, "the runs diverge");
+    assert_eq!(trace_a.len(), trace_b.len());
 }

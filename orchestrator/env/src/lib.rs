@@ -123,6 +123,9 @@ pub enum Observation {
         term: u64,
         digest: u64,
     },
+    /// This host's component now holds the leader-election `lease`
+    /// (`namespace/name`) for the `transitions`-th time.
+    LeaseAcquired { lease: String, transitions: u64 },
 }
 
 /// Receives trace lines and observations from a host.

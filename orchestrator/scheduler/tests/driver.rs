@@ -250,12 +250,15 @@ async fn holder(admin: &Client) -> Option<String> {
 async fn failover_phase(env: &Env, admin: &Client, shared: &Handle, say: &dyn Fn(String)) {
     let old = holder(admin).await.expect("a scheduler leads");
     say("leader found".into());
+    // The world crashes it within 100 ms, likely while the first three
+    // are created and bound; the last three are for the next leader.
     shared.borrow_mut().crash = Some(old.clone());
-    env.sleep(Duration::from_secs(1)).await;
     for i in 0..6 {
+        if i == 3 {
+            env.sleep(Duration::from_secs(1)).await;
+        }
         create(env, admin, &pod(&format!("late-{i}"), "late", "250m")).await;
     }
-    let created = env.now();
     let ok = eventually(env, Duration::from_secs(40), || async {
         admin
             .list::<Pod>(Some("default"), &ListParams::labels("app=late"))
@@ -265,11 +268,7 @@ async fn failover_phase(env: &Env, admin: &Client, shared: &Handle, say: &dyn Fn
             })
     })
     .await;
-    let took = env.now().duration_since(created);
-    say(format!(
-        "late pods bound: {ok}, within 40s: {}",
-        took <= Duration::from_secs(40)
-    ));
+    say(format!("late pods bound within 40s: {ok}"));
     let new = holder(admin).await.unwrap_or_default();
     say(format!(
         "new leader differs: {}",
@@ -355,7 +354,7 @@ fn simulate(seed: u64, failover: bool) -> (Vec<String>, u64) {
 
 #[test]
 fn pods_spread_then_unschedulable_pod_waits_for_a_node() {
-    for seed in [1, 2] {
+    for seed in 1..40u64 {
         let (log, _) = simulate(seed, false);
         assert_eq!(log.len(), 6, "seed {seed}: {log:#?}");
         assert_eq!(log[0], "web spread: n1=2 n2=2 n3=2 (true)", "seed {seed}");
@@ -372,14 +371,14 @@ fn pods_spread_then_unschedulable_pod_waits_for_a_node() {
 
 #[test]
 fn a_new_leader_takes_over_and_no_pod_is_bound_twice() {
-    for seed in [3, 4] {
+    for seed in 1..40u64 {
         let (log, _) = simulate(seed, true);
         assert_eq!(
             log,
             vec![
                 "web spread: n1=2 n2=2 n3=2 (true)".to_string(),
                 "leader found".into(),
-                "late pods bound: true, within 40s: true".into(),
+                "late pods bound within 40s: true".into(),
                 "new leader differs: true".into(),
                 "pods bound: 12, rebound: []".into(),
             ],

@@ -107,6 +107,15 @@ impl Trace {
     }
 
     /// Leaders by (group, term), for reports.
+    /// The host that last acquired a leader-election lease.
+    pub fn lease_holder(&self, lease: &str) -> Option<String> {
+        self.monitor
+            .borrow()
+            .leases
+            .get(lease)
+            .map(|(h, _, _)| h.clone())
+    }
+
     pub fn leaders(&self) -> Vec<(u64, u64, String, u64)> {
         self.monitor
             .borrow()
@@ -157,12 +166,22 @@ struct SafetyMonitor {
     leaders: BTreeMap<(u64, u64), (String, u64)>,
     /// (group, index) -> (term, digest, first host that applied it).
     applied: BTreeMap<(u64, u64), (u64, u64, String)>,
+    /// Leader-election lease -> (holder host, transitions, since ns).
+    leases: BTreeMap<String, (String, u64, u64)>,
     violations: Vec<String>,
 }
 
 impl SafetyMonitor {
     fn observe(&mut self, host: &str, now_ns: u64, obs: &Observation) -> Option<String> {
         let violation = match *obs {
+            Observation::LeaseAcquired {
+                ref lease,
+                transitions,
+            } => {
+                self.leases
+                    .insert(lease.clone(), (host.to_string(), transitions, now_ns));
+                None
+            }
             Observation::RaftLeader { group, node, term } => {
                 match self.leaders.get(&(group, term)) {
                     Some((other, _)) if other != host => Some(format!(

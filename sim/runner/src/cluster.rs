@@ -355,6 +355,10 @@ pub struct ClusterFindings {
     pub last_revision: i64,
     /// `deployments-ready` after healing.
     pub ready: Option<Result<Duration, String>>,
+    /// `pending-explained` at the end.
+    pub pending: Option<Result<String, String>>,
+    /// The cluster probe has finished.
+    pub probed: bool,
 }
 
 pub type Findings = Rc<RefCell<ClusterFindings>>;
@@ -506,12 +510,22 @@ pub fn auditor_main(s: &Scenario, findings: Findings, clock: Clock) -> HostMain 
     })
 }
 
+/// What the cluster probe checks.
+#[derive(Debug, Clone)]
+pub struct ProbeSpec {
+    /// `deployments-ready`: the deadline, and which deployments (None: all).
+    pub ready: Option<(Duration, Option<Vec<String>>)>,
+    /// `pending-explained`.
+    pub pending: bool,
+}
+
 /// The cluster probe, started after healing: waits until every node is
-/// Ready and every deployment has its desired ready, updated replicas.
-pub fn cluster_probe_main(s: &Scenario, within: Duration, findings: Findings) -> HostMain {
+/// Ready and every deployment has its desired ready, updated replicas; then
+/// checks that pods still pending say why.
+pub fn cluster_probe_main(s: &Scenario, spec: ProbeSpec, findings: Findings) -> HostMain {
     let s = Rc::new(s.clone());
     Rc::new(move |env: Env| {
-        let (s, findings) = (s.clone(), findings.clone());
+        let (s, findings, spec) = (s.clone(), findings.clone(), spec.clone());
         Box::pin(async move {
             let c = Client::new(
                 env.clone(),
@@ -519,28 +533,84 @@ pub fn cluster_probe_main(s: &Scenario, within: Duration, findings: Findings) ->
             );
             let start = env.now();
             let expected_nodes = node_names(&s);
-            loop {
-                let last = match cluster_state(&c, &expected_nodes).await {
-                    Ok(()) => {
-                        findings.borrow_mut().ready = Some(Ok(env.now() - start));
-                        return;
+            if let Some((within, only)) = &spec.ready {
+                loop {
+                    let last = match cluster_state(&c, &expected_nodes, only.as_deref()).await {
+                        Ok(()) => {
+                            findings.borrow_mut().ready = Some(Ok(env.now() - start));
+                            break;
+                        }
+                        Err(why) => why,
+                    };
+                    if env.now() - start >= *within {
+                        findings.borrow_mut().ready = Some(Err(format!(
+                            "not converged {}s after healing: {last}",
+                            within.as_secs()
+                        )));
+                        break;
                     }
-                    Err(why) => why,
-                };
-                if env.now() - start >= within {
-                    findings.borrow_mut().ready = Some(Err(format!(
-                        "not converged {}s after healing: {last}",
-                        within.as_secs()
-                    )));
-                    return;
+                    env.sleep(Duration::from_secs(1)).await;
                 }
-                env.sleep(Duration::from_secs(1)).await;
             }
+            if spec.pending {
+                // Give the scheduler a retry round after healing.
+                env.sleep(Duration::from_secs(35)).await;
+                let verdict = loop {
+                    match c.list::<Pod>(None, &ListParams::default()).await {
+                        Ok(l) => break pending_explained(&l.items),
+                        Err(_) => env.sleep(Duration::from_secs(1)).await,
+                    }
+                };
+                findings.borrow_mut().pending = Some(verdict);
+            }
+            findings.borrow_mut().probed = true;
         })
     })
 }
 
-async fn cluster_state(c: &Client, expected_nodes: &[String]) -> Result<(), String> {
+fn pending_explained(pods: &[Pod]) -> Result<String, String> {
+    let pending: Vec<&Pod> = pods
+        .iter()
+        .filter(|p| p.spec.node_name.is_empty() && p.metadata.deletion_timestamp.is_none())
+        .collect();
+    for p in &pending {
+        let c = p
+            .status
+            .conditions
+            .iter()
+            .find(|c| c.kind == "PodScheduled");
+        match c {
+            Some(c)
+                if c.status == "False" && c.reason == "Unschedulable" && !c.message.is_empty() => {}
+            _ => {
+                return Err(format!(
+                    "pod {}/{} is pending without saying why (PodScheduled: {:?})",
+                    p.metadata.namespace, p.metadata.name, c
+                ))
+            }
+        }
+    }
+    match pending.first() {
+        None => Ok("no pod left pending".into()),
+        Some(p) => Ok(format!(
+            "{} pending pod(s), each marked Unschedulable, e.g. {}: {}",
+            pending.len(),
+            p.metadata.name,
+            p.status
+                .conditions
+                .iter()
+                .find(|c| c.kind == "PodScheduled")
+                .map(|c| c.message.as_str())
+                .unwrap_or("")
+        )),
+    }
+}
+
+async fn cluster_state(
+    c: &Client,
+    expected_nodes: &[String],
+    only: Option<&[String]>,
+) -> Result<(), String> {
     let nodes = c
         .list::<Node>(None, &ListParams::default())
         .await
@@ -557,6 +627,9 @@ async fn cluster_state(c: &Client, expected_nodes: &[String]) -> Result<(), Stri
         .await
         .map_err(|e| format!("cannot list deployments: {e}"))?;
     for d in &deps.items {
+        if only.is_some_and(|o| !o.contains(&d.metadata.name)) {
+            continue;
+        }
         let want = d.spec.replicas.unwrap_or(1);
         let st = &d.status;
         if st.observed_generation < d.metadata.generation

@@ -20,6 +20,11 @@ pub trait Control {
     fn masters(&self) -> Vec<String>;
     /// Every host name.
     fn hosts(&self) -> Vec<String>;
+    /// The host that holds a leader-election lease (`kube-system/NAME`).
+    fn lease_holder(&self, lease: &str) -> Option<String> {
+        let _ = lease;
+        None
+    }
     /// Worker node host names, in order (none without a control plane).
     fn nodes(&self) -> Vec<String> {
         Vec::new()
@@ -106,6 +111,9 @@ pub fn plan(scenario: &Scenario, seed: u64) -> Vec<PlannedFault> {
                 }
                 FaultKind::LeaderKill => Some("leader".into()),
                 FaultKind::NodeCrash | FaultKind::NodeIsolate => Some("random".into()),
+                FaultKind::ControllerLeaderKill => ["controller-manager", "scheduler"]
+                    .choose(&mut rng)
+                    .map(|s| s.to_string()),
                 _ => ["leader", "random", "follower"]
                     .choose(&mut rng)
                     .map(|s| s.to_string()),
@@ -317,6 +325,20 @@ pub fn start(ctl: &mut dyn Control, f: &PlannedFault, rng: &mut ChaCha8Rng) -> (
                 .map(|g| format!("{{{}}}", g.join(",")))
                 .collect();
             parts.join(if one_way { " -/-> " } else { " | " })
+        }
+        FaultKind::ControllerLeaderKill => {
+            let which = match target.unwrap_or("controller-manager") {
+                "scheduler" => "kube-system/kube-scheduler",
+                _ => "kube-system/kube-controller-manager",
+            };
+            match ctl.lease_holder(which) {
+                Some(h) if ctl.is_up(&h) => {
+                    ctl.crash(&h, false);
+                    undo.push(Undo::Restart(h.clone()));
+                    format!("{h} (holder of {which})")
+                }
+                _ => format!("nobody (no live holder of {which})"),
+            }
         }
         FaultKind::NodeCrash | FaultKind::NodeIsolate => {
             let nodes: Vec<String> = ctl.nodes().into_iter().filter(|n| ctl.is_up(n)).collect();

@@ -236,6 +236,9 @@ impl Control for EngineControl {
     fn nodes(&self) -> Vec<String> {
         self.nodes.clone()
     }
+    fn lease_holder(&self, lease: &str) -> Option<String> {
+        self.world.trace().lease_holder(lease)
+    }
     fn restart(&mut self, host: &str) {
         self.world.restart(self.id(host))
     }
@@ -363,26 +366,32 @@ pub fn run_engine(scenario: &Scenario, opts: &RunOptions) -> RunOutcome {
         world.net().unblock_all();
         let result: ProbeResult = Default::default();
         world.add_host("probe", &dc_of(&s, 0), probe_main(&s, &rec, &result));
-        let ready_within = s
-            .invariants
-            .iter()
-            .find(|i| i.get_ref().kind == InvariantKind::DeploymentsReady)
-            .map(|i| {
-                i.get_ref()
-                    .within
-                    .map(|d| d.0)
-                    .unwrap_or(Duration::from_secs(120))
-            });
-        if let Some(within) = ready_within {
+        let spec = cluster::ProbeSpec {
+            ready: s
+                .invariants
+                .iter()
+                .find(|i| i.get_ref().kind == InvariantKind::DeploymentsReady)
+                .map(|i| {
+                    let i = i.get_ref();
+                    (
+                        i.within.map(|d| d.0).unwrap_or(Duration::from_secs(120)),
+                        i.deployments.clone(),
+                    )
+                }),
+            pending: s
+                .invariants
+                .iter()
+                .any(|i| i.get_ref().kind == InvariantKind::PendingExplained),
+        };
+        let probing = spec.ready.is_some() || spec.pending;
+        if probing {
             world.add_host(
                 "cluster-probe",
                 &dc_of(&s, 0),
-                cluster::cluster_probe_main(&s, within, findings.clone()),
+                cluster::cluster_probe_main(&s, spec, findings.clone()),
             );
         }
-        while result.borrow().is_none()
-            || (ready_within.is_some() && findings.borrow().ready.is_none())
-        {
+        while result.borrow().is_none() || (probing && !findings.borrow().probed) {
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
         // Let the auditor read the last writes.
@@ -559,6 +568,11 @@ pub fn judge(
                     (None, None) => (true, "no node's bound pods ever requested more than it allocates".into()),
                 }
             }
+            InvariantKind::PendingExplained => match &observed.findings.borrow().pending {
+                Some(Ok(d)) => (true, d.clone()),
+                Some(Err(e)) => (false, e.clone()),
+                None => (false, "the cluster probe did not finish".into()),
+            },
             InvariantKind::SingleContainer => match observed.containers.0.first() {
                 Some((at, what)) => (false, format!("at {:.3}s: {what}", *at as f64 / 1e9)),
                 None => (

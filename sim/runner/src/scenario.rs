@@ -457,6 +457,9 @@ pub enum FaultKind {
     NodeCrash,
     /// Cut a worker node off from every master (it keeps running).
     NodeIsolate,
+    /// Crash the master whose controller manager (`target` =
+    /// `controller-manager`, the default) or scheduler (`scheduler`) leads.
+    ControllerLeaderKill,
 }
 
 impl FaultKind {
@@ -476,6 +479,7 @@ impl FaultKind {
             FaultKind::DiskSlow => "disk-slow",
             FaultKind::NodeCrash => "node-crash",
             FaultKind::NodeIsolate => "node-isolate",
+            FaultKind::ControllerLeaderKill => "controller-leader-kill",
         }
     }
 }
@@ -519,9 +523,12 @@ pub struct Invariant {
     /// Optional display name.
     #[serde(default)]
     pub name: Option<String>,
+    /// For `deployments-ready`: only these deployments (default: all).
+    #[serde(default)]
+    pub deployments: Option<Vec<String>>,
 }
 
-/// Invariant kinds for store scenarios.
+/// Invariant kinds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum InvariantKind {
@@ -544,6 +551,9 @@ pub enum InvariantKind {
     NoOvercommit,
     /// At most one running container per pod uid and container name.
     SingleContainer,
+    /// At the end, every pod still unbound carries `PodScheduled=False`
+    /// with reason `Unschedulable` and the scheduler's message.
+    PendingExplained,
 }
 
 impl InvariantKind {
@@ -559,6 +569,7 @@ impl InvariantKind {
             InvariantKind::SingleBinding => "single-binding",
             InvariantKind::NoOvercommit => "no-overcommit",
             InvariantKind::SingleContainer => "single-container",
+            InvariantKind::PendingExplained => "pending-explained",
         }
     }
 }
@@ -788,6 +799,7 @@ impl Scenario {
                     | FaultKind::PowerLoss
                     | FaultKind::DiskCorruption
                     | FaultKind::NodeCrash
+                    | FaultKind::ControllerLeaderKill
             );
             if needs_for && fault.duration.is_none() {
                 return Err(err(
@@ -810,6 +822,9 @@ impl Scenario {
                     FaultKind::LeaderKill => t == "leader",
                     FaultKind::NodeCrash | FaultKind::NodeIsolate => {
                         nodes.contains(t) || dcs.contains(t) || t == "random"
+                    }
+                    FaultKind::ControllerLeaderKill => {
+                        ["controller-manager", "scheduler"].contains(&t.as_str())
                     }
                     FaultKind::MasterCrash | FaultKind::PowerLoss => {
                         hosts.contains(t)
@@ -900,6 +915,7 @@ impl Scenario {
                     | InvariantKind::SingleBinding
                     | InvariantKind::NoOvercommit
                     | InvariantKind::SingleContainer
+                    | InvariantKind::PendingExplained
             );
             if needs_nodes && nodes.is_empty() {
                 return Err(err(
