@@ -93,6 +93,15 @@ impl Tokens {
         );
     }
 
+    /// A token of a user with `role` (the first in token order), for a
+    /// component that runs beside the API server.
+    pub fn token_for(&self, role: &Role) -> Option<String> {
+        self.users
+            .iter()
+            .find(|(_, u)| u.role == *role)
+            .map(|(t, _)| t.clone())
+    }
+
     /// The user a request's `Authorization` header names, or 401.
     pub fn authenticate(&self, header: Option<&str>) -> Result<&User, Status> {
         let token = header

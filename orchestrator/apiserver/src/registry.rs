@@ -23,8 +23,9 @@ use serde_json::Value;
 /// plane. Never enable outside tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Bugs {
-    /// Bind pods with a blind write instead of a compare-and-swap on the
-    /// pod's revision: two schedulers can then bind one pod twice.
+    /// Bind pods with a blind write: no check that the pod is unbound and
+    /// no compare-and-swap on its revision, so two schedulers racing for a
+    /// pod can both bind it.
     pub unchecked_binding: bool,
 }
 

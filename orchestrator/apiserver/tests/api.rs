@@ -301,3 +301,77 @@ fn the_api_serves_kubernetes_semantics_and_refuses_bad_input() {
         expected.iter().map(|s| s.to_string()).collect::<Vec<_>>()
     );
 }
+
+/// A leader's writes carry its fence; once another candidate takes the
+/// lease, the old fence is refused in the same transaction as the write.
+fn fencing_user(log: Log) -> HostMain {
+    Rc::new(move |env: Env| {
+        let log = log.clone();
+        Box::pin(async move {
+            env.sleep(Duration::from_secs(4)).await;
+            let admin = Client::new(env.clone(), ClientConfig::new(servers(), "admin-token"));
+            let say = |s: String| log.borrow_mut().push(s);
+            let lease = faultline_api::Lease {
+                metadata: faultline_api::ObjectMeta::named("kube-system", "demo"),
+                spec: faultline_api::LeaseSpec {
+                    holder_identity: Some("a".into()),
+                    lease_transitions: Some(0),
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
+            let mut held = admin.create(&lease).await.expect("create lease");
+            let as_a = admin.fenced("kube-system/demo=a/0");
+            say(format!(
+                "a writes while leading: {}",
+                as_a.create(&pod("p1")).await.is_ok()
+            ));
+            held.spec.holder_identity = Some("b".into());
+            held.spec.lease_transitions = Some(1);
+            admin.update(&held).await.expect("b takes over");
+            let e = as_a.create(&pod("p2")).await.unwrap_err();
+            say(format!(
+                "a writes after losing it: {}",
+                describe_err(Err(e))
+            ));
+            let as_b = admin.fenced("kube-system/demo=b/1");
+            say(format!(
+                "b writes: {}",
+                as_b.create(&pod("p3")).await.is_ok()
+            ));
+            let names: Vec<String> = admin
+                .list::<Pod>(Some("default"), &ListParams::default())
+                .await
+                .expect("list")
+                .items
+                .into_iter()
+                .map(|p| p.metadata.name)
+                .collect();
+            say(format!("stored: {}", names.join(",")));
+        })
+    })
+}
+
+#[test]
+fn a_deposed_leaders_writes_are_fenced_off() {
+    let log: Log = Default::default();
+    let l = log.clone();
+    run(5, move || async move {
+        let world = World::new(WorldConfig::new(5));
+        for id in 1..=3 {
+            world.add_host(&format!("m{id}"), "dc-a", master(id));
+        }
+        world.add_host("user", "dc-a", fencing_user(l));
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        world.shutdown();
+    });
+    assert_eq!(
+        *log.borrow(),
+        vec![
+            "a writes while leading: true".to_string(),
+            "a writes after losing it: 409 Conflict []".to_string(),
+            "b writes: true".to_string(),
+            "stored: p1,p3".to_string(),
+        ]
+    );
+}

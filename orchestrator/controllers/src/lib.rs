@@ -168,7 +168,7 @@ impl EventRecord {
         let stamp = format_time_ms(now_ms);
         let mut event = Event {
             metadata: ObjectMeta {
-                generate_name: format!("{}.", self.involved_object.name),
+                generate_name: format!("{}-", self.involved_object.name),
                 namespace,
                 ..Default::default()
             },

@@ -173,7 +173,7 @@ fn sim_run(
         }
     }
     let s = &outcome.summary;
-    print_summary(s);
+    print_summary(s, scenario.workload.is_some());
     let dir = report.unwrap_or_else(|| {
         let suffix = if backend == Backend::Turmoil {
             "-turmoil"
@@ -198,7 +198,7 @@ fn sim_run(
     }
 }
 
-fn print_summary(s: &faultline_reports::Summary) {
+fn print_summary(s: &faultline_reports::Summary, has_workload: bool) {
     println!(
         "simulated {:.1}s in {:.2}s wall ({:.0}x), {} events",
         s.simulated_seconds,
@@ -206,15 +206,19 @@ fn print_summary(s: &faultline_reports::Summary) {
         s.simulated_seconds / s.wall_seconds.max(1e-9),
         s.events
     );
-    println!(
-        "workload: {} ok, {} failed, {} unknown; {} set adds acknowledged; {} watch events; {} leader terms",
-        s.stats.ops_ok,
-        s.stats.ops_failed,
-        s.stats.ops_unknown,
-        s.stats.set_acknowledged,
-        s.stats.watch_events,
-        s.stats.leaders
-    );
+    if has_workload {
+        println!(
+            "workload: {} ok, {} failed, {} unknown; {} set adds acknowledged; {} watch events; {} leader terms",
+            s.stats.ops_ok,
+            s.stats.ops_failed,
+            s.stats.ops_unknown,
+            s.stats.set_acknowledged,
+            s.stats.watch_events,
+            s.stats.leaders
+        );
+    } else {
+        println!("store: {} leader terms", s.stats.leaders);
+    }
     if s.faults.is_empty() {
         println!("faults: none");
     } else {

@@ -6,7 +6,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use std::rc::Rc;
+
 use clap::Args;
+use faultline_apiserver::{ApiServerConfig, Role, Tokens};
+use faultline_client::{Client, ClientConfig};
+use faultline_store::client::{ClientConfig as StoreClientConfig, StoreClient};
 use faultline_store::server::{serve, StoreConfig};
 
 #[derive(Args)]
@@ -29,6 +34,20 @@ pub struct MasterArgs {
     /// Seed for this replica's randomness (election timeouts, client ids).
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Also serve the Kubernetes-style API on this port, and run the
+    /// scheduler and controller manager (elected among the masters).
+    /// Needs --token-file.
+    #[arg(long)]
+    api_port: Option<u16>,
+    /// Static token file (`token,user,uid,"groups"` per line) naming at
+    /// least one user in each of system:kube-scheduler and
+    /// system:kube-controller-manager.
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// Every master's API address, for the scheduler's and controller
+    /// manager's clients (default: each member's host with --api-port).
+    #[arg(long, value_delimiter = ',')]
+    api_servers: Vec<String>,
 }
 
 fn parse_members(list: &[String]) -> Result<BTreeMap<u64, String>, String> {
@@ -83,6 +102,49 @@ pub fn run(args: MasterArgs) -> ExitCode {
                 return ExitCode::from(2);
             }
         };
+    let control_plane = match (args.api_port, &args.token_file) {
+        (None, _) => None,
+        (Some(_), None) => {
+            eprintln!("error: --api-port needs --token-file");
+            return ExitCode::from(2);
+        }
+        (Some(api_port), Some(path)) => {
+            let text = match std::fs::read_to_string(path) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("error: --token-file {}: {e}", path.display());
+                    return ExitCode::from(2);
+                }
+            };
+            let tokens = match Tokens::parse(&text) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("error: {}: {e}", path.display());
+                    return ExitCode::from(2);
+                }
+            };
+            let (Some(sched), Some(ctl)) = (
+                tokens.token_for(&Role::Scheduler),
+                tokens.token_for(&Role::Controller),
+            ) else {
+                eprintln!(
+                    "error: {}: needs a user in system:kube-scheduler and one in system:kube-controller-manager",
+                    path.display()
+                );
+                return ExitCode::from(2);
+            };
+            Some((api_port, tokens, sched, ctl))
+        }
+    };
+    let store_endpoints: Vec<String> = members.values().cloned().collect();
+    let api_servers: Vec<String> = match control_plane.as_ref() {
+        Some(_) if !args.api_servers.is_empty() => args.api_servers.clone(),
+        Some((api_port, ..)) => members
+            .values()
+            .filter_map(|a| a.rsplit_once(':').map(|(h, _)| format!("{h}:{api_port}")))
+            .collect(),
+        None => Vec::new(),
+    };
     let mut cfg = StoreConfig::new(args.id, port, members);
     cfg.tick = Duration::from_millis(args.tick_ms.max(1));
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -94,6 +156,38 @@ pub fn run(args: MasterArgs) -> ExitCode {
         "faultline master {} serving on {}:{port}",
         args.id, args.listen_ip
     );
+    if let Some((api_port, tokens, sched, ctl)) = control_plane {
+        let env2 = env.clone();
+        local.spawn_local(async move {
+            let env = env2;
+            let store = Rc::new(StoreClient::new(
+                env.clone(),
+                StoreClientConfig::new(store_endpoints),
+            ));
+            let api = ApiServerConfig::new(api_port, tokens);
+            let env3 = env.clone();
+            env.spawn(async move {
+                if let Err(e) = faultline_apiserver::serve(env3, api, store).await {
+                    eprintln!("error: API server on port {api_port}: {e}");
+                }
+            });
+            let me = format!("m{}", args.id);
+            let sched = Client::new(env.clone(), ClientConfig::new(api_servers.clone(), &sched));
+            env.spawn(faultline_scheduler::run(
+                sched,
+                faultline_scheduler::SchedulerConfig::new(&me),
+            ));
+            let ctl = Client::new(env.clone(), ClientConfig::new(api_servers, &ctl));
+            env.spawn(faultline_controllers::manager::run(
+                ctl,
+                faultline_controllers::manager::ManagerConfig::new(&me),
+            ));
+        });
+        eprintln!(
+            "faultline master {} serving the API on port {api_port}",
+            args.id
+        );
+    }
     match local.block_on(&rt, serve(env, cfg)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

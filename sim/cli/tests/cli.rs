@@ -76,6 +76,50 @@ fn store_scenarios_pass_and_replay_bit_for_bit() {
     }
 }
 
+const CONTROL_PLANE_SCENARIOS: [&str; 6] = [
+    "scenarios/deploy-and-scale.toml",
+    "scenarios/rolling-update.toml",
+    "scenarios/node-crash.toml",
+    "scenarios/master-failover.toml",
+    "scenarios/unschedulable.toml",
+    "scenarios/two-schedulers.toml",
+];
+
+#[test]
+fn control_plane_scenarios_pass_and_replay_bit_for_bit() {
+    for scenario in CONTROL_PLANE_SCENARIOS {
+        let (code, a) = run(scenario, 7, &[]);
+        assert_eq!(code, 0, "{scenario} seed 7 failed:\n{a}");
+        let (_, b) = run(scenario, 7, &[]);
+        assert_eq!(
+            field(&a, "trace-hash"),
+            field(&b, "trace-hash"),
+            "{scenario}: same seed, different trace"
+        );
+        let (_, c) = run(scenario, 8, &[]);
+        assert_ne!(
+            field(&a, "trace-hash"),
+            field(&c, "trace-hash"),
+            "{scenario}: different seeds, same trace"
+        );
+    }
+}
+
+#[test]
+fn checkers_catch_a_pod_bound_twice() {
+    caught_within("scenarios/control-plane-bug-unchecked-binding.toml", 3);
+}
+
+#[test]
+fn turmoil_refuses_control_plane_scenarios() {
+    let (code, out) = run(
+        "scenarios/deploy-and-scale.toml",
+        1,
+        &["--backend", "turmoil"],
+    );
+    assert_eq!(code, 2, "{out}");
+}
+
 #[test]
 fn summary_json_follows_the_run_contract() {
     let dir = report_dir("summary");

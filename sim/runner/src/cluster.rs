@@ -113,10 +113,13 @@ pub fn master_main(s: &Scenario, store: StoreConfig) -> HostMain {
                 env.clone(),
                 ClientConfig::new(api_servers(&s), "scheduler-token"),
             );
-            env.spawn(faultline_scheduler::driver::run(
-                sched,
-                faultline_scheduler::driver::SchedulerConfig::new(&me),
-            ));
+            for k in 1..=s.control_plane.schedulers.max(1) {
+                let mut cfg = faultline_scheduler::driver::SchedulerConfig::new(&me);
+                if k > 1 {
+                    cfg.elector.name = format!("kube-scheduler-{k}");
+                }
+                env.spawn(faultline_scheduler::driver::run(sched.clone(), cfg));
+            }
             let ctl = Client::new(
                 env.clone(),
                 ClientConfig::new(api_servers(&s), "controller-token"),

@@ -85,9 +85,18 @@ pub struct ControlPlaneTuning {
     /// Pods on a node NotReady this long are evicted and replaced.
     #[serde(default = "eviction_timeout")]
     pub eviction_timeout: Dur,
+    /// Independently elected schedulers, all claiming the default
+    /// scheduler's pods (more than one races on every binding: the API
+    /// server's compare-and-swap must keep each pod bound once).
+    #[serde(default = "one")]
+    pub schedulers: u32,
     /// Test-only bugs that must be caught.
     #[serde(default)]
     pub bugs: Vec<Spanned<ControlPlaneBug>>,
+}
+
+fn one() -> u32 {
+    1
 }
 
 impl Default for ControlPlaneTuning {
@@ -95,6 +104,7 @@ impl Default for ControlPlaneTuning {
         ControlPlaneTuning {
             node_grace: node_grace(),
             eviction_timeout: eviction_timeout(),
+            schedulers: 1,
             bugs: Vec::new(),
         }
     }
@@ -111,7 +121,8 @@ fn eviction_timeout() -> Dur {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ControlPlaneBug {
-    /// The API server binds pods with a blind write, not a compare-and-swap.
+    /// The API server binds pods with a blind write: no check that the pod
+    /// is still unbound, no compare-and-swap on its revision.
     UncheckedBinding,
 }
 

@@ -1,0 +1,134 @@
+//! Real mode: three `faultline master` processes on loopback serve the
+//! store over TCP with fsync, and the Kubernetes-style API beside it.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+struct Masters(Vec<Child>);
+
+impl Drop for Masters {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// One HTTP/1.1 request; returns (status, body).
+fn http(port: u16, method: &str, path: &str, token: &str, body: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let code = out.split(' ').nth(1)?.parse().ok()?;
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
+    Some((code, body))
+}
+
+#[test]
+#[allow(clippy::disallowed_methods)] // a real-mode test waits in real time
+fn masters_serve_the_api_for_real() {
+    let dir =
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("real-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let tokens = dir.join("tokens.csv");
+    std::fs::write(
+        &tokens,
+        "admin,admin,1,\"system:masters\"\nsched,scheduler,2,\"system:kube-scheduler\"\nctl,controller,3,\"system:kube-controller-manager\"\n",
+    )
+    .unwrap();
+    let base = 20000 + (std::process::id() % 20000) as u16;
+    let members: Vec<String> = (1..=3)
+        .map(|i| format!("{i}=127.0.0.1:{}", base + i))
+        .collect();
+    let api = base + 100;
+    let api_servers: Vec<String> = (1..=3).map(|i| format!("127.0.0.1:{}", api + i)).collect();
+    let mut procs = Masters(Vec::new());
+    for i in 1..=3u16 {
+        let data = dir.join(format!("m{i}"));
+        let child = Command::new(env!("CARGO_BIN_EXE_faultline"))
+            .args([
+                "master",
+                "--id",
+                &i.to_string(),
+                "--members",
+                &members.join(","),
+            ])
+            .arg("--data-dir")
+            .arg(&data)
+            .args([
+                "--listen-ip",
+                "127.0.0.1",
+                "--api-port",
+                &(api + i).to_string(),
+            ])
+            .arg("--token-file")
+            .arg(&tokens)
+            .args(["--api-servers", &api_servers.join(",")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("faultline master starts");
+        procs.0.push(child);
+    }
+    // The masters share one address, so each serves the API on its own port.
+    let port = api + 1;
+    let mut ready = false;
+    for _ in 0..100 {
+        if let Some((200, _)) = http(port, "GET", "/readyz", "admin", "") {
+            ready = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(ready, "the API never became ready");
+    let pod = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"hello","namespace":"default"},"spec":{"containers":[{"name":"c","image":"echo"}]}}"#;
+    // The default namespace is created by whichever API server starts first.
+    let mut created = None;
+    for _ in 0..50 {
+        created = http(
+            port,
+            "POST",
+            "/api/v1/namespaces/default/pods",
+            "admin",
+            pod,
+        );
+        if matches!(created, Some((201, _))) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (code, body) = created.expect("an answer");
+    assert_eq!(code, 201, "{body}");
+    let (code, body) = http(
+        port,
+        "GET",
+        "/api/v1/namespaces/default/pods/hello",
+        "admin",
+        "",
+    )
+    .unwrap();
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"uid\""), "{body}");
+    let (code, _) = http(
+        port,
+        "POST",
+        "/api/v1/namespaces/default/pods",
+        "admin",
+        "{nope",
+    )
+    .unwrap();
+    assert_eq!(code, 400);
+    let (code, _) = http(port, "GET", "/api/v1/nodes", "wrong", "").unwrap();
+    assert_eq!(code, 401);
+}
