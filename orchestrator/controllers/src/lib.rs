@@ -296,7 +296,7 @@ mod tests {
         let e = EventRecord::new(&node, EVENT_WARNING, "NodeNotReady", "gone".into())
             .to_event("nlc", 1_000);
         assert_eq!(e.metadata.namespace, "default");
-        assert_eq!(e.metadata.generate_name, "n1.");
+        assert_eq!(e.metadata.generate_name, "n1-");
         assert_eq!(
             e.first_timestamp.as_deref(),
             Some("1970-01-01T00:00:01.000000Z")
