@@ -358,12 +358,7 @@ impl Registry {
         }
         let k = key::<T>(ns, &obj.meta().name);
         let txn = TxnRequest {
-            compare: vec![Compare {
-                key: k.clone(),
-                range_end: Vec::new(),
-                op: CompareOp::Equal,
-                target: CompareTarget::CreateRevision(0),
-            }],
+            compare: vec![key_is(&k, CompareTarget::CreateRevision(0))],
             success: writes(k, &obj),
             failure: Vec::new(),
         };
@@ -484,12 +479,10 @@ impl Registry {
     ) -> Result<Option<i64>, Status> {
         let k = key::<T>(ns, name);
         let txn = TxnRequest {
-            compare: vec![Compare {
-                key: k.clone(),
-                range_end: Vec::new(),
-                op: CompareOp::Equal,
-                target: CompareTarget::ModRevision(cur.meta().revision()),
-            }],
+            compare: vec![key_is(
+                &k,
+                CompareTarget::ModRevision(cur.meta().revision()),
+            )],
             success: writes(k, next),
             failure: Vec::new(),
         };
@@ -525,12 +518,10 @@ impl Registry {
     ) -> Result<Option<i64>, Status> {
         let k = key::<T>(ns, name);
         let txn = TxnRequest {
-            compare: vec![Compare {
-                key: k.clone(),
-                range_end: Vec::new(),
-                op: CompareOp::Equal,
-                target: CompareTarget::ModRevision(cur.meta().revision()),
-            }],
+            compare: vec![key_is(
+                &k,
+                CompareTarget::ModRevision(cur.meta().revision()),
+            )],
             success: vec![RequestOp::DeleteRange(DeleteRangeRequest {
                 key: k,
                 range_end: Vec::new(),
@@ -546,12 +537,8 @@ impl Registry {
     /// (409 otherwise, naming the fence).
     async fn txn(&self, mut txn: TxnRequest, g: &Guard) -> Result<(i64, bool), Status> {
         if let Some((key, value)) = &g.fence {
-            txn.compare.push(Compare {
-                key: key.clone(),
-                range_end: Vec::new(),
-                op: CompareOp::Equal,
-                target: CompareTarget::Value(value.clone()),
-            });
+            txn.compare
+                .push(key_is(key, CompareTarget::Value(value.clone())));
         }
         let (rev, ok) = match self.store.write(Op::Txn(txn)).await {
             Ok((rev, OpResult::Txn(t))) => (rev, t.succeeded),
@@ -585,6 +572,16 @@ impl Registry {
         req.count_only = true;
         let (rev, _) = self.store.range(req, true).await.map_err(store_status)?;
         Ok(rev)
+    }
+}
+
+/// A guard on one key: `target` (revision or value) equals the operand.
+fn key_is(key: &[u8], target: CompareTarget) -> Compare {
+    Compare {
+        key: key.to_vec(),
+        range_end: Vec::new(),
+        op: CompareOp::Equal,
+        target,
     }
 }
 
