@@ -1,0 +1,1 @@
+//! The service proxy (work in progress).
