@@ -43,6 +43,54 @@ pub struct Summary {
     /// Every store leader elected, in order.
     #[serde(default)]
     pub leaders: Vec<LeaderChange>,
+    /// User traffic per service (scenarios with `[[traffic]]`).
+    #[serde(default)]
+    pub services: Vec<ServiceReport>,
+    /// When the whole control plane was down (no quorum of masters up and
+    /// reachable from the nodes): (start s, end s).
+    #[serde(default)]
+    pub control_plane_down: Vec<(f64, f64)>,
+}
+
+/// What the users of one service saw.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServiceReport {
+    pub service: String,
+    pub requests: u64,
+    pub ok: u64,
+    /// `ok / requests`.
+    pub availability: f64,
+    /// Latency of successful requests, milliseconds.
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    /// By the datacenter the users are in.
+    pub by_datacenter: Vec<DatacenterAvailability>,
+    /// Distinct pods that answered.
+    pub pods_answering: u64,
+    /// Stretches of time in which requests failed, with the faults that
+    /// overlapped them.
+    pub unavailable: Vec<UnavailableWindow>,
+}
+
+/// Availability as the users of one datacenter saw it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DatacenterAvailability {
+    pub datacenter: String,
+    pub requests: u64,
+    pub ok: u64,
+    pub availability: f64,
+    pub p99_ms: f64,
+}
+
+/// A window of failed requests.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UnavailableWindow {
+    pub start_s: f64,
+    pub end_s: f64,
+    pub failed: u64,
+    pub total: u64,
+    /// The faults in force during the window (`kind target`).
+    pub faults: Vec<String>,
 }
 
 /// One second of client traffic.
@@ -213,6 +261,8 @@ mod tests {
             faulty_phase_s: 1.0,
             timeline: vec![],
             leaders: vec![],
+            services: vec![],
+            control_plane_down: vec![],
         };
         let x = s.junit();
         assert!(x.contains("tests=\"2\" failures=\"1\""));

@@ -1,5 +1,5 @@
 //! Invariant oracles over recorded histories: linearizability, lost writes,
-//! watch order.
+//! watch order, availability.
 //!
 //! Faultline's simulated clients record what they asked the key-value store
 //! and what they got back; after a run these checkers decide whether the
@@ -8,6 +8,9 @@
 //!
 //! # Module map
 //!
+//! * [`availability`]: user requests against an SLO (whole run, sliding
+//!   windows, when the error budget ran out), latency quantiles, and the
+//!   windows of unavailability.
 //! * [`history`]: the recorded data: [`Op`]s (a [`Call`] on one key, its
 //!   invocation time and its [`Outcome`]: `Ok`, `Fail` or `Unknown`) and the
 //!   [`History`] recorder.
@@ -22,6 +25,7 @@
 
 #![warn(missing_docs)]
 
+pub mod availability;
 pub mod history;
 pub mod linearizable;
 pub mod set;

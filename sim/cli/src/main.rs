@@ -234,6 +234,46 @@ fn print_summary(s: &faultline_reports::Summary, has_workload: bool) {
             );
         }
     }
+    for (a, b) in &s.control_plane_down {
+        println!("control plane down: {a:.1}s .. {b:.1}s");
+    }
+    for svc in &s.services {
+        let dcs: Vec<String> = svc
+            .by_datacenter
+            .iter()
+            .map(|d| format!("{} {}", d.datacenter, percent(d.availability)))
+            .collect();
+        println!(
+            "service {}: {} of {} requests ok ({}), p50 {:.1}ms p99 {:.1}ms, {} pods answered",
+            svc.service,
+            percent(svc.availability),
+            svc.requests,
+            dcs.join(", "),
+            svc.p50_ms,
+            svc.p99_ms,
+            svc.pods_answering
+        );
+        for w in svc.unavailable.iter().take(8) {
+            println!(
+                "  unavailable {:>7.1}s .. {:>7.1}s  {:>5} of {:>6} failed  during: {}",
+                w.start_s,
+                w.end_s,
+                w.failed,
+                w.total,
+                if w.faults.is_empty() {
+                    "no fault".to_string()
+                } else {
+                    w.faults.join("; ")
+                }
+            );
+        }
+        if svc.unavailable.len() > 8 {
+            println!(
+                "  ... {} more windows in summary.json",
+                svc.unavailable.len() - 8
+            );
+        }
+    }
     println!("invariants:");
     for i in &s.invariants {
         println!(
@@ -242,5 +282,15 @@ fn print_summary(s: &faultline_reports::Summary, has_workload: bool) {
             i.name,
             i.detail
         );
+    }
+}
+
+/// `99.95%`, with three decimals near 100%.
+fn percent(x: f64) -> String {
+    let p = x * 100.0;
+    if (99.0..100.0).contains(&p) {
+        format!("{p:.3}%")
+    } else {
+        format!("{p:.1}%")
     }
 }

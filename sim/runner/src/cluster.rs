@@ -516,8 +516,11 @@ pub fn auditor_main(s: &Scenario, findings: Findings, clock: Clock) -> HostMain 
 /// What the cluster probe checks.
 #[derive(Debug, Clone)]
 pub struct ProbeSpec {
-    /// `deployments-ready`: the deadline, and which deployments (None: all).
+    /// `deployments-ready` / `converges`: the deadline, and which
+    /// deployments (None: all).
     pub ready: Option<(Duration, Option<Vec<String>>)>,
+    /// `converges`: also every Service's endpoints equal its ready pods.
+    pub endpoints: bool,
     /// `pending-explained`.
     pub pending: bool,
 }
@@ -538,13 +541,16 @@ pub fn cluster_probe_main(s: &Scenario, spec: ProbeSpec, findings: Findings) -> 
             let expected_nodes = node_names(&s);
             if let Some((within, only)) = &spec.ready {
                 loop {
-                    let last = match cluster_state(&c, &expected_nodes, only.as_deref()).await {
-                        Ok(()) => {
-                            findings.borrow_mut().ready = Some(Ok(env.now() - start));
-                            break;
-                        }
-                        Err(why) => why,
-                    };
+                    let last =
+                        match cluster_state(&c, &expected_nodes, only.as_deref(), spec.endpoints)
+                            .await
+                        {
+                            Ok(()) => {
+                                findings.borrow_mut().ready = Some(Ok(env.now() - start));
+                                break;
+                            }
+                            Err(why) => why,
+                        };
                     if env.now() - start >= *within {
                         findings.borrow_mut().ready = Some(Err(format!(
                             "not converged {}s after healing: {last}",
@@ -613,6 +619,7 @@ async fn cluster_state(
     c: &Client,
     expected_nodes: &[String],
     only: Option<&[String]>,
+    endpoints: bool,
 ) -> Result<(), String> {
     let nodes = c
         .list::<Node>(None, &ListParams::default())
@@ -654,6 +661,63 @@ async fn cluster_state(
             ));
         }
     }
+    if endpoints {
+        endpoints_match_ready_pods(c).await?;
+    }
+    Ok(())
+}
+
+/// Every Service's Endpoints list exactly the IPs of its ready, running,
+/// not terminating pods.
+async fn endpoints_match_ready_pods(c: &Client) -> Result<(), String> {
+    let services = c
+        .list::<Service>(None, &ListParams::default())
+        .await
+        .map_err(|e| format!("cannot list services: {e}"))?;
+    let pods = c
+        .list::<Pod>(None, &ListParams::default())
+        .await
+        .map_err(|e| format!("cannot list pods: {e}"))?;
+    let eps = c
+        .list::<faultline_api::Endpoints>(None, &ListParams::default())
+        .await
+        .map_err(|e| format!("cannot list endpoints: {e}"))?;
+    for svc in &services.items {
+        if svc.spec.selector.is_empty() {
+            continue;
+        }
+        let (ns, name) = (&svc.metadata.namespace, &svc.metadata.name);
+        let want: std::collections::BTreeSet<&str> = pods
+            .items
+            .iter()
+            .filter(|p| {
+                p.metadata.namespace == *ns
+                    && p.metadata.deletion_timestamp.is_none()
+                    && p.is_ready()
+                    && !p.status.pod_ip.is_empty()
+                    && svc
+                        .spec
+                        .selector
+                        .iter()
+                        .all(|(k, v)| p.metadata.labels.get(k) == Some(v))
+            })
+            .map(|p| p.status.pod_ip.as_str())
+            .collect();
+        let have: std::collections::BTreeSet<&str> = eps
+            .items
+            .iter()
+            .filter(|e| e.metadata.namespace == *ns && e.metadata.name == *name)
+            .flat_map(|e| e.subsets.iter())
+            .flat_map(|s| s.addresses.iter())
+            .map(|a| a.ip.as_str())
+            .collect();
+        if want != have {
+            return Err(format!(
+                "service {ns}/{name}: endpoints {:?} but ready pods {:?}",
+                have, want
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -661,6 +725,7 @@ async fn cluster_state(
 #[derive(Debug, Clone)]
 struct Instance {
     host: String,
+    pod: String,
     id: String,
     started: u64,
     ended: Option<u64>,
@@ -701,6 +766,7 @@ impl Ledger {
         }
         list.push(Instance {
             host: host.to_string(),
+            pod: spec.pod_name.clone(),
             id: id.as_str().to_string(),
             started: now,
             ended: None,
@@ -715,6 +781,21 @@ impl Ledger {
                 i.ended = Some(now.max(i.started));
             }
         }
+    }
+
+    /// The hosts running a container of a pod named `{prefix}-...` (a pod
+    /// of that deployment), in name order.
+    pub fn hosts_running(&self, prefix: &str) -> Vec<String> {
+        let want = format!("{prefix}-");
+        let hosts: std::collections::BTreeSet<String> = self
+            .instances
+            .borrow()
+            .values()
+            .flatten()
+            .filter(|i| i.ended.is_none() && i.pod.starts_with(&want))
+            .map(|i| i.host.clone())
+            .collect();
+        hosts.into_iter().collect()
     }
 
     /// A host crashed: everything it ran is dead.

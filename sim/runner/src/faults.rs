@@ -29,6 +29,17 @@ pub trait Control {
     fn nodes(&self) -> Vec<String> {
         Vec::new()
     }
+    /// User-traffic client hosts (they live in a datacenter's network, so
+    /// a datacenter partition cuts them off with it, but they are users,
+    /// not machines of the cluster: an outage does not crash them).
+    fn users(&self) -> Vec<String> {
+        Vec::new()
+    }
+    /// Nodes running a pod of deployment `name` right now.
+    fn nodes_running(&self, name: &str) -> Vec<String> {
+        let _ = name;
+        Vec::new()
+    }
     /// The datacenter of a host.
     fn datacenter(&self, host: &str) -> String;
     /// The master that leads the highest term seen, if it is up.
@@ -111,6 +122,12 @@ pub fn plan(scenario: &Scenario, seed: u64) -> Vec<PlannedFault> {
                 }
                 FaultKind::LeaderKill => Some("leader".into()),
                 FaultKind::NodeCrash | FaultKind::NodeIsolate => Some("random".into()),
+                FaultKind::DatacenterOutage | FaultKind::DatacenterPartition => scenario
+                    .cluster
+                    .datacenters
+                    .get_ref()
+                    .choose(&mut rng)
+                    .cloned(),
                 FaultKind::ControllerLeaderKill => ["controller-manager", "scheduler"]
                     .choose(&mut rng)
                     .map(|s| s.to_string()),
@@ -238,14 +255,70 @@ pub fn start(ctl: &mut dyn Control, f: &PlannedFault, rng: &mut ChaCha8Rng) -> (
     let target = f.target.as_deref();
     let mut undo = Vec::new();
     let what = match f.kind {
-        FaultKind::MasterCrash | FaultKind::PowerLoss if target == Some("all") => {
-            // Every master at once: only what each one fsynced survives.
+        FaultKind::MasterCrash | FaultKind::PowerLoss
+            if matches!(target, Some("all" | "majority" | "one-per-datacenter")) =>
+        {
+            // Several masters at once: only what each one fsynced survives.
             let up: Vec<String> = ctl.masters().into_iter().filter(|m| ctl.is_up(m)).collect();
-            for h in &up {
+            let hit: Vec<String> = match target {
+                Some("majority") => {
+                    let mut all = ctl.masters();
+                    for i in (1..all.len()).rev() {
+                        all.swap(i, rng.random_range(0..=i));
+                    }
+                    all.truncate(all.len() / 2 + 1);
+                    all.sort();
+                    all.retain(|m| ctl.is_up(m));
+                    all
+                }
+                Some("one-per-datacenter") => {
+                    let mut seen = std::collections::BTreeSet::new();
+                    up.iter()
+                        .filter(|m| seen.insert(ctl.datacenter(m)))
+                        .cloned()
+                        .collect()
+                }
+                _ => up,
+            };
+            for h in &hit {
                 ctl.crash(h, f.kind == FaultKind::PowerLoss);
                 undo.push(Undo::Restart(h.clone()));
             }
-            up.join(",")
+            hit.join(",")
+        }
+        FaultKind::DatacenterOutage => {
+            let dc = target.unwrap_or_default();
+            let hit: Vec<String> = ctl
+                .masters()
+                .into_iter()
+                .chain(ctl.nodes())
+                .filter(|h| ctl.datacenter(h) == dc && ctl.is_up(h))
+                .collect();
+            for h in &hit {
+                ctl.crash(h, true);
+                undo.push(Undo::Restart(h.clone()));
+            }
+            format!("{dc} [{}]", hit.join(","))
+        }
+        FaultKind::DatacenterPartition => {
+            let dc = target.unwrap_or_default();
+            let members: Vec<String> = ctl
+                .masters()
+                .into_iter()
+                .chain(ctl.nodes())
+                .chain(ctl.users())
+                .collect();
+            let (inside, outside): (Vec<String>, Vec<String>) =
+                members.into_iter().partition(|h| ctl.datacenter(h) == dc);
+            for a in &inside {
+                for b in &outside {
+                    for (x, y) in [(a, b), (b, a)] {
+                        ctl.block(x, y);
+                        undo.push(Undo::Unblock(x.clone(), y.clone()));
+                    }
+                }
+            }
+            format!("{{{}}} | rest", inside.join(","))
         }
         FaultKind::MasterCrash | FaultKind::LeaderKill | FaultKind::PowerLoss => {
             let t = if f.kind == FaultKind::LeaderKill {
@@ -344,6 +417,17 @@ pub fn start(ctl: &mut dyn Control, f: &PlannedFault, rng: &mut ChaCha8Rng) -> (
             let nodes: Vec<String> = ctl.nodes().into_iter().filter(|n| ctl.is_up(n)).collect();
             let hit: Vec<String> = match target.unwrap_or("random") {
                 "random" => nodes.choose(rng).cloned().into_iter().collect(),
+                t if t.starts_with("pod:") => {
+                    let running = ctl.nodes_running(&t["pod:".len()..]);
+                    running
+                        .iter()
+                        .filter(|n| ctl.is_up(n))
+                        .collect::<Vec<_>>()
+                        .choose(rng)
+                        .map(|n| n.to_string())
+                        .into_iter()
+                        .collect()
+                }
                 t if nodes.iter().any(|n| n == t) => vec![t.to_string()],
                 dc => nodes
                     .iter()

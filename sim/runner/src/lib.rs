@@ -6,6 +6,8 @@
 //! - [`faults`]: the fault plan (scheduled + nemesis, drawn from the seed)
 //!   and how each fault kind starts and heals;
 //! - [`workload`]: store clients, the watcher, and the final reads;
+//! - [`traffic`]: users sending requests to services through the node
+//!   proxies behind a health-checking load balancer, every request recorded;
 //! - [`run`]: one scenario at one seed on the event-driven engine, and the
 //!   invariant verdicts;
 //! - [`turmoil_backend`]: the same run on turmoil, as a differential check.
@@ -14,6 +16,8 @@ pub mod cluster;
 pub mod faults;
 pub mod run;
 pub mod scenario;
+pub mod slo;
+pub mod traffic;
 pub mod turmoil_backend;
 pub mod workload;
 

@@ -20,7 +20,10 @@ use tokio::time::Instant;
 
 use crate::cluster::{self, Findings, Ledger};
 use crate::faults::{self, Control, FaultDriver};
-use crate::scenario::{client_names, master_names, node_names, Bug, InvariantKind, Scenario};
+use crate::scenario::{
+    client_names, master_names, node_names, traffic_clients, Bug, InvariantKind, Scenario,
+};
+use crate::traffic::{self, SharedTrafficLog, TrafficLog};
 use crate::workload::{
     self, FinalState, Recorder, Sample, SampleOutcome, SharedRecorder, WorkloadSpec,
 };
@@ -192,8 +195,12 @@ pub fn probe_main(s: &Scenario, rec: &SharedRecorder, result: &ProbeResult) -> H
 
 struct EngineControl {
     world: World,
+    masters: Vec<String>,
     nodes: Vec<String>,
+    users: Vec<String>,
     ledger: Option<Rc<Ledger>>,
+    /// Control-plane outages: (start ns, end ns once it is back).
+    control_plane_down: Vec<(u64, Option<u64>)>,
 }
 
 impl EngineControl {
@@ -202,14 +209,48 @@ impl EngineControl {
             .host(host)
             .unwrap_or_else(|| panic!("validated host {host} exists"))
     }
+
+    /// Notes whether the control plane can serve the nodes: a quorum of
+    /// masters up, each reachable both ways from at least one node.
+    fn observe_control_plane(&mut self, now_ns: u64) {
+        if self.nodes.is_empty() {
+            return;
+        }
+        let net = self.world.net();
+        let serving = self
+            .masters
+            .iter()
+            .filter(|m| {
+                let m = self.id(m);
+                self.world.is_up(m)
+                    && self.nodes.iter().any(|n| {
+                        let n = self.id(n);
+                        !net.is_blocked(m, n) && !net.is_blocked(n, m)
+                    })
+            })
+            .count();
+        let down = serving < self.masters.len() / 2 + 1;
+        match self.control_plane_down.last_mut() {
+            Some((_, end @ None)) if !down => *end = Some(now_ns),
+            Some((_, None)) => {}
+            _ if down => self.control_plane_down.push((now_ns, None)),
+            _ => {}
+        }
+    }
 }
 
 impl Control for EngineControl {
     fn masters(&self) -> Vec<String> {
-        (0..self.world.host_count())
-            .map(|i| self.world.name(i))
-            .filter(|n| n.starts_with('m'))
-            .collect()
+        self.masters.clone()
+    }
+    fn users(&self) -> Vec<String> {
+        self.users.clone()
+    }
+    fn nodes_running(&self, name: &str) -> Vec<String> {
+        self.ledger
+            .as_ref()
+            .map(|l| l.hosts_running(name))
+            .unwrap_or_default()
     }
     fn hosts(&self) -> Vec<String> {
         (0..self.world.host_count())
@@ -280,7 +321,9 @@ async fn drive_faults(ctl: Rc<RefCell<EngineControl>>, driver: Rc<RefCell<FaultD
             return;
         };
         tokio::time::sleep_until(start + next).await;
-        driver.borrow_mut().advance(next, &mut *ctl.borrow_mut());
+        let mut c = ctl.borrow_mut();
+        driver.borrow_mut().advance(next, &mut *c);
+        c.observe_control_plane(next.as_nanos() as u64);
     }
 }
 
@@ -296,6 +339,10 @@ pub struct Observed {
     pub findings: Findings,
     /// Container overlaps (simulated ns, what) and containers started.
     pub containers: (Vec<(u64, String)>, u64),
+    /// User requests.
+    pub traffic: SharedTrafficLog,
+    /// Control-plane outages (start ns, end ns).
+    pub control_plane_down: Vec<(u64, u64)>,
 }
 
 /// Runs `scenario` on the event-driven engine.
@@ -331,12 +378,16 @@ pub fn run_engine(scenario: &Scenario, opts: &RunOptions) -> RunOutcome {
         let clock: cluster::Clock =
             Rc::new(move || Instant::now().duration_since(start).as_nanos() as u64);
         let ledger = cluster::enabled(&s).then(|| Rc::new(Ledger::new(clock.clone())));
+        let traffic_log: SharedTrafficLog = Rc::new(RefCell::new(TrafficLog::new(&s)));
         if let Some(ledger) = &ledger {
             for (i, n) in node_names(&s).iter().enumerate() {
                 let dc = dc_of(&s, i);
                 world.add_host(n, &dc, cluster::node_main(&s, i, &dc, ledger.clone()));
             }
             world.add_host("user", &dc_of(&s, 0), cluster::user_main(&s));
+            for (name, dc, main) in traffic::hosts(&s, &traffic_log, &clock, &stop) {
+                world.add_host(&name, &dc, main);
+            }
             world.add_host(
                 "auditor",
                 &dc_of(&s, 0),
@@ -345,8 +396,15 @@ pub fn run_engine(scenario: &Scenario, opts: &RunOptions) -> RunOutcome {
         }
         let ctl = Rc::new(RefCell::new(EngineControl {
             world: world.clone(),
-            nodes: node_names(&s),
+            masters: master_names(*s.cluster.masters.get_ref()),
+            nodes: if ledger.is_some() {
+                node_names(&s)
+            } else {
+                Vec::new()
+            },
+            users: traffic_clients(&s).into_iter().map(|c| c.name).collect(),
             ledger: ledger.clone(),
+            control_plane_down: Vec::new(),
         }));
         let driver = Rc::new(RefCell::new(FaultDriver::new(faults::plan(&s, seed), seed)));
         let driving = tokio::task::spawn_local(drive_faults(ctl.clone(), driver.clone()));
@@ -360,17 +418,34 @@ pub fn run_engine(scenario: &Scenario, opts: &RunOptions) -> RunOutcome {
         driver
             .borrow_mut()
             .heal_all(world.elapsed(), &mut *ctl.borrow_mut());
+        let healed_ns = world.elapsed().as_nanos() as u64;
+        let control_plane_down: Vec<(u64, u64)> = ctl
+            .borrow()
+            .control_plane_down
+            .iter()
+            .map(|&(a, b)| (a, b.unwrap_or(healed_ns)))
+            .collect();
         for i in 0..world.host_count() {
             world.restart(i);
         }
         world.net().unblock_all();
         let result: ProbeResult = Default::default();
         world.add_host("probe", &dc_of(&s, 0), probe_main(&s, &rec, &result));
+        // `converges` in a cluster also means nodes Ready, deployments at
+        // their desired ready replicas and endpoints equal to ready pods.
+        let converges = cluster::enabled(&s)
+            .then(|| {
+                s.invariants
+                    .iter()
+                    .find(|i| i.get_ref().kind == InvariantKind::Converges)
+            })
+            .flatten();
         let spec = cluster::ProbeSpec {
             ready: s
                 .invariants
                 .iter()
                 .find(|i| i.get_ref().kind == InvariantKind::DeploymentsReady)
+                .or(converges)
                 .map(|i| {
                     let i = i.get_ref();
                     (
@@ -378,6 +453,7 @@ pub fn run_engine(scenario: &Scenario, opts: &RunOptions) -> RunOutcome {
                         i.deployments.clone(),
                     )
                 }),
+            endpoints: converges.is_some(),
             pending: s
                 .invariants
                 .iter()
@@ -415,6 +491,8 @@ pub fn run_engine(scenario: &Scenario, opts: &RunOptions) -> RunOutcome {
             leaders,
             findings,
             containers,
+            traffic: traffic_log,
+            control_plane_down,
         };
         let records = driver.borrow().records().to_vec();
         (
@@ -528,13 +606,32 @@ pub fn judge(
                     (false, observed.violations.join("; "))
                 }
             }
-            InvariantKind::Converges => match &observed.converged {
-                Ok(d) => (
-                    true,
-                    format!("replicas agreed {:.1}s after healing", d.as_secs_f64()),
-                ),
-                Err(e) => (false, e.clone()),
-            },
+            InvariantKind::Converges => {
+                let cluster = crate::cluster::enabled(s).then(|| observed.findings.borrow().ready.clone());
+                match (&observed.converged, cluster) {
+                    (Err(e), _) => (false, e.clone()),
+                    (Ok(_), Some(Some(Err(e)))) => (false, e),
+                    (Ok(_), Some(None)) => (false, "the cluster probe did not finish".into()),
+                    (Ok(_), Some(Some(Ok(d)))) => (
+                        true,
+                        format!(
+                            "store replicas agreed; every node Ready, every deployment at its desired ready replicas and every service's endpoints equal to its ready pods {:.1}s after healing",
+                            d.as_secs_f64()
+                        ),
+                    ),
+                    (Ok(d), None) => (
+                        true,
+                        format!("replicas agreed {:.1}s after healing", d.as_secs_f64()),
+                    ),
+                }
+            }
+            InvariantKind::Availability => crate::slo::availability(inv, &observed.traffic.borrow()),
+            InvariantKind::Latency => crate::slo::latency(inv, &observed.traffic.borrow()),
+            InvariantKind::StaticStability => crate::slo::static_stability(
+                inv,
+                &observed.traffic.borrow(),
+                &observed.control_plane_down,
+            ),
             InvariantKind::DeploymentsReady => match &observed.findings.borrow().ready {
                 Some(Ok(d)) => (
                     true,
@@ -639,6 +736,7 @@ pub fn judge(
         });
     }
     let passed = results.iter().all(|r| r.holds);
+    let services = crate::slo::reports(&observed.traffic.borrow(), &faults);
     Summary {
         scenario: s.name.clone(),
         path: opts.path.clone(),
@@ -664,7 +762,17 @@ pub fn judge(
             converged_after_s: observed.converged.as_ref().ok().map(|d| d.as_secs_f64()),
         },
         faulty_phase_s: s.duration.get_ref().0.as_secs_f64(),
-        timeline: timeline(&rec.samples, simulated_seconds),
+        timeline: if rec.samples.is_empty() {
+            traffic_timeline(&observed.traffic.borrow(), simulated_seconds)
+        } else {
+            timeline(&rec.samples, simulated_seconds)
+        },
+        services,
+        control_plane_down: observed
+            .control_plane_down
+            .iter()
+            .map(|&(a, b)| (a as f64 / 1e9, b as f64 / 1e9))
+            .collect(),
         leaders: observed
             .leaders
             .iter()
@@ -675,6 +783,24 @@ pub fn judge(
             })
             .collect(),
     }
+}
+
+/// User requests as store-client samples, for the timeline.
+fn traffic_timeline(log: &TrafficLog, seconds: f64) -> Vec<TimelinePoint> {
+    let samples: Vec<Sample> = log
+        .requests
+        .iter()
+        .map(|r| Sample {
+            invoke_ns: r.sent_ns,
+            complete_ns: Some(r.done_ns),
+            outcome: if r.outcome == traffic::Outcome::Ok {
+                SampleOutcome::Ok
+            } else {
+                SampleOutcome::Failed
+            },
+        })
+        .collect();
+    timeline(&samples, seconds)
 }
 
 /// Buckets client operations by simulated second.

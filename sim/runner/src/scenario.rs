@@ -73,6 +73,52 @@ pub struct Scenario {
     /// What the user does during the run (scale, roll out a new image).
     #[serde(default, rename = "action")]
     pub actions: Vec<Spanned<Action>>,
+    /// User traffic to services through the node proxies.
+    #[serde(default, rename = "traffic")]
+    pub traffic: Vec<Spanned<Traffic>>,
+}
+
+/// Users sending HTTP requests to a Service through the node proxies, as
+/// an external load balancer would (health-checking nodes, preferring its
+/// own datacenter's, moving to another node when one fails).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Traffic {
+    /// A `[[deployment]]` with a `port`.
+    pub service: String,
+    /// Requests per simulated second, over all of this entry's clients
+    /// (Poisson arrivals).
+    pub rate: f64,
+    /// Client hosts, placed round robin over the datacenters (default: one
+    /// per datacenter).
+    #[serde(default)]
+    pub clients: Option<u32>,
+    /// A request not answered within this is a failure.
+    #[serde(default = "traffic_timeout")]
+    pub timeout: Dur,
+    /// When the users start (the service should be up by then).
+    #[serde(default = "traffic_start")]
+    pub start: Dur,
+    /// `GET` (default, idempotent: retried once on another node) or `POST`
+    /// (retried only when the request never left).
+    #[serde(default)]
+    pub method: HttpMethod,
+}
+
+fn traffic_timeout() -> Dur {
+    Dur(Duration::from_secs(2))
+}
+fn traffic_start() -> Dur {
+    Dur(Duration::from_secs(30))
+}
+
+/// The request method users send.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum HttpMethod {
+    #[default]
+    Get,
+    Post,
 }
 
 /// Control-plane tunables.
@@ -471,6 +517,12 @@ pub enum FaultKind {
     /// Crash the master whose controller manager (`target` =
     /// `controller-manager`, the default) or scheduler (`scheduler`) leads.
     ControllerLeaderKill,
+    /// Every master and node of datacenter `target` crashes; they restart
+    /// after `for`.
+    DatacenterOutage,
+    /// Datacenter `target` is cut off from the others for `for` while its
+    /// hosts keep running (users there still reach it): split brain.
+    DatacenterPartition,
 }
 
 impl FaultKind {
@@ -491,6 +543,8 @@ impl FaultKind {
             FaultKind::NodeCrash => "node-crash",
             FaultKind::NodeIsolate => "node-isolate",
             FaultKind::ControllerLeaderKill => "controller-leader-kill",
+            FaultKind::DatacenterOutage => "datacenter-outage",
+            FaultKind::DatacenterPartition => "datacenter-partition",
         }
     }
 }
@@ -537,6 +591,24 @@ pub struct Invariant {
     /// For `deployments-ready`: only these deployments (default: all).
     #[serde(default)]
     pub deployments: Option<Vec<String>>,
+    /// For `availability`, `latency`, `static-stability`: the service
+    /// (default: every service with `[[traffic]]`).
+    #[serde(default)]
+    pub service: Option<String>,
+    /// For `availability` and `static-stability`: the SLO, the fraction of
+    /// requests that must succeed (e.g. 0.999).
+    #[serde(default)]
+    pub at_least: Option<f64>,
+    /// For `availability`: also hold the SLO over every sliding window this
+    /// long (not only over the whole run).
+    #[serde(default)]
+    pub window: Option<Dur>,
+    /// For `latency`: the bound on the quantile of successful requests.
+    #[serde(default)]
+    pub below: Option<Dur>,
+    /// For `latency`: which quantile (default 0.99).
+    #[serde(default)]
+    pub quantile: Option<f64>,
 }
 
 /// Invariant kinds.
@@ -565,6 +637,14 @@ pub enum InvariantKind {
     /// At the end, every pod still unbound carries `PodScheduled=False`
     /// with reason `Unschedulable` and the scheduler's message.
     PendingExplained,
+    /// The fraction of user requests to a service that succeed, over the
+    /// run (and every `window`), is at least `at_least`.
+    Availability,
+    /// The `quantile` (p99) latency of successful requests is below `below`.
+    Latency,
+    /// While the whole control plane is down, pods that were serving keep
+    /// serving and availability stays at `at_least`.
+    StaticStability,
 }
 
 impl InvariantKind {
@@ -581,6 +661,9 @@ impl InvariantKind {
             InvariantKind::NoOvercommit => "no-overcommit",
             InvariantKind::SingleContainer => "single-container",
             InvariantKind::PendingExplained => "pending-explained",
+            InvariantKind::Availability => "availability",
+            InvariantKind::Latency => "latency",
+            InvariantKind::StaticStability => "static-stability",
         }
     }
 }
@@ -604,6 +687,35 @@ pub fn node_names(s: &Scenario) -> Vec<String> {
 /// Host names of the clients, in order.
 pub fn client_names(n: u32) -> Vec<String> {
     (1..=n).map(|i| format!("c{i}")).collect()
+}
+
+/// One user-traffic client host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrafficClient {
+    /// Index into `Scenario::traffic`.
+    pub entry: usize,
+    /// Host name: `u1`, `u2`, ... over every `[[traffic]]` entry.
+    pub name: String,
+    /// The datacenter its users are in.
+    pub datacenter: String,
+}
+
+/// Every user-traffic client host, in order: each entry's clients placed
+/// round robin over the datacenters.
+pub fn traffic_clients(s: &Scenario) -> Vec<TrafficClient> {
+    let dcs = s.cluster.datacenters.get_ref();
+    let mut out = Vec::new();
+    for (entry, t) in s.traffic.iter().enumerate() {
+        let n = t.get_ref().clients.unwrap_or(dcs.len() as u32);
+        for i in 0..n as usize {
+            out.push(TrafficClient {
+                entry,
+                name: format!("u{}", out.len() + 1),
+                datacenter: dcs[i % dcs.len()].clone(),
+            });
+        }
+    }
+    out
 }
 
 impl Scenario {
@@ -773,8 +885,73 @@ impl Scenario {
                 _ => {}
             }
         }
-        let hosts: BTreeSet<String> = master_names(masters).into_iter().collect();
         let duration = self.duration.get_ref().0;
+        let mut served = BTreeSet::new();
+        for t in &self.traffic {
+            let tr = t.get_ref();
+            let field = format!("traffic ({})", tr.service);
+            match self
+                .deployments
+                .iter()
+                .map(|d| d.get_ref())
+                .find(|d| d.name == tr.service)
+            {
+                None => {
+                    return Err(err(
+                        t.span(),
+                        &format!("{field}.service"),
+                        format!("no [[deployment]] named {:?}", tr.service),
+                    ))
+                }
+                Some(d) if d.port.is_none() => {
+                    return Err(err(
+                        t.span(),
+                        &format!("{field}.service"),
+                        format!(
+                            "deployment {:?} has no `port`, so no Service to send requests to",
+                            tr.service
+                        ),
+                    ))
+                }
+                Some(_) => {}
+            }
+            if !served.insert(tr.service.clone()) {
+                return Err(err(
+                    t.span(),
+                    &field,
+                    "two [[traffic]] entries for one service: merge them".into(),
+                ));
+            }
+            if !(tr.rate > 0.0 && tr.rate <= 10_000.0) {
+                return Err(err(
+                    t.span(),
+                    &format!("{field}.rate"),
+                    format!("{} is not in (0, 10000] requests per second", tr.rate),
+                ));
+            }
+            if tr.clients == Some(0) {
+                return Err(err(
+                    t.span(),
+                    &format!("{field}.clients"),
+                    "must be at least 1".into(),
+                ));
+            }
+            if tr.timeout.0.is_zero() {
+                return Err(err(
+                    t.span(),
+                    &format!("{field}.timeout"),
+                    "must be positive".into(),
+                ));
+            }
+            if tr.start.0 >= duration {
+                return Err(err(
+                    t.span(),
+                    &format!("{field}.start"),
+                    "is not before the end of the run".into(),
+                ));
+            }
+        }
+        let hosts: BTreeSet<String> = master_names(masters).into_iter().collect();
         for f in &self.faults {
             let fault = f.get_ref();
             let field = format!("fault ({})", fault.kind.name());
@@ -794,6 +971,24 @@ impl Scenario {
                     return Err(err(f.span(), &field, "`for` must be positive".into()));
                 }
             }
+            if matches!(
+                fault.kind,
+                FaultKind::DatacenterOutage | FaultKind::DatacenterPartition
+            ) && !fault.target.as_ref().is_some_and(|t| dcs.contains(t))
+            {
+                return Err(err(
+                    f.span(),
+                    &format!("{field}.target"),
+                    format!("needs a datacenter as `target` ({})", dcs.join(", ")),
+                ));
+            }
+            if fault.kind == FaultKind::DatacenterPartition && dcs.len() < 2 {
+                return Err(err(
+                    f.span(),
+                    &field,
+                    "needs at least two datacenters".into(),
+                ));
+            }
             if matches!(fault.kind, FaultKind::NodeCrash | FaultKind::NodeIsolate)
                 && nodes.is_empty()
             {
@@ -811,6 +1006,7 @@ impl Scenario {
                     | FaultKind::DiskCorruption
                     | FaultKind::NodeCrash
                     | FaultKind::ControllerLeaderKill
+                    | FaultKind::DatacenterOutage
             );
             if needs_for && fault.duration.is_none() {
                 return Err(err(
@@ -832,15 +1028,29 @@ impl Scenario {
                     }
                     FaultKind::LeaderKill => t == "leader",
                     FaultKind::NodeCrash | FaultKind::NodeIsolate => {
-                        nodes.contains(t) || dcs.contains(t) || t == "random"
+                        nodes.contains(t)
+                            || dcs.contains(t)
+                            || t == "random"
+                            || t.strip_prefix("pod:").is_some_and(|d| {
+                                self.deployments.iter().any(|x| x.get_ref().name == d)
+                            })
                     }
                     FaultKind::ControllerLeaderKill => {
                         ["controller-manager", "scheduler"].contains(&t.as_str())
                     }
                     FaultKind::MasterCrash | FaultKind::PowerLoss => {
                         hosts.contains(t)
-                            || ["leader", "follower", "random", "all"].contains(&t.as_str())
+                            || [
+                                "leader",
+                                "follower",
+                                "random",
+                                "all",
+                                "majority",
+                                "one-per-datacenter",
+                            ]
+                            .contains(&t.as_str())
                     }
+                    FaultKind::DatacenterOutage | FaultKind::DatacenterPartition => true,
                     _ => {
                         hosts.contains(t) || ["leader", "follower", "random"].contains(&t.as_str())
                     }
@@ -850,13 +1060,34 @@ impl Scenario {
                         f.span(),
                         &format!("{field}.target"),
                         format!(
-                            "unknown target {t:?}: use a master ({}), a datacenter ({}), or leader/follower/random{}",
-                            hosts.iter().cloned().collect::<Vec<_>>().join(", "),
-                            dcs.join(", "),
-                            if matches!(fault.kind, FaultKind::Partition | FaultKind::PartitionOneWay) {
-                                "/minority/majority"
-                            } else {
-                                ""
+                            "unknown target {t:?}: use {}",
+                            match fault.kind {
+                                FaultKind::NodeCrash | FaultKind::NodeIsolate => format!(
+                                    "a node ({}), a datacenter ({}), random, or pod:DEPLOYMENT (a node running one of its pods)",
+                                    nodes.iter().cloned().collect::<Vec<_>>().join(", "),
+                                    dcs.join(", ")
+                                ),
+                                FaultKind::MasterCrash | FaultKind::PowerLoss => format!(
+                                    "a master ({}), or leader/follower/random/all/majority/one-per-datacenter",
+                                    hosts.iter().cloned().collect::<Vec<_>>().join(", ")
+                                ),
+                                FaultKind::ControllerLeaderKill => {
+                                    "controller-manager or scheduler".to_string()
+                                }
+                                FaultKind::LeaderKill => "leader".to_string(),
+                                _ => format!(
+                                    "a master ({}), a datacenter ({}), or leader/follower/random{}",
+                                    hosts.iter().cloned().collect::<Vec<_>>().join(", "),
+                                    dcs.join(", "),
+                                    if matches!(
+                                        fault.kind,
+                                        FaultKind::Partition | FaultKind::PartitionOneWay
+                                    ) {
+                                        "/minority/majority"
+                                    } else {
+                                        ""
+                                    }
+                                ),
                             }
                         ),
                     ));
@@ -939,6 +1170,83 @@ impl Scenario {
                 if w.0.is_zero() {
                     return Err(err(i.span(), "invariant.within", "must be positive".into()));
                 }
+            }
+            let field = format!("invariant ({})", inv.kind.name());
+            let on_traffic = matches!(
+                inv.kind,
+                InvariantKind::Availability
+                    | InvariantKind::Latency
+                    | InvariantKind::StaticStability
+            );
+            if on_traffic {
+                if self.traffic.is_empty() {
+                    return Err(err(
+                        i.span(),
+                        &field,
+                        "needs [[traffic]] to a service to measure".into(),
+                    ));
+                }
+                if let Some(svc) = &inv.service {
+                    if !served.contains(svc) {
+                        return Err(err(
+                            i.span(),
+                            &format!("{field}.service"),
+                            format!(
+                                "no [[traffic]] to {svc:?} (traffic goes to: {})",
+                                served.iter().cloned().collect::<Vec<_>>().join(", ")
+                            ),
+                        ));
+                    }
+                }
+            }
+            match inv.kind {
+                InvariantKind::Availability | InvariantKind::StaticStability => {
+                    match inv.at_least {
+                        None if inv.kind == InvariantKind::Availability => {
+                            return Err(err(
+                                i.span(),
+                                &field,
+                                "needs `at_least` (the SLO, e.g. 0.999)".into(),
+                            ))
+                        }
+                        Some(a) if !(a > 0.0 && a <= 1.0) => {
+                            return Err(err(
+                                i.span(),
+                                &format!("{field}.at_least"),
+                                format!("{a} is not in (0, 1]"),
+                            ))
+                        }
+                        _ => {}
+                    }
+                    if let Some(w) = inv.window {
+                        if w.0 < Duration::from_secs(1) {
+                            return Err(err(
+                                i.span(),
+                                &format!("{field}.window"),
+                                "must be at least 1s".into(),
+                            ));
+                        }
+                    }
+                }
+                InvariantKind::Latency => {
+                    if inv.below.is_none_or(|b| b.0.is_zero()) {
+                        return Err(err(
+                            i.span(),
+                            &field,
+                            "needs a positive `below` (e.g. \"250ms\")".into(),
+                        ));
+                    }
+                    if let Some(q) = inv.quantile {
+                        if !(q > 0.0 && q < 1.0) {
+                            return Err(err(
+                                i.span(),
+                                &format!("{field}.quantile"),
+                                format!("{q} is not in (0, 1)"),
+                            ));
+                        }
+                    }
+                }
+                _ => {}
             }
         }
         Ok(())
@@ -1041,5 +1349,111 @@ kind = "linearizable"
         assert!(e.starts_with("t.toml:1:"), "{e}");
         let e = error_of(&GOOD.replace("[[invariant]]\nkind = \"linearizable\"\n", ""));
         assert!(e.contains("no [[invariant]]"), "{e}");
+    }
+
+    const TRAFFIC: &str = r#"
+name = "t"
+duration = "5m"
+[cluster]
+datacenters = ["a", "b", "c"]
+masters = 3
+nodes_per_datacenter = 1
+[[deployment]]
+name = "web"
+replicas = 3
+port = 80
+[[deployment]]
+name = "batch"
+replicas = 1
+[[traffic]]
+service = "web"
+rate = 100
+[[fault]]
+at = "60s"
+kind = "datacenter-outage"
+target = "a"
+for = "2m"
+[[invariant]]
+kind = "availability"
+service = "web"
+at_least = 0.999
+"#;
+
+    #[test]
+    fn traffic_and_availability_mistakes_are_named() {
+        let s = Scenario::parse(TRAFFIC, "t.toml").unwrap();
+        let users = traffic_clients(&s);
+        assert_eq!(users.len(), 3, "one client per datacenter by default");
+        assert_eq!(
+            (users[2].name.as_str(), users[2].datacenter.as_str()),
+            ("u3", "c")
+        );
+        let cases = [
+            (
+                "service = \"web\"\nrate",
+                "service = \"nope\"\nrate",
+                "no [[deployment]] named \"nope\"",
+            ),
+            (
+                "service = \"web\"\nrate",
+                "service = \"batch\"\nrate",
+                "has no `port`",
+            ),
+            ("rate = 100", "rate = 0", "traffic (web).rate"),
+            (
+                "rate = 100",
+                "rate = 100\nclients = 0",
+                "traffic (web).clients",
+            ),
+            (
+                "rate = 100",
+                "rate = 100\nstart = \"9m\"",
+                "traffic (web).start",
+            ),
+            (
+                "rate = 100",
+                "rate = 100\nmethod = \"PATCH\"",
+                "unknown variant `PATCH`",
+            ),
+            (
+                "at_least = 0.999",
+                "at_least = 1.5",
+                "invariant (availability).at_least",
+            ),
+            ("at_least = 0.999", "", "needs `at_least`"),
+            (
+                "at_least = 0.999",
+                "at_least = 0.9\nwindow = \"0s\"",
+                "window",
+            ),
+            (
+                "service = \"web\"\nat_least",
+                "service = \"api\"\nat_least",
+                "no [[traffic]] to \"api\"",
+            ),
+            (
+                "target = \"a\"",
+                "target = \"z\"",
+                "needs a datacenter as `target`",
+            ),
+            (
+                "kind = \"availability\"",
+                "kind = \"latency\"",
+                "needs a positive `below`",
+            ),
+        ];
+        for (from, to, needle) in cases {
+            assert!(TRAFFIC.contains(from), "{from}");
+            let e = error_of(&TRAFFIC.replacen(from, to, 1));
+            assert!(e.contains(needle), "{to:?}: expected {needle:?} in {e}");
+            assert!(e.starts_with("t.toml"), "{e}");
+        }
+        let no_traffic = TRAFFIC.replace("[[traffic]]\nservice = \"web\"\nrate = 100\n", "");
+        assert!(error_of(&no_traffic).contains("needs [[traffic]]"));
+        let e = error_of(&TRAFFIC.replace(
+            "kind = \"datacenter-outage\"\ntarget = \"a\"",
+            "kind = \"node-crash\"\ntarget = \"pod:nope\"",
+        ));
+        assert!(e.contains("pod:DEPLOYMENT"), "{e}");
     }
 }

@@ -331,6 +331,8 @@ pub fn run_turmoil(scenario: &Scenario, opts: &RunOptions) -> RunOutcome {
         leaders: trace.leaders(),
         findings: Default::default(),
         containers: Default::default(),
+        traffic: Default::default(),
+        control_plane_down: Vec::new(),
     };
     let wall_seconds = wall.elapsed().as_secs_f64();
     let summary = judge(

@@ -1,0 +1,247 @@
+//! Judging user traffic: the `availability`, `latency` and
+//! `static-stability` invariants, and the per-service summary of what the
+//! users saw (availability per datacenter, latency, windows of
+//! unavailability with the faults that overlapped them).
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use faultline_checker::availability::{self as avail, Request as Judged};
+use faultline_reports::{DatacenterAvailability, FaultRecord, ServiceReport, UnavailableWindow};
+
+use crate::scenario::Invariant;
+use crate::traffic::TrafficLog;
+
+const NS: f64 = 1e9;
+
+/// The services an invariant is about: its `service`, or every one with
+/// traffic.
+fn services<'a>(inv: &Invariant, log: &'a TrafficLog) -> Vec<(u16, &'a str)> {
+    log.services
+        .iter()
+        .enumerate()
+        .filter(|(_, name)| inv.service.as_ref().is_none_or(|s| s == *name))
+        .map(|(i, name)| (i as u16, name.as_str()))
+        .collect()
+}
+
+fn judged(log: &TrafficLog, service: u16, from_ns: u64, to_ns: u64) -> Vec<Judged> {
+    log.requests
+        .iter()
+        .filter(|r| r.service == service && r.sent_ns >= from_ns && r.sent_ns < to_ns)
+        .map(|r| r.judged())
+        .collect()
+}
+
+fn pct(x: f64) -> String {
+    let p = x * 100.0;
+    if p >= 99.0 && p < 100.0 {
+        format!("{p:.3}%")
+    } else {
+        format!("{p:.1}%")
+    }
+}
+
+/// `availability`: over the run (and every `window`), at least `at_least`
+/// of each service's requests succeed.
+pub fn availability(inv: &Invariant, log: &TrafficLog) -> (bool, String) {
+    let slo = inv.at_least.unwrap_or(0.999);
+    let window = inv.window.map(|w| w.0.as_nanos() as u64);
+    let mut holds = true;
+    let mut parts = Vec::new();
+    for (svc, name) in services(inv, log) {
+        let reqs = judged(log, svc, 0, u64::MAX);
+        let a = avail::availability(&reqs, slo, window);
+        if a.total == 0 {
+            holds = false;
+            parts.push(format!("{name}: no request was sent"));
+            continue;
+        }
+        let mut line = format!(
+            "{name}: {} of {} requests succeeded (SLO {})",
+            pct(a.ratio()),
+            a.total,
+            pct(slo)
+        );
+        if let Some(at) = a.budget_exhausted_ns {
+            holds = false;
+            line.push_str(&format!(
+                ", VIOLATED: the error budget ran out at {:.3}s",
+                at as f64 / NS
+            ));
+        }
+        if let Some((s, e, o, t)) = a.window_violation {
+            holds = false;
+            line.push_str(&format!(
+                ", VIOLATED in the window {:.0}s..{:.0}s: {} of {t}",
+                s as f64 / NS,
+                e as f64 / NS,
+                pct(o as f64 / t as f64)
+            ));
+        } else if let Some((s, e, o, t)) = a.worst_window {
+            line.push_str(&format!(
+                "; worst {}s window {:.0}s..{:.0}s: {}",
+                window.unwrap_or(0) / 1_000_000_000,
+                s as f64 / NS,
+                e as f64 / NS,
+                pct(o as f64 / t as f64)
+            ));
+        }
+        parts.push(line);
+    }
+    (holds, parts.join("; "))
+}
+
+/// `latency`: the `quantile` of successful requests' latency is below
+/// `below`.
+pub fn latency(inv: &Invariant, log: &TrafficLog) -> (bool, String) {
+    let q = inv.quantile.unwrap_or(0.99);
+    let bound = inv.below.map(|b| b.0).unwrap_or(Duration::from_secs(1));
+    let mut holds = true;
+    let mut parts = Vec::new();
+    for (svc, name) in services(inv, log) {
+        let reqs = judged(log, svc, 0, u64::MAX);
+        match avail::latency_quantile(&reqs, q) {
+            None => {
+                holds = false;
+                parts.push(format!("{name}: no successful request"));
+            }
+            Some(l) => {
+                let ok = l < bound.as_nanos() as u64;
+                holds &= ok;
+                parts.push(format!(
+                    "{name}: p{} {:.1}ms {} {}ms",
+                    (q * 100.0).round(),
+                    l as f64 / 1e6,
+                    if ok { "<" } else { ">= (VIOLATED)" },
+                    bound.as_millis()
+                ));
+            }
+        }
+    }
+    (holds, parts.join("; "))
+}
+
+/// `static-stability`: during every control-plane outage, each service
+/// keeps its SLO and every pod that answered in the minute before keeps
+/// answering.
+pub fn static_stability(
+    inv: &Invariant,
+    log: &TrafficLog,
+    outages: &[(u64, u64)],
+) -> (bool, String) {
+    let slo = inv.at_least.unwrap_or(0.999);
+    if outages.is_empty() {
+        return (
+            false,
+            "the control plane was never down, so static stability was not tested: take every master down (or a majority) in the scenario".into(),
+        );
+    }
+    let mut holds = true;
+    let mut parts = Vec::new();
+    for &(from, to) in outages {
+        for (svc, name) in services(inv, log) {
+            let during = judged(log, svc, from, to);
+            let a = avail::availability(&during, slo, None);
+            let pods = |a: u64, b: u64| -> BTreeSet<u32> {
+                log.requests
+                    .iter()
+                    .filter(|r| r.service == svc && r.sent_ns >= a && r.sent_ns < b)
+                    .filter_map(|r| r.pod)
+                    .collect()
+            };
+            let before = pods(from.saturating_sub(60_000_000_000), from);
+            let still = pods(from, to);
+            let gone: Vec<&str> = before
+                .difference(&still)
+                .map(|&p| log.pods[p as usize].as_str())
+                .collect();
+            let ok = a.total > 0 && a.ratio() >= slo && gone.is_empty();
+            holds &= ok;
+            parts.push(format!(
+                "control plane down {:.0}s..{:.0}s: {name} served {} of {} requests (SLO {}), {} of {} pods kept answering{}",
+                from as f64 / NS,
+                to as f64 / NS,
+                pct(a.ratio()),
+                a.total,
+                pct(slo),
+                before.len() - gone.len(),
+                before.len(),
+                if gone.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (VIOLATED: silent: {})", gone.join(", "))
+                }
+            ));
+        }
+    }
+    (holds, parts.join("; "))
+}
+
+/// What the users of each service saw.
+pub fn reports(log: &TrafficLog, faults: &[FaultRecord]) -> Vec<ServiceReport> {
+    let mut out = Vec::new();
+    for (svc, name) in log.services.iter().enumerate() {
+        let svc = svc as u16;
+        let reqs = judged(log, svc, 0, u64::MAX);
+        let a = avail::availability(&reqs, 1.0, None);
+        let ms =
+            |q: f64, r: &[Judged]| avail::latency_quantile(r, q).map_or(0.0, |l| l as f64 / 1e6);
+        let dcs: BTreeSet<&str> = log.clients.iter().map(|(_, dc)| dc.as_str()).collect();
+        let by_datacenter = dcs
+            .into_iter()
+            .map(|dc| {
+                let r: Vec<Judged> = log
+                    .requests
+                    .iter()
+                    .filter(|r| r.service == svc && log.clients[r.client as usize].1 == dc)
+                    .map(|r| r.judged())
+                    .collect();
+                let d = avail::availability(&r, 1.0, None);
+                DatacenterAvailability {
+                    datacenter: dc.to_string(),
+                    requests: d.total,
+                    ok: d.ok,
+                    availability: d.ratio(),
+                    p99_ms: ms(0.99, &r),
+                }
+            })
+            .filter(|d| d.requests > 0)
+            .collect();
+        let unavailable = avail::outages(&reqs, 1)
+            .into_iter()
+            .map(|o| {
+                let (s, e) = (o.start_ns as f64 / NS, o.end_ns as f64 / NS);
+                UnavailableWindow {
+                    start_s: s,
+                    end_s: e,
+                    failed: o.failed,
+                    total: o.total,
+                    faults: faults
+                        .iter()
+                        .filter(|f| f.start_s < e && f.end_s.is_none_or(|end| end > s))
+                        .map(|f| format!("{} {}", f.kind, f.target))
+                        .collect(),
+                }
+            })
+            .collect();
+        let pods: BTreeSet<u32> = log
+            .requests
+            .iter()
+            .filter(|r| r.service == svc)
+            .filter_map(|r| r.pod)
+            .collect();
+        out.push(ServiceReport {
+            service: name.clone(),
+            requests: a.total,
+            ok: a.ok,
+            availability: a.ratio(),
+            p50_ms: ms(0.5, &reqs),
+            p99_ms: ms(0.99, &reqs),
+            by_datacenter,
+            pods_answering: pods.len() as u64,
+            unavailable,
+        });
+    }
+    out
+}

@@ -1,0 +1,485 @@
+//! User traffic: client hosts that send HTTP requests to a Service through
+//! the node proxies, the way an external load balancer in front of a
+//! cluster does.
+//!
+//! Each client host stands for the users of one datacenter behind a load
+//! balancer that:
+//! - health-checks every node's proxy (`GET /healthz` on port 10256 every
+//!   2 s; a node turns unhealthy after 2 failed checks, healthy after 2
+//!   good ones) and takes a node out at once when a request to it cannot
+//!   connect or times out (passive health checking);
+//! - prefers healthy nodes in its own datacenter, then healthy nodes
+//!   anywhere, and when none looks healthy tries any node (fail open);
+//! - retries a failed request once on another node: a `GET` after any
+//!   failure, a `POST` only when it never reached a backend (the
+//!   connection failed, or the proxy answered 503 "no endpoints");
+//! - keeps idle keep-alive connections per node, dropped after 10 s idle
+//!   (shorter than the proxy's idle timeout, as real pools do).
+//!
+//! Requests arrive as a Poisson process and run concurrently. Every one is
+//! recorded in the [`TrafficLog`]: when it was sent and answered, its
+//! outcome, the node that took it and the pod that answered.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use faultline_engine::HostMain;
+use faultline_env::Env;
+use http::{header, Method, Request as HttpRequest};
+use http_body_util::{BodyExt, Empty};
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use rand::Rng;
+use tokio::time::Instant;
+
+use crate::cluster::Clock;
+use crate::scenario::{traffic_clients, HttpMethod, Scenario};
+
+/// The proxy's health-check port on every node (kube-proxy's).
+pub const HEALTHZ_PORT: u16 = 10256;
+
+const CHECK_EVERY: Duration = Duration::from_secs(2);
+const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+const POOL_IDLE: Duration = Duration::from_secs(10);
+const POOL_MAX: usize = 8;
+
+/// How a request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// A 2xx answer.
+    Ok,
+    /// Any other HTTP status (after the load balancer's retry).
+    Status(u16),
+    /// No answer within the timeout.
+    Timeout,
+    /// The connection failed or broke.
+    Error,
+}
+
+/// One user request.
+#[derive(Debug, Clone, Copy)]
+pub struct Request {
+    /// Index into [`TrafficLog::services`].
+    pub service: u16,
+    /// Index into [`TrafficLog::clients`].
+    pub client: u16,
+    pub sent_ns: u64,
+    pub done_ns: u64,
+    pub outcome: Outcome,
+    /// Index into [`TrafficLog::nodes`] of the last node tried.
+    pub node: Option<u16>,
+    /// Index into [`TrafficLog::pods`] of the pod that answered.
+    pub pod: Option<u32>,
+    pub attempts: u8,
+}
+
+impl Request {
+    /// As the availability checker sees it.
+    pub fn judged(&self) -> faultline_checker::availability::Request {
+        faultline_checker::availability::Request {
+            sent_ns: self.sent_ns,
+            done_ns: self.done_ns,
+            ok: self.outcome == Outcome::Ok,
+        }
+    }
+}
+
+/// Every user request of a run.
+#[derive(Debug, Default)]
+pub struct TrafficLog {
+    pub requests: Vec<Request>,
+    /// Service names, by `Request::service`.
+    pub services: Vec<String>,
+    /// (client host, its datacenter), by `Request::client`.
+    pub clients: Vec<(String, String)>,
+    /// Node names, by `Request::node`.
+    pub nodes: Vec<String>,
+    /// Pod names, by `Request::pod`.
+    pub pods: Vec<String>,
+    pod_ids: BTreeMap<String, u32>,
+}
+
+impl TrafficLog {
+    /// The log of `s`'s traffic, with its services, clients and nodes named.
+    pub fn new(s: &Scenario) -> TrafficLog {
+        TrafficLog {
+            services: s
+                .traffic
+                .iter()
+                .map(|t| t.get_ref().service.clone())
+                .collect(),
+            clients: traffic_clients(s)
+                .into_iter()
+                .map(|c| (c.name, c.datacenter))
+                .collect(),
+            nodes: crate::scenario::node_names(s),
+            ..Default::default()
+        }
+    }
+
+    fn pod_id(&mut self, pod: &str) -> u32 {
+        if let Some(&id) = self.pod_ids.get(pod) {
+            return id;
+        }
+        let id = self.pods.len() as u32;
+        self.pods.push(pod.to_string());
+        self.pod_ids.insert(pod.to_string(), id);
+        id
+    }
+}
+
+pub type SharedTrafficLog = Rc<RefCell<TrafficLog>>;
+
+/// What one client host does.
+struct UserSpec {
+    service: u16,
+    client: u16,
+    port: u16,
+    /// Requests per simulated second from this host.
+    rate: f64,
+    timeout: Duration,
+    start: Duration,
+    method: HttpMethod,
+    datacenter: String,
+    /// (node, datacenter)
+    nodes: Vec<(String, String)>,
+}
+
+/// The host mains of every traffic client: (host, datacenter, main).
+pub fn hosts(
+    s: &Scenario,
+    log: &SharedTrafficLog,
+    clock: &Clock,
+    stop: &Rc<Cell<bool>>,
+) -> Vec<(String, String, HostMain)> {
+    let nodes: Vec<(String, String)> = crate::scenario::node_names(s)
+        .into_iter()
+        .enumerate()
+        .map(|(i, n)| (n, crate::run::dc_of(s, i)))
+        .collect();
+    let clients = traffic_clients(s);
+    let mut out = Vec::new();
+    for (idx, c) in clients.iter().enumerate() {
+        let t = s.traffic[c.entry].get_ref();
+        let per_entry = clients.iter().filter(|x| x.entry == c.entry).count();
+        let port = s
+            .deployments
+            .iter()
+            .map(|d| d.get_ref())
+            .find(|d| d.name == t.service)
+            .and_then(|d| d.port)
+            .expect("validated: the service has a port");
+        let spec = Rc::new(UserSpec {
+            service: c.entry as u16,
+            client: idx as u16,
+            port,
+            rate: t.rate / per_entry as f64,
+            timeout: t.timeout.0,
+            start: t.start.0,
+            method: t.method,
+            datacenter: c.datacenter.clone(),
+            nodes: nodes.clone(),
+        });
+        let (log, clock, stop) = (log.clone(), clock.clone(), stop.clone());
+        let main: HostMain = Rc::new(move |env: Env| {
+            Box::pin(user_loop(
+                env,
+                spec.clone(),
+                log.clone(),
+                clock.clone(),
+                stop.clone(),
+            ))
+        });
+        out.push((c.name.clone(), c.datacenter.clone(), main));
+    }
+    out
+}
+
+/// One node as the load balancer sees it.
+struct Backend {
+    addr: String,
+    health_addr: String,
+    local: bool,
+    healthy: Cell<bool>,
+    /// Consecutive good (> 0) or failed (< 0) health checks.
+    streak: Cell<i32>,
+    idle: RefCell<Vec<(SendRequest<Empty<Bytes>>, Instant)>>,
+    idle_checks: RefCell<Vec<(SendRequest<Empty<Bytes>>, Instant)>>,
+}
+
+struct Balancer {
+    env: Env,
+    backends: Vec<Backend>,
+    cursor: Cell<usize>,
+}
+
+/// Why an attempt failed.
+enum Failure {
+    /// The request never left: no connection.
+    NotSent,
+    /// It may have reached the node.
+    Lost,
+}
+
+impl Balancer {
+    /// The next node by round robin: healthy local ones first, then healthy
+    /// anywhere, then anything (fail open); never `avoid` if there is a
+    /// choice.
+    fn pick(&self, avoid: Option<usize>) -> usize {
+        let n = self.backends.len();
+        let tiers: [&dyn Fn(&Backend) -> bool; 3] = [
+            &|b| b.healthy.get() && b.local,
+            &|b| b.healthy.get(),
+            &|_| true,
+        ];
+        let start = self.cursor.get();
+        self.cursor.set(start.wrapping_add(1));
+        for tier in tiers {
+            let count = (0..n)
+                .filter(|&i| Some(i) != avoid && tier(&self.backends[i]))
+                .count();
+            if count == 0 {
+                continue;
+            }
+            let k = start % count;
+            return (0..n)
+                .filter(|&i| Some(i) != avoid && tier(&self.backends[i]))
+                .nth(k)
+                .expect("k < count");
+        }
+        avoid.unwrap_or(0)
+    }
+
+    fn mark_down(&self, i: usize) {
+        let b = &self.backends[i];
+        b.healthy.set(false);
+        b.streak.set(0);
+        b.idle.borrow_mut().clear();
+    }
+
+    /// A pooled or new connection to `addr`.
+    async fn connection(
+        &self,
+        addr: &str,
+        pool: &RefCell<Vec<(SendRequest<Empty<Bytes>>, Instant)>>,
+    ) -> Result<SendRequest<Empty<Bytes>>, Failure> {
+        let now = self.env.now();
+        loop {
+            let Some((s, since)) = pool.borrow_mut().pop() else {
+                break;
+            };
+            if !s.is_closed() && s.is_ready() && now.duration_since(since) < POOL_IDLE {
+                return Ok(s);
+            }
+        }
+        let io = match self
+            .env
+            .timeout(CONNECT_TIMEOUT, self.env.net().connect(addr))
+            .await
+        {
+            Ok(Ok(io)) => io,
+            _ => return Err(Failure::NotSent),
+        };
+        let (send, conn) = match http1::handshake(TokioIo::new(io)).await {
+            Ok(x) => x,
+            Err(_) => return Err(Failure::NotSent),
+        };
+        self.env.spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(send)
+    }
+
+    /// Sends one request on `pool`'s connections to `addr`; returns the
+    /// status and the answering pod.
+    async fn send(
+        &self,
+        addr: &str,
+        pool: &RefCell<Vec<(SendRequest<Empty<Bytes>>, Instant)>>,
+        method: Method,
+        path: &str,
+    ) -> Result<(u16, Option<String>), Failure> {
+        let mut conn = self.connection(addr, pool).await?;
+        let req = HttpRequest::builder()
+            .method(method)
+            .uri(path)
+            .header(header::HOST, addr)
+            .body(Empty::<Bytes>::new())
+            .expect("a valid request");
+        let resp = conn.send_request(req).await.map_err(|_| Failure::Lost)?;
+        let status = resp.status().as_u16();
+        let pod = resp
+            .headers()
+            .get(faultline_kubelet::apps::POD_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        resp.into_body()
+            .collect()
+            .await
+            .map_err(|_| Failure::Lost)?;
+        let mut idle = pool.borrow_mut();
+        if !conn.is_closed() && idle.len() < POOL_MAX {
+            idle.push((conn, self.env.now()));
+        }
+        Ok((status, pod))
+    }
+
+    /// One round of health checks, concurrently.
+    async fn check_all(self: &Rc<Self>) {
+        let mut checks = Vec::new();
+        for i in 0..self.backends.len() {
+            let me = self.clone();
+            checks.push(self.env.spawn(async move {
+                let b = &me.backends[i];
+                let good = matches!(
+                    me.env
+                        .timeout(
+                            CHECK_TIMEOUT,
+                            me.send(&b.health_addr, &b.idle_checks, Method::GET, "/healthz")
+                        )
+                        .await,
+                    Ok(Ok((200, _)))
+                );
+                let s = b.streak.get();
+                let s = match (good, s) {
+                    (true, s) if s > 0 => s + 1,
+                    (true, _) => 1,
+                    (false, s) if s < 0 => s - 1,
+                    (false, _) => -1,
+                };
+                b.streak.set(s);
+                if s >= 2 {
+                    b.healthy.set(true);
+                } else if s <= -2 {
+                    b.healthy.set(false);
+                }
+                if !good {
+                    b.idle_checks.borrow_mut().clear();
+                }
+            }));
+        }
+        for c in checks {
+            let _ = c.await;
+        }
+    }
+}
+
+async fn user_loop(
+    env: Env,
+    spec: Rc<UserSpec>,
+    log: SharedTrafficLog,
+    clock: Clock,
+    stop: Rc<Cell<bool>>,
+) {
+    let begin = env.now();
+    let lb = Rc::new(Balancer {
+        env: env.clone(),
+        backends: spec
+            .nodes
+            .iter()
+            .map(|(n, dc)| Backend {
+                addr: format!("{n}:{}", spec.port),
+                health_addr: format!("{n}:{HEALTHZ_PORT}"),
+                local: *dc == spec.datacenter,
+                healthy: Cell::new(false),
+                streak: Cell::new(0),
+                idle: RefCell::new(Vec::new()),
+                idle_checks: RefCell::new(Vec::new()),
+            })
+            .collect(),
+        cursor: Cell::new(0),
+    });
+    let checker = lb.clone();
+    let stop2 = stop.clone();
+    env.spawn(async move {
+        while !stop2.get() {
+            checker.check_all().await;
+            checker.env.sleep(CHECK_EVERY).await;
+        }
+    });
+    // The host's rng is seeded from the run seed and the host name, so the
+    // arrival times are part of the replayable schedule.
+    let phase: f64 = env.rng().random_range(0.0..1.0);
+    env.sleep_until(begin + spec.start + Duration::from_secs_f64(phase / spec.rate))
+        .await;
+    while !stop.get() {
+        let (lb2, spec2, log2, clock2) = (lb.clone(), spec.clone(), log.clone(), clock.clone());
+        env.spawn(async move { one_request(&lb2, &spec2, &log2, &clock2).await });
+        let u: f64 = env.rng().random_range(1e-9..1.0);
+        env.sleep(Duration::from_secs_f64(-u.ln() / spec.rate))
+            .await;
+    }
+}
+
+async fn one_request(lb: &Balancer, spec: &UserSpec, log: &SharedTrafficLog, clock: &Clock) {
+    let env = &lb.env;
+    let sent_ns = clock();
+    let deadline = env.now() + spec.timeout;
+    let method = match spec.method {
+        HttpMethod::Get => Method::GET,
+        HttpMethod::Post => Method::POST,
+    };
+    let idempotent = spec.method == HttpMethod::Get;
+    let mut outcome = Outcome::Error;
+    let (mut node, mut pod, mut attempts) = (None, None, 0u8);
+    let mut avoid = None;
+    for attempt in 0..2 {
+        let left = deadline.saturating_duration_since(env.now());
+        if left.is_zero() {
+            break;
+        }
+        // The first try gets half the budget so a retry has time left.
+        let budget = if attempt == 0 { left / 2 } else { left };
+        let i = lb.pick(avoid);
+        let b = &lb.backends[i];
+        node = Some(i as u16);
+        attempts += 1;
+        let retry = match env
+            .timeout(budget, lb.send(&b.addr, &b.idle, method.clone(), "/"))
+            .await
+        {
+            Ok(Ok((status, who))) => {
+                pod = who.map(|p| log.borrow_mut().pod_id(&p));
+                if (200..300).contains(&status) {
+                    outcome = Outcome::Ok;
+                    break;
+                }
+                outcome = Outcome::Status(status);
+                // 503 from the proxy: nothing was forwarded.
+                (idempotent && status >= 500) || status == 503
+            }
+            Ok(Err(Failure::NotSent)) => {
+                lb.mark_down(i);
+                outcome = Outcome::Error;
+                true
+            }
+            Ok(Err(Failure::Lost)) => {
+                outcome = Outcome::Error;
+                idempotent
+            }
+            Err(_) => {
+                lb.mark_down(i);
+                outcome = Outcome::Timeout;
+                idempotent
+            }
+        };
+        if !retry {
+            break;
+        }
+        avoid = Some(i);
+    }
+    log.borrow_mut().requests.push(Request {
+        service: spec.service,
+        client: spec.client,
+        sent_ns,
+        done_ns: clock(),
+        outcome,
+        node,
+        pod,
+        attempts,
+    });
+}
