@@ -5,7 +5,9 @@
 //! requires `Send` handlers, and everything here is host-local (`Rc`,
 //! spawned on the host's task set so a simulated crash drops it).
 
-use std::collections::BTreeMap;
+use std::any::Any;
+use std::cell::{OnceCell, RefCell};
+use std::collections::{BTreeMap, VecDeque};
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -21,7 +23,7 @@ use faultline_api::{
 };
 use faultline_env::{Env, Listener};
 use faultline_store::client::{prefix_end, StoreClient};
-use faultline_store::ops::{EventKind, StoreError};
+use faultline_store::ops::{EventKind, KeyValue, StoreError};
 use http::{header, Method, Request, Response, StatusCode};
 use http_body::Frame;
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full, Limited};
@@ -66,6 +68,87 @@ type Body = UnsyncBoxBody<Bytes, Infallible>;
 struct Ctx {
     reg: Registry,
     cfg: ApiServerConfig,
+    /// Shared by every watch this server streams.
+    watch_cache: RefCell<WatchCache>,
+}
+
+/// Store events decoded for the watches of one API server.
+///
+/// Every watch of a kind receives the same store events (one store watch
+/// each), so without this an event that N watches carry is decoded, turned
+/// into JSON for field selectors and serialised N times. Entries are pure
+/// functions of the stored bytes and the stamped revision, and a hit is
+/// confirmed against the bytes, so the cache changes only the cost, never
+/// what a watch sends.
+#[derive(Default)]
+struct WatchCache {
+    entries: BTreeMap<WatchCacheKey, Rc<dyn Any>>,
+    /// Insertion order, for evicting the oldest beyond [`WATCH_CACHE_ENTRIES`].
+    order: VecDeque<WatchCacheKey>,
+}
+
+/// (store key, the value's mod revision, the resourceVersion stamped on it).
+type WatchCacheKey = (Vec<u8>, i64, i64);
+
+/// Entries kept: a store event is fanned out to all its watches within a
+/// few simulated milliseconds, so a short memory is enough.
+const WATCH_CACHE_ENTRIES: usize = 512;
+
+/// One stored value, decoded once, with its derived forms built on demand.
+struct Decoded<T> {
+    /// The stored bytes it was decoded from (a hit must match them).
+    value: Vec<u8>,
+    obj: T,
+    /// The object as JSON, for field selectors.
+    json: OnceCell<Value>,
+    /// The serialised watch lines: ADDED, MODIFIED, DELETED.
+    lines: [OnceCell<Bytes>; 3],
+}
+
+impl<T: Resource> Decoded<T> {
+    fn line(&self, kind: &'static str) -> Bytes {
+        let i = match kind {
+            "ADDED" => 0,
+            "MODIFIED" => 1,
+            "DELETED" => 2,
+            other => unreachable!("no cached watch line of kind {other}"),
+        };
+        self.lines[i].get_or_init(|| line(kind, &self.obj)).clone()
+    }
+
+    fn json(&self) -> &Value {
+        self.json
+            .get_or_init(|| serde_json::to_value(&self.obj).expect("objects always serialise"))
+    }
+}
+
+impl WatchCache {
+    /// `kv` decoded and stamped with `revision`, from the cache when an
+    /// earlier watch already decoded it; `None` if it does not decode.
+    fn decode<T: Resource>(&mut self, kv: &KeyValue, revision: i64) -> Option<Rc<Decoded<T>>> {
+        let key: WatchCacheKey = (kv.key.clone(), kv.mod_revision, revision);
+        if let Some(hit) = self.entries.get(&key) {
+            if let Ok(d) = hit.clone().downcast::<Decoded<T>>() {
+                if d.value == kv.value {
+                    return Some(d);
+                }
+            }
+        }
+        let obj = decode::<T>(kv, revision).ok()?;
+        let d = Rc::new(Decoded {
+            value: kv.value.clone(),
+            obj,
+            json: OnceCell::new(),
+            lines: Default::default(),
+        });
+        self.entries.insert(key.clone(), d.clone());
+        self.order.push_back(key);
+        while self.order.len() > WATCH_CACHE_ENTRIES {
+            let old = self.order.pop_front().expect("longer than the limit");
+            self.entries.remove(&old);
+        }
+        Some(d)
+    }
 }
 
 /// Serves the API on `cfg.port` until the host stops.
@@ -78,6 +161,7 @@ pub async fn serve(env: Env, cfg: ApiServerConfig, store: Rc<StoreClient>) -> st
             bugs: cfg.bugs,
         },
         cfg,
+        watch_cache: RefCell::new(WatchCache::default()),
     });
     env.spawn(bootstrap(ctx.clone()));
     loop {
@@ -567,6 +651,19 @@ impl Selectors {
         }
         true
     }
+
+    /// [`Selectors::matches`] on a cached object, reusing its JSON form.
+    fn matches_decoded<T: Resource>(&self, d: &Decoded<T>) -> bool {
+        if let Some(l) = &self.labels {
+            if !l.matches(&d.obj.meta().labels) {
+                return false;
+            }
+        }
+        match &self.fields {
+            Some(f) => f.matches_json(d.json()),
+            None => true,
+        }
+    }
 }
 
 fn selectors(q: &Query) -> Result<Selectors, Status> {
@@ -889,6 +986,7 @@ async fn watch<T: Strategy>(
     let store: Rc<StoreClient> = ctx.reg.store.clone();
     let every = ctx.cfg.bookmark_every;
     let env2 = env.clone();
+    let ctx = ctx.clone();
     env.spawn(async move {
         for o in &initial {
             if tx.send(line("ADDED", o)).await.is_err() {
@@ -935,31 +1033,31 @@ async fn watch<T: Strategy>(
             };
             for ev in batch {
                 last = ev.kv.mod_revision;
-                let now: Option<T> = match ev.kind {
-                    EventKind::Put => match decode::<T>(&ev.kv, ev.kv.mod_revision) {
-                        Ok(o) => Some(o),
-                        Err(_) => continue,
+                let rev = ev.kv.mod_revision;
+                let now: Option<Rc<Decoded<T>>> = match ev.kind {
+                    EventKind::Put => match ctx.watch_cache.borrow_mut().decode::<T>(&ev.kv, rev) {
+                        Some(o) => Some(o),
+                        None => continue,
                     },
                     EventKind::Delete => None,
                 };
-                let before: Option<T> = ev
+                // Stamped with the event's revision, which is also what a
+                // DELETED event built from it must carry.
+                let before: Option<Rc<Decoded<T>>> = ev
                     .prev_kv
                     .as_ref()
-                    .and_then(|kv| decode::<T>(kv, ev.kv.mod_revision).ok());
-                let was = before.as_ref().is_some_and(|o| sel.matches(o));
-                let is = now.as_ref().is_some_and(|o| sel.matches(o));
+                    .and_then(|kv| ctx.watch_cache.borrow_mut().decode::<T>(kv, rev));
+                let was = before.as_ref().is_some_and(|o| sel.matches_decoded(o));
+                let is = now.as_ref().is_some_and(|o| sel.matches_decoded(o));
                 let out = match (was, is, now, before) {
                     (_, true, Some(o), _)
                         if ev.kv.create_revision == ev.kv.mod_revision || !was =>
                     {
-                        line("ADDED", &o)
+                        o.line("ADDED")
                     }
-                    (_, true, Some(o), _) => line("MODIFIED", &o),
-                    (true, false, Some(o), _) => line("DELETED", &o),
-                    (true, false, None, Some(mut o)) => {
-                        o.meta_mut().resource_version = ev.kv.mod_revision.to_string();
-                        line("DELETED", &o)
-                    }
+                    (_, true, Some(o), _) => o.line("MODIFIED"),
+                    (true, false, Some(o), _) => o.line("DELETED"),
+                    (true, false, None, Some(o)) => o.line("DELETED"),
                     _ => continue,
                 };
                 if tx.send(out).await.is_err() {

@@ -30,7 +30,9 @@ pub enum Change<T> {
 }
 
 struct Inner<T> {
-    cache: RefCell<BTreeMap<(String, String), T>>,
+    /// Shared, immutable objects: readers borrow them (`list_shared`,
+    /// `for_each`) instead of deep-cloning the cache on every pass.
+    cache: RefCell<BTreeMap<(String, String), Rc<T>>>,
     synced: Cell<bool>,
     synced_notify: Notify,
     subscribers: RefCell<Vec<mpsc::UnboundedSender<Change<T>>>>,
@@ -97,6 +99,11 @@ impl<T: Resource> Informer<T> {
     }
 
     pub fn get(&self, ns: &str, name: &str) -> Option<T> {
+        self.get_shared(ns, name).map(|o| T::clone(&o))
+    }
+
+    /// The cached object, shared rather than copied.
+    pub fn get_shared(&self, ns: &str, name: &str) -> Option<Rc<T>> {
         self.inner
             .cache
             .borrow()
@@ -106,11 +113,29 @@ impl<T: Resource> Informer<T> {
 
     /// Every cached object, in (namespace, name) order.
     pub fn list(&self) -> Vec<T> {
+        self.inner
+            .cache
+            .borrow()
+            .values()
+            .map(|o| T::clone(o))
+            .collect()
+    }
+
+    /// Every cached object, in (namespace, name) order, shared rather than
+    /// copied: a pass over the cache costs one reference count per object.
+    pub fn list_shared(&self) -> Vec<Rc<T>> {
         self.inner.cache.borrow().values().cloned().collect()
     }
 
     /// Cached objects of one namespace.
     pub fn list_ns(&self, ns: &str) -> Vec<T> {
+        let mut out = Vec::new();
+        self.for_each_ns(ns, |o| out.push(o.clone()));
+        out
+    }
+
+    /// Cached objects of one namespace, shared rather than copied.
+    pub fn list_ns_shared(&self, ns: &str) -> Vec<Rc<T>> {
         self.inner
             .cache
             .borrow()
@@ -118,6 +143,19 @@ impl<T: Resource> Informer<T> {
             .take_while(|((n, _), _)| n == ns)
             .map(|(_, o)| o.clone())
             .collect()
+    }
+
+    /// Visits the cached objects of one namespace without cloning.
+    pub fn for_each_ns(&self, ns: &str, mut f: impl FnMut(&T)) {
+        for (_, o) in self
+            .inner
+            .cache
+            .borrow()
+            .range((ns.to_string(), String::new())..)
+            .take_while(|((n, _), _)| n == ns)
+        {
+            f(o);
+        }
     }
 
     /// Visits every cached object without cloning.
@@ -156,26 +194,39 @@ impl<T: Resource> Informer<T> {
     }
 
     fn emit(&self, c: Change<T>) {
-        self.inner
-            .subscribers
-            .borrow_mut()
-            .retain(|s| s.send(c.clone()).is_ok());
+        self.emit_with(|| c.clone());
+    }
+
+    /// Sends a change built by `make` to every subscriber; builds nothing
+    /// when nobody listens (most informers have one subscriber or none).
+    fn emit_with(&self, make: impl Fn() -> Change<T>) {
+        let mut subscribers = self.inner.subscribers.borrow_mut();
+        if subscribers.is_empty() {
+            return;
+        }
+        subscribers.retain(|s| s.send(make()).is_ok());
     }
 
     fn apply(&self, item: WatchItem<T>) -> Result<(), bool /*relist*/> {
         match item {
             WatchItem::Added(o) | WatchItem::Modified(o) => {
                 self.inner.revision.set(o.meta().revision());
-                let old = self.inner.cache.borrow_mut().insert(key_of(&o), o.clone());
+                let key = key_of(&o);
+                let new = Rc::new(o);
+                let old = self.inner.cache.borrow_mut().insert(key, new.clone());
                 match old {
-                    Some(old) => self.emit(Change::Modified { old, new: o }),
-                    None => self.emit(Change::Added(o)),
+                    Some(old) => self.emit_with(|| Change::Modified {
+                        old: T::clone(&old),
+                        new: T::clone(&new),
+                    }),
+                    None => self.emit_with(|| Change::Added(T::clone(&new))),
                 }
             }
             WatchItem::Deleted(o) => {
                 self.inner.revision.set(o.meta().revision());
-                if let Some(old) = self.inner.cache.borrow_mut().remove(&key_of(&o)) {
-                    self.emit(Change::Deleted(old));
+                let old = self.inner.cache.borrow_mut().remove(&key_of(&o));
+                if let Some(old) = old {
+                    self.emit_with(|| Change::Deleted(T::clone(&old)));
                 }
             }
             WatchItem::Bookmark(rv) => {
@@ -190,17 +241,19 @@ impl<T: Resource> Informer<T> {
 
     /// Replaces the cache with a fresh list, announcing the differences.
     fn replace(&self, items: Vec<T>, revision: i64) {
-        let mut fresh: BTreeMap<(String, String), T> =
-            items.into_iter().map(|o| (key_of(&o), o)).collect();
+        let mut fresh: BTreeMap<(String, String), Rc<T>> = items
+            .into_iter()
+            .map(|o| (key_of(&o), Rc::new(o)))
+            .collect();
         let old = std::mem::take(&mut *self.inner.cache.borrow_mut());
         let mut changes = Vec::new();
         for (k, o) in &old {
             match fresh.get(k) {
-                None => changes.push(Change::Deleted(o.clone())),
+                None => changes.push(Change::Deleted(T::clone(o))),
                 Some(n) if n.meta().resource_version != o.meta().resource_version => {
                     changes.push(Change::Modified {
-                        old: o.clone(),
-                        new: n.clone(),
+                        old: T::clone(o),
+                        new: T::clone(n),
                     })
                 }
                 Some(_) => {}
@@ -208,7 +261,7 @@ impl<T: Resource> Informer<T> {
         }
         for (k, o) in &fresh {
             if !old.contains_key(k) {
-                changes.push(Change::Added(o.clone()));
+                changes.push(Change::Added(T::clone(o)));
             }
         }
         std::mem::swap(&mut *self.inner.cache.borrow_mut(), &mut fresh);

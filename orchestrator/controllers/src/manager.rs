@@ -588,9 +588,9 @@ impl Manager {
         // `NodeLifecycleState`).
         let mut state = NodeLifecycleState::default();
         loop {
-            let nodes = self.caches.nodes.list();
-            let leases = self.caches.leases.list_ns(LEASE_NAMESPACE);
-            let pods = self.caches.pods.list();
+            let nodes = self.caches.nodes.list_shared();
+            let leases = self.caches.leases.list_ns_shared(LEASE_NAMESPACE);
+            let pods = self.caches.pods.list_shared();
             let now = self.env.wall_ms();
             let actions = nodelifecycle::reconcile(&nodes, &leases, &pods, now, cfg, &mut state);
             // A failure stops this round; the next one recomputes it all.

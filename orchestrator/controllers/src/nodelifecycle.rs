@@ -46,6 +46,7 @@
 //! MemoryPressure and friends to Unknown); no per-node token-bucket
 //! eviction rate, no `tolerationSeconds`.
 
+use std::borrow::Borrow;
 use std::collections::BTreeMap;
 
 use faultline_api::{labels, Lease, Node, NodeCondition, Pod, Taint, Toleration};
@@ -130,21 +131,25 @@ enum ZoneState {
 ///
 /// Actions: per node (by name) at most one node write and its Event, the
 /// pods' Ready=False status updates, then the evictions (Delete + Event).
-pub fn reconcile(
-    nodes: &[Node],
-    leases: &[Lease],
-    pods: &[Pod],
+///
+/// The objects may be owned or shared (`Rc` from an informer's
+/// `list_shared`): this runs every period over every pod of the cluster.
+pub fn reconcile<N: Borrow<Node>, L: Borrow<Lease>, P: Borrow<Pod>>(
+    nodes: &[N],
+    leases: &[L],
+    pods: &[P],
     now_ms: u64,
     cfg: &NodeLifecycleConfig,
     state: &mut NodeLifecycleState,
 ) -> Vec<Action> {
-    let mut nodes: Vec<&Node> = nodes.iter().collect();
+    let mut nodes: Vec<&Node> = nodes.iter().map(Borrow::borrow).collect();
     nodes.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
     state
         .nodes
         .retain(|name, _| nodes.iter().any(|n| &n.metadata.name == name));
     let leases: BTreeMap<&str, &Lease> = leases
         .iter()
+        .map(Borrow::borrow)
         .filter(|l| l.metadata.namespace.is_empty() || l.metadata.namespace == LEASE_NAMESPACE)
         .map(|l| (l.metadata.name.as_str(), l))
         .collect();
@@ -247,7 +252,11 @@ pub fn reconcile(
         } else {
             TAINT_UNREACHABLE
         };
-        let mut on_node: Vec<&Pod> = pods.iter().filter(|p| p.spec.node_name == name).collect();
+        let mut on_node: Vec<&Pod> = pods
+            .iter()
+            .map(Borrow::borrow)
+            .filter(|p| p.spec.node_name == name)
+            .collect();
         on_node.sort_by(|a, b| {
             (&a.metadata.namespace, &a.metadata.name)
                 .cmp(&(&b.metadata.namespace, &b.metadata.name))

@@ -257,7 +257,8 @@ impl Kubelet {
 
     /// One pass: reconcile every pod bound here with the runtime.
     async fn sync(self: &Rc<Self>) {
-        let pods = self.pods.list();
+        // Shared, not copied: this runs every `sync_every` on every node.
+        let pods = self.pods.list_shared();
         let running = self.runtime.list().await;
         let wanted: BTreeSet<&str> = pods.iter().map(|p| p.metadata.uid.as_str()).collect();
         // Containers of pods that are gone.
@@ -444,16 +445,20 @@ impl Kubelet {
         } else {
             "Pending"
         };
-        let mut next = pod.clone();
-        next.status = PodStatus {
-            phase: phase.into(),
-            conditions: pod.status.conditions.clone(),
-            host_ip: self.cfg.address.clone(),
-            pod_ip: ip,
-            start_time: pod.status.start_time.clone().or_else(|| Some(self.now())),
-            container_statuses: statuses,
-            reason: String::new(),
-            message: String::new(),
+        // The new status is built on a pod that carries nothing else, so a
+        // pass that changes nothing copies no spec or metadata.
+        let mut next = Pod {
+            status: PodStatus {
+                phase: phase.into(),
+                conditions: pod.status.conditions.clone(),
+                host_ip: self.cfg.address.clone(),
+                pod_ip: ip,
+                start_time: pod.status.start_time.clone().or_else(|| Some(self.now())),
+                container_statuses: statuses,
+                reason: String::new(),
+                message: String::new(),
+            },
+            ..Default::default()
         };
         let ready = if all_ready && all_running {
             "True"
@@ -473,6 +478,10 @@ impl Kubelet {
             }
         }
         if next.status != pod.status {
+            let next = Pod {
+                status: next.status,
+                ..pod.clone()
+            };
             match self.client.update_status(&next).await {
                 Ok(_) => {}
                 Err(e) if e.is_conflict() => self.wake.notify_one(),
