@@ -9,6 +9,10 @@
 use std::path::PathBuf;
 
 use clap::Parser;
+
+/// The same allocator as the `faultline` binary, so the figures match it.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use faultline_sim::{run_engine, RunOptions, Scenario};
 
 #[derive(Parser)]
@@ -57,6 +61,9 @@ fn measure(s: &Scenario, seeds: u64, path: &str) -> Row {
         row.wall += sum.wall_seconds;
         row.events += sum.events;
         row.requests += sum.services.iter().map(|s| s.requests).sum::<u64>();
+        for i in sum.invariants.iter().filter(|i| !i.holds) {
+            eprintln!("seed {seed}: {} violated: {}", i.name, i.detail);
+        }
         row.verdicts.push(sum.verdict);
     }
     row

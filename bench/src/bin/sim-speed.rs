@@ -6,6 +6,10 @@
 #![allow(clippy::disallowed_methods)] // a benchmark measures real time
 
 use clap::Parser;
+
+/// The same allocator as the `faultline` binary, so the figures match it.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use faultline_sim::{run_engine, turmoil_backend::run_turmoil, RunOptions, Scenario};
 
 #[derive(Parser)]

@@ -76,7 +76,7 @@ pub fn availability(requests: &[Request], slo: f64, window_ns: Option<u64>) -> A
         requests.iter().map(|r| r.sent_ns).max(),
     ) {
         let (oks, totals) = per_second(requests, first / SECOND, last / SECOND);
-        let span = ((w + SECOND - 1) / SECOND).max(1) as usize;
+        let span = w.div_ceil(SECOND).max(1) as usize;
         let (mut o, mut t) = (0u64, 0u64);
         let mut worst = f64::INFINITY;
         for end in 0..oks.len() {

@@ -98,6 +98,35 @@ fn control_plane_scenarios_pass_and_replay_bit_for_bit() {
     }
 }
 
+/// The data-plane scenarios short enough for every test run (the
+/// 30-minute `datacenter-outage` runs in CI's seed sweep).
+const AVAILABILITY_SCENARIOS: [&str; 4] = [
+    "scenarios/node-crash-availability.toml",
+    "scenarios/control-plane-down.toml",
+    "scenarios/rolling-update-under-load.toml",
+    "scenarios/datacenter-partition.toml",
+];
+
+#[test]
+fn availability_scenarios_pass_and_replay_bit_for_bit() {
+    for scenario in AVAILABILITY_SCENARIOS {
+        passes_and_replays_bit_for_bit(scenario);
+    }
+}
+
+#[test]
+fn availability_checker_reports_an_outage_with_its_time_and_seed() {
+    let scenario = "scenarios/single-replica-node-crash.toml";
+    caught_within(scenario, 1);
+    let (_, out) = run(scenario, 1, &[]);
+    assert!(
+        out.contains("[FAIL] availability: web:")
+            && out.contains("VIOLATED: the error budget ran out at"),
+        "{out}"
+    );
+    assert!(out.contains("unavailable "), "{out}");
+}
+
 #[test]
 fn checkers_catch_a_pod_bound_twice() {
     caught_within("scenarios/control-plane-bug-unchecked-binding.toml", 3);

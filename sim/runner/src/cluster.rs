@@ -135,7 +135,7 @@ pub fn master_main(s: &Scenario, store: StoreConfig) -> HostMain {
 }
 
 /// A worker node: a kubelet over the simulated runtime, wrapped by the
-/// container ledger.
+/// container ledger, and the node's service proxy.
 pub fn node_main(s: &Scenario, index: usize, dc: &str, ledger: Rc<Ledger>) -> HostMain {
     let servers = api_servers(s);
     let node = s.cluster.node.clone();
@@ -164,6 +164,13 @@ pub fn node_main(s: &Scenario, index: usize, dc: &str, ledger: Rc<Ledger>) -> Ho
                 "pods".into(),
                 Quantity::parse(&node.pods.to_string()).expect("a number"),
             );
+            // The node's service proxy (kube-proxy's place), with the
+            // node's credentials.
+            env.spawn(faultline_proxy::run(
+                env.clone(),
+                client.clone(),
+                faultline_proxy::ProxyConfig::new(&name),
+            ));
             faultline_kubelet::run(env, client, runtime, cfg).await;
         })
     })
@@ -183,7 +190,7 @@ pub fn deployment_object(d: &crate::scenario::DeploymentSpec) -> Deployment {
             path: "/healthz".into(),
             port: IntOrString::Int(8080),
         }),
-        period_seconds: 2,
+        period_seconds: 10,
         ..Default::default()
     };
     let echo = d.image.starts_with("echo");

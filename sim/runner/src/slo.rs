@@ -33,9 +33,10 @@ fn judged(log: &TrafficLog, service: u16, from_ns: u64, to_ns: u64) -> Vec<Judge
         .collect()
 }
 
-fn pct(x: f64) -> String {
+/// A ratio as a percentage: `99.950%` near 100%, `75.3%` elsewhere.
+pub fn pct(x: f64) -> String {
     let p = x * 100.0;
-    if p >= 99.0 && p < 100.0 {
+    if (99.0..100.0).contains(&p) {
         format!("{p:.3}%")
     } else {
         format!("{p:.1}%")

@@ -199,6 +199,9 @@ pub fn hosts(
     out
 }
 
+/// Idle keep-alive connections, with when each went idle.
+type Pool = RefCell<Vec<(SendRequest<Empty<Bytes>>, Instant)>>;
+
 /// One node as the load balancer sees it.
 struct Backend {
     addr: String,
@@ -207,8 +210,8 @@ struct Backend {
     healthy: Cell<bool>,
     /// Consecutive good (> 0) or failed (< 0) health checks.
     streak: Cell<i32>,
-    idle: RefCell<Vec<(SendRequest<Empty<Bytes>>, Instant)>>,
-    idle_checks: RefCell<Vec<(SendRequest<Empty<Bytes>>, Instant)>>,
+    idle: Pool,
+    idle_checks: Pool,
 }
 
 struct Balancer {
@@ -265,7 +268,7 @@ impl Balancer {
     async fn connection(
         &self,
         addr: &str,
-        pool: &RefCell<Vec<(SendRequest<Empty<Bytes>>, Instant)>>,
+        pool: &Pool,
     ) -> Result<SendRequest<Empty<Bytes>>, Failure> {
         let now = self.env.now();
         loop {
@@ -299,7 +302,7 @@ impl Balancer {
     async fn send(
         &self,
         addr: &str,
-        pool: &RefCell<Vec<(SendRequest<Empty<Bytes>>, Instant)>>,
+        pool: &Pool,
         method: Method,
         path: &str,
     ) -> Result<(u16, Option<String>), Failure> {
