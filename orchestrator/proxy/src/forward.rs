@@ -17,20 +17,20 @@
 //!
 //! "Stalled": the first attempt of an idempotent request is abandoned once
 //! its endpoint has answered nobody for `endpoint_stall_timeout` while it
-//! waited (see `table`), and retried elsewhere. A request on a pooled
-//! connection into a network partition otherwise hangs for the whole
-//! `upstream_timeout`, which an external load balancer's users do not
-//! wait for (and the balancer then takes the whole node out). A merely
-//! slow endpoint keeps answering other requests and is not abandoned;
-//! one that is slow and otherwise idle is — raise the stall timeout for
-//! such services.
+//! waited (see `table`) and another endpoint is healthy, and is retried
+//! there. A request on a pooled connection into a network partition
+//! otherwise hangs for the whole `upstream_timeout`, which an external
+//! load balancer's users do not wait for (the balancer then takes the
+//! whole node out). A merely slow endpoint keeps answering other requests
+//! and is not abandoned; one that is slow and otherwise idle is — raise
+//! the stall timeout for such services.
 //!
 //! "If fresh": a pooled connection that turns out dead says nothing about
 //! the endpoint (the server may simply have closed an idle connection), so
 //! it does not cool the endpoint down. A retry goes to another endpoint,
-//! preferably on another node (see `Backends::pick`); when there is none
-//! and the failure was such a dead pooled connection, it goes to the same
-//! endpoint over a fresh connection.
+//! preferably one that did not fail last and sits on another node (see
+//! `Backends::pick`); when there is none and the failure was such a dead
+//! pooled connection, it goes to the same endpoint over a fresh one.
 //!
 //! Bodies are buffered, within `max_body_bytes`: the request body because a
 //! retry must be able to send it again, the response body because the
@@ -368,6 +368,7 @@ impl Forwarder {
         fresh: bool,
         abandon_stalled: bool,
     ) -> Result<Response<ProxyBody>, (Failure, Option<UpstreamRequest>)> {
+        let begun = self.env.now();
         let mut in_flight = InFlight::begin(self, pick);
         let pooled = if fresh { None } else { self.take_idle(pick) };
         let reused = pooled.is_some();
@@ -402,7 +403,9 @@ impl Forwarder {
             tokio::select! {
                 biased;
                 outcome = bounded => outcome,
-                () = self.stalled(pick) => return Err(self.failed(pick, Failure::Stalled, None)),
+                () = self.stalls(pick, begun) => {
+                    return Err(self.failed(pick, Failure::Stalled, None));
+                }
             }
         } else {
             bounded.await
@@ -433,21 +436,35 @@ impl Forwarder {
         Ok(Response::from_parts(parts, Full::new(body)))
     }
 
-    /// Resolves once the picked endpoint is stalled: requests in flight
-    /// and no answer for the stall timeout. Never, if it leaves the set.
-    async fn stalled(&self, pick: &Pick) {
+    /// Resolves once the picked endpoint stalls (requests in flight and no
+    /// answer for the stall timeout) after `begun`, if another endpoint is
+    /// healthy then. Never if it was stalled already (it was picked knowing
+    /// that, every endpoint being stalled), if there is nowhere better to
+    /// go, or if it leaves the set.
+    async fn stalls(&self, pick: &Pick, begun: Instant) {
         loop {
-            let (since, stall) = {
+            let (since, stall, elsewhere) = {
                 let backends = self.backends.borrow();
-                (backends.waiting_since(pick), backends.stall_timeout())
+                (
+                    backends.waiting_since(pick),
+                    backends.stall_timeout(),
+                    backends.has_alternative(pick, self.env.now()),
+                )
             };
             let Some(since) = since else {
                 return std::future::pending().await;
             };
             // An answer to another request moves `since`: look again then.
             let at = since + stall;
+            if at <= begun {
+                return std::future::pending().await;
+            }
             if self.env.now() >= at {
-                return;
+                if elsewhere {
+                    return;
+                }
+                // Better wait for a slow answer than retry into worse.
+                return std::future::pending().await;
             }
             self.env.sleep_until(at).await;
         }

@@ -23,11 +23,13 @@
 //!   recently refused or timed out (for `endpoint_cooldown`) and those
 //!   sitting on unanswered requests (for `endpoint_stall_timeout`) — unless
 //!   that would skip them all. A failed attempt is retried once on
-//!   another endpoint (preferably on another node) when no response had
-//!   arrived and the method is idempotent or nothing was sent; a pooled
-//!   connection found dead does not count against its endpoint. 503 without endpoints, 502 when the
-//!   upstream fails, 504 when it times out; every answer of a Service port
-//!   carries `x-faultline-node`.
+//!   another endpoint (preferably a proven one on another node) when no
+//!   response had arrived and the method is idempotent or nothing was
+//!   sent; the first try of an idempotent request is abandoned for the
+//!   retry as soon as its endpoint stalls; a pooled connection found dead
+//!   does not count against its endpoint. 503 without endpoints, 502 when
+//!   the upstream fails, 504 when it times out; every answer of a Service
+//!   port carries `x-faultline-node`.
 //! - Static stability: state only ever changes on informer events, and the
 //!   informers keep their caches while the API servers are unreachable, so
 //!   a control-plane outage leaves forwarding as it was.
@@ -92,10 +94,12 @@ pub struct ProxyConfig {
     /// How long an endpoint that refused or timed out is skipped.
     pub endpoint_cooldown: Duration,
     /// An endpoint with requests in flight that has answered none of them
-    /// for this long is skipped (until it answers, or they end): a
-    /// partitioned endpoint is avoided within this, not `upstream_timeout`.
-    /// Merely slow endpoints only get less traffic; when every endpoint is
-    /// skipped, round robin goes on regardless.
+    /// for this long is stalled: skipped by new requests (until it answers,
+    /// or they end), and the first try of an idempotent request waiting on
+    /// it is abandoned and retried on a healthy endpoint. So a partitioned
+    /// endpoint costs this, not `upstream_timeout`. An endpoint that is
+    /// slow and otherwise idle looks stalled too: raise this above the
+    /// slowest normal response of such services.
     pub endpoint_stall_timeout: Duration,
     /// Idle keep-alive connections kept per endpoint.
     pub pool_max_idle_per_endpoint: usize,

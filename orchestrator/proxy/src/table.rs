@@ -6,8 +6,8 @@
 //! Services and Endpoints ([`Table::apply_service`],
 //! [`Table::apply_endpoints`], and their `delete_` twins) and appends what
 //! changed to a `Vec<Effect>` the driver acts on (open or close a listener)
-//! and traces. It reads no clock: [`Backends::pick`] and [`Backends::fail`]
-//! take `now` as an argument.
+//! and traces. It reads no clock: [`Backends::pick`], [`Backends::begin`],
+//! [`Backends::end`] and [`Backends::fail`] take `now` as an argument.
 //!
 //! Rules:
 //! - Every TCP port of a Service is served on the node at its `nodePort`
@@ -31,9 +31,11 @@
 //!   every request routed to it until the first upstream timeout fires
 //!   would hang too). When every candidate is skipped they are tried
 //!   anyway: a guess beats a certain 503.
-//! - A retry avoids the endpoint that failed and prefers one on another
-//!   node (`nodeName` of the address), since the pods of a dead node are
-//!   often next to each other in address order.
+//! - A retry avoids the endpoint that failed, passes over endpoints whose
+//!   last outcome was a failure (their cooldown merely ran out: first
+//!   attempts probe those, a retry should not bet on them), and prefers one
+//!   on another node (`nodeName` of the address), since the pods of a dead
+//!   node are often next to each other in address order.
 //! - Each backend carries a caller-owned state `C` (the driver keeps idle
 //!   upstream connections there). It survives endpoint-set changes for
 //!   addresses that stay, is reset when the endpoint fails and dropped when
@@ -261,7 +263,8 @@ impl<C> Backend<C> {
 }
 
 /// Which endpoint [`Backends::pick`] chose; hand it back to
-/// [`Backends::fail`], [`Backends::succeed`] or [`Backends::state_mut`].
+/// [`Backends::begin`], [`Backends::end`], [`Backends::fail`] or
+/// [`Backends::state_mut`].
 /// Stays meaningful across endpoint-set changes (it falls back to the
 /// address).
 #[derive(Debug, Clone)]
@@ -356,6 +359,14 @@ impl<C: Default> Backends<C> {
     pub fn waiting_since(&self, pick: &Pick) -> Option<Instant> {
         self.locate(pick)
             .and_then(|i| self.endpoints[i].waiting_since)
+    }
+
+    /// True when an endpoint other than the picked one is healthy (a
+    /// retry would have somewhere good to go).
+    pub fn has_alternative(&self, pick: &Pick, now: Instant) -> bool {
+        self.endpoints
+            .iter()
+            .any(|b| b.addr != pick.addr && self.healthy(b, now))
     }
 
     /// Neither cooling down nor stalled.
@@ -1152,6 +1163,10 @@ mod tests {
         let q = b.pick(at(2000), None).unwrap();
         b.begin(&q, at(2000));
         assert_eq!(picks(&mut b, at(3000), 2), vec!["a:1", "b:1"]);
+        assert!(!b.has_alternative(&p, at(3000)));
+        b.end(&q, at(3000), true);
+        assert!(b.has_alternative(&p, at(3000)));
+        assert!(!b.has_alternative(&q, at(3000)));
         // Ends reported for an endpoint that left are ignored.
         b.replace(&[address("c:1")]);
         b.end(&p, at(3000), true);

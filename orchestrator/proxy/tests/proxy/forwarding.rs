@@ -2,6 +2,8 @@
 //! retried by the rules, 503 with nobody to ask; listeners following their
 //! Services.
 
+use std::cell::RefCell;
+use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -504,7 +506,7 @@ fn upstream_connections_are_kept_alive_and_reused() {
         let c = Cluster::new(11, ProxyConfig::new("n1")).await;
         // A keep-alive server that counts its connections.
         let env = c.pod_env("p1");
-        let accepted = std::rc::Rc::new(std::cell::Cell::new(0u32));
+        let accepted = Rc::new(std::cell::Cell::new(0u32));
         let mut listener = env.net().bind_ip("10.9.0.1", POD_PORT).await.unwrap();
         let (e, count) = (env.clone(), accepted.clone());
         env.spawn(async move {
@@ -568,35 +570,26 @@ fn upstream_connections_are_kept_alive_and_reused() {
 }
 
 #[test]
-fn a_partitioned_majority_of_endpoints_costs_few_requests() {
+fn a_partition_from_most_endpoints_costs_no_request() {
     run(12, || async {
-        let mut cfg = ProxyConfig::new("n1");
-        if std::env::var("NOSTALL").is_ok() {
-            cfg.endpoint_stall_timeout = Duration::from_secs(600);
-        }
-        let c = Cluster::new(12, cfg).await;
-        // Three pods on p1, six on p2; p2 will be cut off from n1.
+        let c = Cluster::new(12, ProxyConfig::new("n1")).await;
+        // Three pods on p1, six on p2; p2 will be cut off from n1, with
+        // the proxy's pooled connections to it (a black hole, not a close).
         let mut ready = Vec::new();
         for i in 1..=9u8 {
-            let (host, ip) = if i <= 3 {
-                ("p1", format!("10.9.1.{i}"))
-            } else {
-                ("p2", format!("10.9.2.{i}"))
-            };
+            let host = if i <= 3 { "p1" } else { "p2" };
+            let ip = format!("10.9.0.{i}");
             c.start_pod(host, &format!("web-{i}"), &ip).await;
-            ready.push((ip, host.to_string()));
+            ready.push((ip, host));
         }
-        let ready_refs: Vec<(&str, &str)> = ready
-            .iter()
-            .map(|(a, b)| (a.as_str(), b.as_str()))
-            .collect();
+        let ready: Vec<(&str, &str)> = ready.iter().map(|(ip, h)| (ip.as_str(), *h)).collect();
         c.service("web", PORT, POD_PORT).await;
-        c.endpoints_on("web", &ready_refs).await;
+        c.endpoints_on("web", &ready).await;
         until_endpoints(&c, "web", PORT, 9).await;
 
-        // Users: 50 requests per second, each given 2 s, as a load
-        // balancer's users are.
-        let log: std::rc::Rc<std::cell::RefCell<Vec<(u64, bool)>>> = Default::default();
+        // Users: 50 GETs a second, each given 1 s (what a load balancer
+        // gives a first try before it retries another node).
+        let log: Rc<RefCell<Vec<(u64, bool)>>> = Rc::default();
         let (env, l) = (c.client.clone(), log.clone());
         let users = c.client.spawn(async move {
             let start = env.now();
@@ -605,7 +598,7 @@ fn a_partitioned_majority_of_endpoints_costs_few_requests() {
                 let (env2, l2) = (env.clone(), l.clone());
                 tasks.push(env.spawn(async move {
                     let ok = env2
-                        .timeout(Duration::from_secs(2), get(&env2, ADDR, "/"))
+                        .timeout(Duration::from_secs(1), get(&env2, ADDR, "/"))
                         .await
                         .is_ok_and(|a| a.is_ok_and(|a| a.status == 200));
                     l2.borrow_mut().push((i, ok));
@@ -618,8 +611,7 @@ fn a_partitioned_majority_of_endpoints_costs_few_requests() {
             }
         });
         c.client.sleep(Duration::from_secs(5)).await;
-        let (n1, p2) = (c.node, c.world.host("p2").unwrap());
-        c.world.partition(n1, p2);
+        c.world.partition(c.node, c.world.host("p2").unwrap());
         users.await.unwrap();
         let failed: Vec<u64> = log
             .borrow()
@@ -627,8 +619,84 @@ fn a_partitioned_majority_of_endpoints_costs_few_requests() {
             .filter(|(_, ok)| !ok)
             .map(|(i, _)| *i)
             .collect();
-        println!("failed {} of 1000: {failed:?}", failed.len());
-        assert!(failed.len() <= 20, "{} failed: {failed:?}", failed.len());
+        // Requests caught on a pooled connection into the partition are
+        // abandoned when their endpoint stalls and retried elsewhere;
+        // connecting into it fails within the connect timeout and is
+        // retried; then the dead endpoints cool down.
+        assert!(failed.is_empty(), "{} failed: {failed:?}", failed.len());
+        assert_eq!(log.borrow().len(), 1000);
+        c.world.shutdown();
+    });
+}
+
+/// A server on `ip:8080` that answers every request after `delay`.
+async fn slow_server(env: &Env, ip: &str, delay: Duration) {
+    let mut listener = env.net().bind_ip(ip, POD_PORT).await.unwrap();
+    let e = env.clone();
+    env.spawn(async move {
+        loop {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            let e2 = e.clone();
+            e.spawn(async move {
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 1024];
+                loop {
+                    match conn.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                    while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                        seen.drain(..end + 4);
+                        e2.sleep(delay).await;
+                        let answer = b"HTTP/1.1 200 OK\r\nx-pod: slow\r\ncontent-length: 0\r\n\r\n";
+                        if conn.write_all(answer).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+}
+
+#[test]
+fn a_slow_endpoint_is_waited_for_unless_a_healthy_one_can_answer() {
+    run(13, || async {
+        let c = Cluster::new(13, ProxyConfig::new("n1")).await;
+        slow_server(&c.pod_env("p1"), "10.9.0.1", Duration::from_millis(800)).await;
+        c.start_pod("p1", "web-2", "10.9.0.2").await;
+        // Alone, a slow endpoint is simply slow.
+        c.service("solo", 81, POD_PORT).await;
+        c.endpoints("solo", &["10.9.0.1"], &[]).await;
+        until_endpoints(&c, "solo", 81, 1).await;
+        for _ in 0..3 {
+            let t0 = c.client.now();
+            let a = get(&c.client, "n1:81", "/").await.unwrap();
+            assert_eq!((a.status, a.pod.as_deref()), (200, Some("slow")));
+            assert!(c.client.now() - t0 >= Duration::from_millis(800));
+        }
+        // Beside a healthy one, a GET waiting on it past the stall timeout
+        // is retried there.
+        c.service("pair", 82, POD_PORT).await;
+        c.endpoints("pair", &["10.9.0.1", "10.9.0.2"], &[]).await;
+        until_endpoints(&c, "pair", 82, 2).await;
+        let t0 = c.client.now();
+        let a = get(&c.client, "n1:82", "/").await.unwrap();
+        let took = c.client.now() - t0;
+        assert_eq!((a.status, a.pod.as_deref()), (200, Some("web-2")));
+        assert!(
+            took >= Duration::from_millis(500) && took < Duration::from_millis(600),
+            "{took:?}"
+        );
+        // A POST is not (it could not be retried): once the slow one's
+        // cooldown is over, a POST to it waits for its answer.
+        c.client.sleep(Duration::from_secs(6)).await;
+        let t0 = c.client.now();
+        let a = request(&c.client, "n1:82", Method::POST, "/", Bytes::new())
+            .await
+            .unwrap();
+        assert_eq!((a.status, a.pod.as_deref()), (200, Some("slow")));
+        assert!(c.client.now() - t0 >= Duration::from_millis(800));
         c.world.shutdown();
     });
 }

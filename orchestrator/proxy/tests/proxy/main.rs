@@ -1,11 +1,13 @@
 //! The proxy inside the simulator: three masters (store + API server), a
 //! node `n1` running the proxy, pod hosts `p1` and `p2` whose echo
-//! containers are the endpoints, and client hosts `c1` and `c2`. The test writes Services
-//! and Endpoints itself (no controller manager), so it decides exactly
-//! which addresses are ready; `e2e` runs the real pipeline instead.
+//! containers are the endpoints, and client hosts `c1` and `c2`. The test
+//! writes Services and Endpoints itself (no controller manager), so it
+//! decides exactly which addresses are ready; `e2e` runs the real pipeline
+//! instead. Every test is one world with a fixed seed.
 //!
-//! - `forwarding`: round robin, dead endpoints, retries, 503, listeners
-//!   opening and closing, port conflicts;
+//! - `forwarding`: round robin, dead and partitioned endpoints, retries,
+//!   pooled connections, 503, listeners opening and closing, port
+//!   conflicts;
 //! - `abuse`: garbage, stalled and idle clients, connection floods, big
 //!   bodies;
 //! - `stability`: the control plane down, `/healthz`;
