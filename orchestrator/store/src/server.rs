@@ -794,6 +794,45 @@ impl Node {
         });
     }
 
+    /// After a snapshot replaced the state machine: sends every watcher the
+    /// events it has not seen yet (each exactly once), or ends it with
+    /// `Compacted` when they are no longer kept.
+    fn catch_up_watchers(&self) {
+        let mvcc = self.mvcc.borrow();
+        let current = mvcc.revision();
+        self.watchers.borrow_mut().retain_mut(|w| {
+            if w.next_revision > current {
+                return !w.tx.is_closed();
+            }
+            let response = match mvcc.events_since(w.next_revision, &w.key, &w.range_end, 0) {
+                Ok(events) => {
+                    w.next_revision = current + 1;
+                    if events.is_empty() {
+                        return !w.tx.is_closed();
+                    }
+                    Response::Events { events }
+                }
+                Err(error) => Response::WatchEnded { error },
+            };
+            let ended = matches!(response, Response::WatchEnded { .. });
+            match w.tx.try_send(Frame::Response { id: w.id, response }) {
+                Ok(()) => !ended,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    let _ = w.tx.try_send(Frame::Response {
+                        id: w.id,
+                        response: Response::WatchEnded {
+                            error: StoreError::InvalidRequest {
+                                detail: "watcher fell behind and was cancelled".into(),
+                            },
+                        },
+                    });
+                    false
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            }
+        });
+    }
+
     fn notify_watchers(&self, events: &[Event]) {
         let mut watchers = self.watchers.borrow_mut();
         watchers.retain_mut(|w| {
@@ -1002,17 +1041,10 @@ async fn handle_ready(node: &Rc<Node>, storage: &mut Storage, mut rd: Ready) {
             "store installed snapshot at {}",
             snap.meta.index
         ));
-        // Watchers cannot be caught up across a snapshot: end them.
-        for w in node.watchers.borrow_mut().drain(..) {
-            let _ = w.tx.try_send(Frame::Response {
-                id: w.id,
-                response: Response::WatchEnded {
-                    error: StoreError::Compacted {
-                        compact_revision: node.mvcc.borrow().compact_revision(),
-                    },
-                },
-            });
-        }
+        // The snapshot carries the history since its compact revision:
+        // each watcher is caught up from the revision it expects next, or
+        // ended with `Compacted` if that revision is gone.
+        node.catch_up_watchers();
     }
     // A leader may replicate entries while it persists them itself (Raft
     // thesis §10.2.1): it counts its own copy towards a quorum only once
