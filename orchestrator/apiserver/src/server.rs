@@ -182,6 +182,9 @@ pub async fn serve(env: Env, cfg: ApiServerConfig, store: Rc<StoreClient>) -> st
             let _ = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(Duration::from_secs(30))
+                // hyper's Date header reads the machine's wall clock,
+                // behind the environment's back.
+                .auto_date_header(false)
                 .serve_connection(hyper_util::rt::TokioIo::new(conn), service)
                 .await;
         });
