@@ -157,11 +157,21 @@ pub struct Env {
     tasks: Option<Rc<TaskSet>>,
 }
 
-/// The tasks one host incarnation has spawned, so that a simulated crash
-/// can abort every one of them.
+/// The tasks one host incarnation (or one process on it) has spawned, so
+/// that a simulated crash can abort every one of them, and a pause can
+/// freeze them.
+///
+/// A set may have a parent (a process inside a host, see
+/// [`Env::process`]): aborting the parent aborts the child's tasks too,
+/// and pausing the parent freezes them.
 #[derive(Default)]
 pub struct TaskSet {
     handles: RefCell<Vec<tokio::task::AbortHandle>>,
+    parent: Option<Rc<TaskSet>>,
+    children: RefCell<Vec<std::rc::Weak<TaskSet>>>,
+    paused: std::cell::Cell<bool>,
+    /// Tasks that were woken while the host was paused.
+    parked: RefCell<Vec<std::task::Waker>>,
 }
 
 impl TaskSet {
@@ -174,12 +184,91 @@ impl TaskSet {
         handles.push(handle);
     }
 
-    /// Aborts every task (a crash). Each is dropped the next time the
-    /// runtime looks at it, before simulated time moves on.
+    /// A set for one process inside this one.
+    pub fn child(self: &Rc<Self>) -> Rc<TaskSet> {
+        let child = Rc::new(TaskSet {
+            parent: Some(self.clone()),
+            ..TaskSet::default()
+        });
+        let mut children = self.children.borrow_mut();
+        children.retain(|c| c.strong_count() > 0);
+        children.push(Rc::downgrade(&child));
+        child
+    }
+
+    /// Aborts every task (a crash), a child set's too. Each is dropped the
+    /// next time the runtime looks at it, before simulated time moves on.
     pub fn abort_all(&self) {
         for h in self.handles.borrow_mut().drain(..) {
             h.abort();
         }
+        for c in self.children.borrow_mut().drain(..) {
+            if let Some(c) = c.upgrade() {
+                c.abort_all();
+            }
+        }
+    }
+
+    fn root(&self) -> &TaskSet {
+        match &self.parent {
+            Some(p) => p.root(),
+            None => self,
+        }
+    }
+
+    /// Freezes every task of the host: none is polled until [`resume`],
+    /// whatever wakes it meanwhile (timers, data arriving).
+    ///
+    /// [`resume`]: TaskSet::resume
+    pub fn pause(&self) {
+        self.root().paused.set(true);
+    }
+
+    /// Thaws a paused host: every task woken meanwhile runs again.
+    pub fn resume(&self) {
+        let root = self.root();
+        root.paused.set(false);
+        for w in root.parked.borrow_mut().drain(..) {
+            w.wake();
+        }
+    }
+
+    /// True while the host is paused.
+    pub fn is_paused(&self) -> bool {
+        self.root().paused.get()
+    }
+}
+
+/// A task of a [`TaskSet`]: not polled while its host is paused.
+pub struct Gated<F> {
+    fut: Pin<Box<F>>,
+    tasks: Rc<TaskSet>,
+}
+
+impl<F: Future> Gated<F> {
+    pub fn new(tasks: Rc<TaskSet>, fut: F) -> Gated<F> {
+        Gated {
+            fut: Box::pin(fut),
+            tasks,
+        }
+    }
+}
+
+impl<F: Future> Future for Gated<F> {
+    type Output = F::Output;
+    fn poll(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        if self.tasks.is_paused() {
+            self.tasks
+                .root()
+                .parked
+                .borrow_mut()
+                .push(cx.waker().clone());
+            return std::task::Poll::Pending;
+        }
+        self.fut.as_mut().poll(cx)
     }
 }
 
@@ -274,11 +363,31 @@ impl Env {
         F: Future + 'static,
         F::Output: 'static,
     {
-        let handle = tokio::task::spawn_local(fut);
-        if let Some(tasks) = &self.tasks {
-            tasks.register(handle.abort_handle());
+        match &self.tasks {
+            Some(tasks) => {
+                let handle = tokio::task::spawn_local(Gated::new(tasks.clone(), fut));
+                tasks.register(handle.abort_handle());
+                handle
+            }
+            None => tokio::task::spawn_local(fut),
         }
-        handle
+    }
+
+    /// An environment for one process of this host (a kubelet beside its
+    /// containers, say): what it spawns can be aborted on its own with the
+    /// returned set ([`TaskSet::abort_all`], a process restart), and still
+    /// dies and freezes with the host. Without a task set (real mode) the
+    /// set returned is empty and unused.
+    pub fn process(&self) -> (Env, Rc<TaskSet>) {
+        let set = match &self.tasks {
+            Some(t) => t.child(),
+            None => Rc::new(TaskSet::default()),
+        };
+        let mut env = self.clone();
+        if self.tasks.is_some() {
+            env.tasks = Some(set.clone());
+        }
+        (env, set)
     }
 
     /// Appends a line to the event trace.

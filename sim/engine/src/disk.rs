@@ -156,6 +156,18 @@ impl SimDisk {
         }
     }
 
+    /// A copy of this disk (files, faults, random stream) that writes to the
+    /// same trace: what a fault would do to it, without doing it.
+    pub fn fork(&self) -> SimDisk {
+        SimDisk {
+            host: self.host.clone(),
+            files: RefCell::new(self.files.borrow().clone()),
+            faults: RefCell::new(self.faults.borrow().clone()),
+            rng: RefCell::new(self.rng.borrow().clone()),
+            trace: self.trace.clone(),
+        }
+    }
+
     /// Replaces the active faults.
     pub fn set_faults(&self, faults: DiskFaults) {
         self.trace

@@ -18,6 +18,10 @@ use xxhash_rust::xxh3::Xxh3;
 pub struct Trace {
     clock: Box<dyn Fn() -> u64>,
     hasher: RefCell<Xxh3>,
+    /// The network events alone (connects, segments, drops), folded
+    /// cheaply: what the hosts did to each other, without the text lines
+    /// that name faults and lifecycle events.
+    net_mix: Cell<u64>,
     events: Cell<u64>,
     line: RefCell<String>,
     /// Text lines, kept only when asked for (`--trace`).
@@ -40,6 +44,7 @@ impl Trace {
         Trace {
             clock,
             hasher: RefCell::new(Xxh3::new()),
+            net_mix: Cell::new(0),
             events: Cell::new(0),
             line: RefCell::new(String::new()),
             lines: keep_lines.then(|| RefCell::new(Vec::new())),
@@ -62,6 +67,21 @@ impl Trace {
         rec[25..33].copy_from_slice(&value.to_le_bytes());
         self.hasher.borrow_mut().update(&rec);
         self.events.set(self.events.get() + 1);
+        let mut m = self.net_mix.get();
+        for w in rec[1..].chunks(8) {
+            let w = u64::from_le_bytes(w.try_into().expect("8-byte words"));
+            m = (m ^ w ^ u64::from(kind))
+                .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                .rotate_left(23);
+        }
+        self.net_mix.set(m);
+    }
+
+    /// A hash of the network events alone: two runs whose hosts exchanged
+    /// exactly the same traffic at the same times have the same one, even
+    /// if their text lines differ.
+    pub fn net_hash(&self) -> u64 {
+        self.net_mix.get()
     }
 
     /// Appends a text event (faults, host lifecycle, component events).

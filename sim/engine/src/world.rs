@@ -197,14 +197,15 @@ impl World {
         };
         self.inner.trace.line(&name, format_args!("host start"));
         let fut = main(env);
+        let tasks = self.inner.hosts.borrow()[id].tasks.clone();
         // The host's main task; everything it spawns goes through
         // `Env::spawn` and lands in the host's task set. (A nested
         // `LocalSet` per host would catch stray `spawn_local`s too, but
         // measured ~1.5x slower: every wake-up crossed two schedulers.)
-        let driver = tokio::task::spawn_local(async move {
+        let driver = tokio::task::spawn_local(faultline_env::Gated::new(tasks, async move {
             fut.await;
             std::future::pending::<()>().await
-        });
+        }));
         self.inner.hosts.borrow_mut()[id].driver = Some(driver);
     }
 
@@ -233,6 +234,38 @@ impl World {
         if power_loss {
             disk.power_loss();
         }
+    }
+
+    /// Freezes a running host: none of its tasks runs, no timer of its
+    /// fires, it reads and sends nothing, until [`World::resume`]. Its
+    /// connections stay open (peers see silence, not a reset).
+    pub fn pause(&self, id: HostId) {
+        let hosts = self.inner.hosts.borrow();
+        if hosts[id].driver.is_some() && !hosts[id].tasks.is_paused() {
+            hosts[id].tasks.pause();
+            self.inner
+                .trace
+                .line(&hosts[id].name, format_args!("host pause"));
+        }
+    }
+
+    /// Thaws a paused host: its tasks run again, with whatever state they
+    /// had, and timers that expired meanwhile fire at once.
+    pub fn resume(&self, id: HostId) {
+        let hosts = self.inner.hosts.borrow();
+        if hosts[id].tasks.is_paused() {
+            self.inner
+                .trace
+                .line(&hosts[id].name, format_args!("host resume"));
+            let tasks = hosts[id].tasks.clone();
+            drop(hosts);
+            tasks.resume();
+        }
+    }
+
+    /// True while the host is paused.
+    pub fn is_paused(&self, id: HostId) -> bool {
+        self.inner.hosts.borrow()[id].tasks.is_paused()
     }
 
     /// Restarts a crashed host (no-op if it is up).

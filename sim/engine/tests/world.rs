@@ -228,3 +228,85 @@ fn a_panicking_task_aborts_the_whole_run() {
         tokio::time::sleep(Duration::from_secs(5)).await;
     });
 }
+
+/// A paused server answers nothing (the client times out, its connection
+/// stays open) and, once resumed, answers again on the same connection.
+/// The client, paused in its turn, sends nothing: no round is logged while
+/// it is frozen, and its late timers fire at once when it resumes.
+#[test]
+fn a_paused_host_freezes_then_resumes_with_its_state() {
+    let log: Log = Default::default();
+    let l2 = log.clone();
+    run(3, || async move {
+        let w = World::new(WorldConfig::new(3));
+        let s = w.add_host("server", "dc-a", echo_server());
+        let c = w.add_host("client", "dc-a", pinger("server:7", 30, l2.clone()));
+        tokio::time::sleep(Duration::from_millis(450)).await;
+        w.pause(s);
+        assert!(w.is_paused(s));
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        w.resume(s);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let before = l2.borrow().len();
+        w.pause(c);
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        assert_eq!(l2.borrow().len(), before, "a paused client logs nothing");
+        w.resume(c);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        w.shutdown();
+    });
+    let log = log.borrow();
+    let text = log.join("\n");
+    assert!(
+        text.contains("timeout"),
+        "the paused server answered: {text}"
+    );
+    assert!(!text.contains("error"), "a pause is not a crash: {text}");
+    assert!(log.last().unwrap().contains("echo 29"), "{text}");
+}
+
+/// A process of a host (`Env::process`) restarts on its own: its tasks are
+/// aborted while the host's other tasks keep running; a host crash still
+/// takes the process's tasks with it.
+#[test]
+fn a_process_restarts_without_its_host() {
+    let ticks: Rc<RefCell<(u32, u32)>> = Default::default();
+    let t = ticks.clone();
+    let main: HostMain = Rc::new(move |env: Env| {
+        let t = t.clone();
+        Box::pin(async move {
+            let (penv, process) = env.process();
+            let t1 = t.clone();
+            penv.spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    t1.borrow_mut().0 += 1;
+                }
+            });
+            let t2 = t.clone();
+            env.spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    t2.borrow_mut().1 += 1;
+                }
+            });
+            tokio::time::sleep(Duration::from_millis(550)).await;
+            process.abort_all();
+            std::future::pending::<()>().await
+        })
+    });
+    run(4, || async move {
+        let w = World::new(WorldConfig::new(4));
+        let h = w.add_host("node", "dc-a", main);
+        tokio::time::sleep(Duration::from_millis(1050)).await;
+        assert_eq!(
+            *ticks.borrow(),
+            (5, 10),
+            "the process stopped, the host did not"
+        );
+        w.crash(h, false);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(*ticks.borrow(), (5, 10), "a crash stops everything");
+        w.shutdown();
+    });
+}

@@ -145,10 +145,11 @@ pub fn node_main(s: &Scenario, index: usize, dc: &str, ledger: Rc<Ledger>) -> Ho
             (servers.clone(), node.clone(), dc.clone(), ledger.clone());
         Box::pin(async move {
             let name = env.host().to_string();
-            let client = Client::new(env.clone(), ClientConfig::new(servers, &node_token(&name)));
+            // The container runtime lives on the host: its containers
+            // outlive a kubelet restart (the new kubelet adopts them).
             let runtime = Rc::new(LedgerRuntime {
                 inner: SimRuntime::new(env.clone()),
-                ledger,
+                ledger: ledger.clone(),
                 host: name.clone(),
             });
             let mut cfg = KubeletConfig::new(&name, &format!("10.{}", index + 1));
@@ -164,14 +165,30 @@ pub fn node_main(s: &Scenario, index: usize, dc: &str, ledger: Rc<Ledger>) -> Ho
                 "pods".into(),
                 Quantity::parse(&node.pods.to_string()).expect("a number"),
             );
-            // The node's service proxy (kube-proxy's place), with the
-            // node's credentials.
-            env.spawn(faultline_proxy::run(
-                env.clone(),
-                client.clone(),
-                faultline_proxy::ProxyConfig::new(&name),
-            ));
-            faultline_kubelet::run(env, client, runtime, cfg).await;
+            let bell = ledger.kubelet_bell(&name);
+            loop {
+                // The kubelet and the node's service proxy (kube-proxy's
+                // place) as one process, with the node's credentials.
+                let (penv, process) = env.process();
+                let client = Client::new(
+                    penv.clone(),
+                    ClientConfig::new(servers.clone(), &node_token(&name)),
+                );
+                penv.spawn(faultline_proxy::run(
+                    penv.clone(),
+                    client.clone(),
+                    faultline_proxy::ProxyConfig::new(&name),
+                ));
+                penv.spawn(faultline_kubelet::run(
+                    penv.clone(),
+                    client,
+                    runtime.clone(),
+                    cfg.clone(),
+                ));
+                bell.notified().await;
+                process.abort_all();
+                env.trace(format_args!("kubelet restart"));
+            }
         })
     })
 }
@@ -745,6 +762,8 @@ pub struct Ledger {
     /// (simulated ns, what) for each overlap.
     pub violations: RefCell<Vec<(u64, String)>>,
     pub started: RefCell<u64>,
+    /// Per node: rung to restart its kubelet and proxy processes.
+    kubelet_restarts: RefCell<BTreeMap<String, Rc<tokio::sync::Notify>>>,
 }
 
 impl Ledger {
@@ -754,7 +773,17 @@ impl Ledger {
             instances: RefCell::new(BTreeMap::new()),
             violations: RefCell::new(Vec::new()),
             started: RefCell::new(0),
+            kubelet_restarts: RefCell::new(BTreeMap::new()),
         }
+    }
+
+    /// The bell that restarts `node`'s kubelet and proxy.
+    pub fn kubelet_bell(&self, node: &str) -> Rc<tokio::sync::Notify> {
+        self.kubelet_restarts
+            .borrow_mut()
+            .entry(node.to_string())
+            .or_default()
+            .clone()
     }
 
     fn start(&self, host: &str, spec: &ContainerSpec, id: &ContainerId) {

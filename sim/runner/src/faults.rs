@@ -12,7 +12,7 @@ use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::scenario::{FaultKind, Scenario};
+use crate::scenario::{FaultKind, IsolateFrom, NemesisMode, Scenario};
 
 /// What the fault driver needs from a backend.
 pub trait Control {
@@ -50,8 +50,29 @@ pub trait Control {
     /// Drops everything on the directed link.
     fn block(&mut self, from: &str, to: &str);
     fn unblock(&mut self, from: &str, to: &str);
-    /// Degrades a directed link (loss probability, extra latency).
-    fn degrade(&mut self, from: &str, to: &str, loss: f64, extra: Duration);
+    /// Degrades a directed link (loss probability, extra latency, extra
+    /// jitter).
+    fn degrade(&mut self, from: &str, to: &str, loss: f64, extra: Duration, jitter: Duration);
+    /// Freezes a running host (see `World::pause`); false if the backend
+    /// cannot.
+    fn pause(&mut self, host: &str) -> bool {
+        let _ = host;
+        false
+    }
+    fn resume(&mut self, host: &str) {
+        let _ = host;
+    }
+    /// Sets how far a host's wall clock is off; false if the backend cannot.
+    fn set_clock_offset(&mut self, host: &str, offset_ms: i64) -> bool {
+        let _ = (host, offset_ms);
+        false
+    }
+    /// Restarts a node's kubelet and proxy processes; false if the backend
+    /// cannot or the node is down.
+    fn restart_kubelet(&mut self, host: &str) -> bool {
+        let _ = host;
+        false
+    }
     fn restore(&mut self, from: &str, to: &str);
     fn disk(&self, host: &str) -> Rc<SimDisk>;
     /// Appends a line to the trace.
@@ -70,6 +91,14 @@ pub struct PlannedFault {
     pub probability: Option<f64>,
     pub delay: Option<Duration>,
     pub bits: u32,
+    /// Clock offset (`clock-skew`, `clock-jump`), ms.
+    pub offset_ms: i64,
+    /// Extra jitter (`latency`).
+    pub jitter: Option<Duration>,
+    /// `node-isolate` from every host, not only the masters.
+    pub isolate_all: bool,
+    /// Explicit partition groups (host and datacenter names).
+    pub groups: Option<Vec<Vec<String>>>,
     /// `scheduled` or `nemesis`.
     pub source: &'static str,
 }
@@ -91,51 +120,167 @@ pub fn plan(scenario: &Scenario, seed: u64) -> Vec<PlannedFault> {
                 probability: f.probability,
                 delay: f.delay.map(|d| d.0),
                 bits: f.bits.unwrap_or(1),
+                offset_ms: f.offset.map(|o| o.millis()).unwrap_or(0),
+                jitter: f.jitter.map(|d| d.0),
+                isolate_all: f.from == Some(IsolateFrom::All),
+                groups: f.groups.clone(),
                 source: "scheduled",
             }
         })
         .collect();
     if let Some(n) = &scenario.nemesis {
-        let mut rng = ChaCha8Rng::seed_from_u64(faultline_env::host_seed(seed, "#nemesis"));
-        let mut t = n.start_after.0;
-        let every = n.every.0.as_secs_f64();
-        loop {
-            // Exponential gaps around the mean, as a Poisson process.
-            let u: f64 = rng.random_range(1e-9..1.0);
-            t += Duration::from_secs_f64(-u.ln() * every);
-            let len = Duration::from_secs_f64(
-                rng.random_range(n.min_for.0.as_secs_f64()..=n.max_for.0.as_secs_f64()),
-            );
-            if t + len >= duration {
-                break;
+        out.extend(nemesis_plan(scenario, n, seed));
+    }
+    out.sort_by_key(|f| f.start);
+    out
+}
+
+/// What a fault takes away while it is in force, for the nemesis's bounds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Cost {
+    masters: u32,
+    datacenters: u32,
+    nodes: u32,
+}
+
+impl Cost {
+    fn plus(self, o: Cost) -> Cost {
+        Cost {
+            masters: self.masters + o.masters,
+            datacenters: self.datacenters + o.datacenters,
+            nodes: self.nodes + o.nodes,
+        }
+    }
+    fn within(self, b: Cost) -> bool {
+        self.masters <= b.masters && self.datacenters <= b.datacenters && self.nodes <= b.nodes
+    }
+}
+
+/// The most a fault of `kind` on `target` can take down at once.
+fn cost(s: &Scenario, kind: FaultKind, target: Option<&str>) -> Cost {
+    let n = *s.cluster.masters.get_ref();
+    let dcs = s.cluster.datacenters.get_ref();
+    let minority = ((n.saturating_sub(1)) / 2).max(1);
+    let one = Cost {
+        masters: 1,
+        ..Cost::default()
+    };
+    let masters = |m: u32| Cost {
+        masters: m,
+        ..Cost::default()
+    };
+    match kind {
+        FaultKind::Partition | FaultKind::PartitionOneWay => match target {
+            Some("leader") => one,
+            Some("majority") => masters(n),
+            _ => masters(minority),
+        },
+        FaultKind::MasterCrash | FaultKind::PowerLoss => match target {
+            Some("majority") => masters(n / 2 + 1),
+            Some("all") => masters(n),
+            Some("one-per-datacenter") => masters(dcs.len().min(n as usize) as u32),
+            _ => one,
+        },
+        FaultKind::LeaderKill
+        | FaultKind::DiskCorruption
+        | FaultKind::DiskFull
+        | FaultKind::DiskEio
+        | FaultKind::ControllerLeaderKill => one,
+        FaultKind::DatacenterOutage | FaultKind::DatacenterPartition => {
+            let i = dcs
+                .iter()
+                .position(|d| Some(d.as_str()) == target)
+                .unwrap_or(0);
+            Cost {
+                masters: (0..n).filter(|m| *m as usize % dcs.len() == i).count() as u32,
+                datacenters: 1,
+                nodes: s.cluster.nodes_per_datacenter,
             }
-            let kind = *n
-                .kinds
-                .get_ref()
-                .choose(&mut rng)
-                .expect("validated non-empty");
-            let target = match kind {
-                FaultKind::Partition | FaultKind::PartitionOneWay => {
-                    ["leader", "minority", "majority", "random"]
-                        .choose(&mut rng)
-                        .map(|s| s.to_string())
+        }
+        FaultKind::NodeCrash | FaultKind::NodeIsolate => Cost {
+            nodes: 1,
+            ..Cost::default()
+        },
+        FaultKind::Pause => match target {
+            Some("random-node") => Cost {
+                nodes: 1,
+                ..Cost::default()
+            },
+            _ => one,
+        },
+        FaultKind::DiskSlow
+        | FaultKind::Loss
+        | FaultKind::Latency
+        | FaultKind::KubeletRestart
+        | FaultKind::ClockSkew
+        | FaultKind::ClockJump => Cost::default(),
+    }
+}
+
+/// Draws the nemesis's faults for `seed`: Poisson arrivals around
+/// `every`, kinds by weight, targets at random, each kept only if the
+/// faults already in force plus it stay within the bounds (a few redraws,
+/// then the slot is skipped). Unbounded: no bounds, and faults overlap.
+fn nemesis_plan(s: &Scenario, n: &crate::scenario::Nemesis, seed: u64) -> Vec<PlannedFault> {
+    let duration = s.duration.get_ref().0;
+    let masters = *s.cluster.masters.get_ref();
+    let unbounded = n.mode == NemesisMode::Unbounded;
+    let overlap = n.overlap || unbounded;
+    let bound = if unbounded {
+        Cost {
+            masters: u32::MAX,
+            datacenters: u32::MAX,
+            nodes: u32::MAX,
+        }
+    } else {
+        Cost {
+            masters: n
+                .max_masters_down
+                .as_ref()
+                .map(|m| *m.get_ref())
+                .unwrap_or(masters.saturating_sub(1) / 2),
+            datacenters: n.max_datacenters.unwrap_or(1),
+            nodes: n.max_nodes_down.unwrap_or(u32::MAX),
+        }
+    };
+    let kinds = n.kinds.get_ref();
+    let weights: Vec<u32> = kinds
+        .iter()
+        .map(|k| n.weights.get_ref().get(k.name()).copied().unwrap_or(1))
+        .collect();
+    let total: u32 = weights.iter().sum();
+    let mut rng = ChaCha8Rng::seed_from_u64(faultline_env::host_seed(seed, "#nemesis"));
+    let mut out: Vec<PlannedFault> = Vec::new();
+    let mut t = n.start_after.0;
+    let every = n.every.0.as_secs_f64();
+    loop {
+        // Exponential gaps around the mean, as a Poisson process.
+        let u: f64 = rng.random_range(1e-9..1.0);
+        t += Duration::from_secs_f64(-u.ln() * every);
+        let len = Duration::from_secs_f64(
+            rng.random_range(n.min_for.0.as_secs_f64()..=n.max_for.0.as_secs_f64()),
+        );
+        if t + len >= duration {
+            break;
+        }
+        let in_force = out
+            .iter()
+            .filter(|f| f.start < t + len && f.end.is_none_or(|e| e > t))
+            .fold(Cost::default(), |c, f| {
+                c.plus(cost(s, f.kind, f.target.as_deref()))
+            });
+        for _ in 0..8 {
+            let mut pick = rng.random_range(0..total.max(1));
+            let mut kind = kinds[0];
+            for (k, w) in kinds.iter().zip(&weights) {
+                if pick < *w {
+                    kind = *k;
+                    break;
                 }
-                FaultKind::LeaderKill => Some("leader".into()),
-                FaultKind::NodeCrash | FaultKind::NodeIsolate => Some("random".into()),
-                FaultKind::DatacenterOutage | FaultKind::DatacenterPartition => scenario
-                    .cluster
-                    .datacenters
-                    .get_ref()
-                    .choose(&mut rng)
-                    .cloned(),
-                FaultKind::ControllerLeaderKill => ["controller-manager", "scheduler"]
-                    .choose(&mut rng)
-                    .map(|s| s.to_string()),
-                _ => ["leader", "random", "follower"]
-                    .choose(&mut rng)
-                    .map(|s| s.to_string()),
-            };
-            out.push(PlannedFault {
+                pick -= w;
+            }
+            let target = nemesis_target(s, kind, unbounded, &mut rng);
+            let f = PlannedFault {
                 start: t,
                 end: Some(t + len),
                 kind,
@@ -143,13 +288,69 @@ pub fn plan(scenario: &Scenario, seed: u64) -> Vec<PlannedFault> {
                 probability: Some(rng.random_range(0.05..0.3)),
                 delay: Some(Duration::from_millis(rng.random_range(20..300))),
                 bits: rng.random_range(1..=3),
+                offset_ms: {
+                    let ms = rng.random_range(1_000..120_000i64);
+                    if rng.random_bool(0.5) {
+                        -ms
+                    } else {
+                        ms
+                    }
+                },
+                jitter: Some(Duration::from_millis(rng.random_range(0..50))),
+                isolate_all: rng.random_bool(0.3),
+                groups: None,
                 source: "nemesis",
-            });
+            };
+            if in_force
+                .plus(cost(s, kind, f.target.as_deref()))
+                .within(bound)
+            {
+                out.push(f);
+                break;
+            }
+        }
+        if !overlap {
             t += len;
         }
     }
-    out.sort_by_key(|f| f.start);
     out
+}
+
+/// A target for a nemesis fault of `kind`.
+fn nemesis_target(
+    s: &Scenario,
+    kind: FaultKind,
+    unbounded: bool,
+    rng: &mut ChaCha8Rng,
+) -> Option<String> {
+    let pick = |rng: &mut ChaCha8Rng, xs: &[&str]| xs.choose(rng).map(|x| x.to_string());
+    match kind {
+        FaultKind::Partition | FaultKind::PartitionOneWay => {
+            pick(rng, &["leader", "minority", "majority", "random"])
+        }
+        FaultKind::LeaderKill => Some("leader".into()),
+        FaultKind::MasterCrash | FaultKind::PowerLoss if unbounded => {
+            pick(rng, &["leader", "random", "follower", "majority", "all"])
+        }
+        FaultKind::NodeCrash | FaultKind::NodeIsolate | FaultKind::KubeletRestart => {
+            Some("random".into())
+        }
+        FaultKind::DatacenterOutage | FaultKind::DatacenterPartition => {
+            s.cluster.datacenters.get_ref().choose(rng).cloned()
+        }
+        FaultKind::ControllerLeaderKill => pick(rng, &["controller-manager", "scheduler"]),
+        FaultKind::Pause | FaultKind::ClockSkew | FaultKind::ClockJump => {
+            if crate::cluster::enabled(s) {
+                pick(
+                    rng,
+                    &["leader", "random", "random-node", "controller-manager"],
+                )
+            } else {
+                pick(rng, &["leader", "random", "follower"])
+            }
+        }
+        _ => pick(rng, &["leader", "random", "follower"]),
+    }
 }
 
 /// How to undo a started fault.
@@ -159,6 +360,8 @@ pub enum Undo {
     Unblock(String, String),
     Restore(String, String),
     ClearDisk(String),
+    Resume(String),
+    ClockReset(String),
 }
 
 /// Resolves a host target (`leader`, `follower`, `random`, a name).
@@ -248,6 +451,27 @@ fn partition_groups(
             vec![vec![host.to_string()], rest]
         }
     }
+}
+
+/// Resolves named partition groups: each name is a host or a datacenter
+/// (every host in it).
+fn named_groups(ctl: &dyn Control, named: &[Vec<String>]) -> Vec<Vec<String>> {
+    let hosts = ctl.hosts();
+    named
+        .iter()
+        .map(|g| {
+            let mut out: Vec<String> = Vec::new();
+            for name in g {
+                if hosts.contains(name) {
+                    out.push(name.clone());
+                } else {
+                    out.extend(hosts.iter().filter(|h| ctl.datacenter(h) == *name).cloned());
+                }
+            }
+            out.dedup();
+            out
+        })
+        .collect()
 }
 
 /// Starts a fault; returns a description of what it hit and how to undo it.
@@ -378,7 +602,10 @@ pub fn start(ctl: &mut dyn Control, f: &PlannedFault, rng: &mut ChaCha8Rng) -> (
             }
         }
         FaultKind::Partition | FaultKind::PartitionOneWay => {
-            let groups = partition_groups(ctl, target, rng);
+            let groups = match &f.groups {
+                Some(named) => named_groups(ctl, named),
+                None => partition_groups(ctl, target, rng),
+            };
             let one_way = f.kind == FaultKind::PartitionOneWay;
             for (i, a) in groups.iter().enumerate() {
                 for (j, b) in groups.iter().enumerate() {
@@ -413,7 +640,7 @@ pub fn start(ctl: &mut dyn Control, f: &PlannedFault, rng: &mut ChaCha8Rng) -> (
                 _ => format!("nobody (no live holder of {which})"),
             }
         }
-        FaultKind::NodeCrash | FaultKind::NodeIsolate => {
+        FaultKind::NodeCrash | FaultKind::NodeIsolate | FaultKind::KubeletRestart => {
             let nodes: Vec<String> = ctl.nodes().into_iter().filter(|n| ctl.is_up(n)).collect();
             let hit: Vec<String> = match target.unwrap_or("random") {
                 "random" => nodes.choose(rng).cloned().into_iter().collect(),
@@ -439,8 +666,15 @@ pub fn start(ctl: &mut dyn Control, f: &PlannedFault, rng: &mut ChaCha8Rng) -> (
                 if f.kind == FaultKind::NodeCrash {
                     ctl.crash(n, false);
                     undo.push(Undo::Restart(n.clone()));
+                } else if f.kind == FaultKind::KubeletRestart {
+                    ctl.restart_kubelet(n);
                 } else {
-                    for m in ctl.masters() {
+                    let others = if f.isolate_all {
+                        ctl.hosts().into_iter().filter(|h| h != n).collect()
+                    } else {
+                        ctl.masters()
+                    };
+                    for m in others {
                         ctl.block(n, &m);
                         ctl.block(&m, n);
                         undo.push(Undo::Unblock(n.clone(), m.clone()));
@@ -454,6 +688,43 @@ pub fn start(ctl: &mut dyn Control, f: &PlannedFault, rng: &mut ChaCha8Rng) -> (
                 hit.join(",")
             }
         }
+        FaultKind::Pause | FaultKind::ClockSkew | FaultKind::ClockJump => {
+            let host = match target {
+                Some("random-node") => {
+                    let up: Vec<String> =
+                        ctl.nodes().into_iter().filter(|n| ctl.is_up(n)).collect();
+                    up.choose(rng).cloned()
+                }
+                Some(t) if ctl.nodes().iter().any(|n| n == t) => Some(t.to_string()),
+                Some("controller-manager") => {
+                    ctl.lease_holder("kube-system/kube-controller-manager")
+                }
+                Some("scheduler") => ctl.lease_holder("kube-system/kube-scheduler"),
+                t => pick_master(ctl, t, rng),
+            };
+            match host {
+                Some(h) if ctl.is_up(&h) => {
+                    let done = if f.kind == FaultKind::Pause {
+                        ctl.pause(&h)
+                    } else {
+                        ctl.set_clock_offset(&h, f.offset_ms)
+                    };
+                    if !done {
+                        format!(
+                            "nobody ({} is not supported by this backend)",
+                            f.kind.name()
+                        )
+                    } else if f.kind == FaultKind::Pause {
+                        undo.push(Undo::Resume(h.clone()));
+                        h
+                    } else {
+                        undo.push(Undo::ClockReset(h.clone()));
+                        format!("{h} {:+}ms", f.offset_ms)
+                    }
+                }
+                _ => "nobody (no host up)".into(),
+            }
+        }
         FaultKind::Loss | FaultKind::Latency => {
             let hosts: Vec<String> = match target {
                 Some(t) if ctl.masters().iter().any(|m| m == t) => vec![t.to_string()],
@@ -464,15 +735,19 @@ pub fn start(ctl: &mut dyn Control, f: &PlannedFault, rng: &mut ChaCha8Rng) -> (
                     .collect(),
                 t => pick_master(ctl, t, rng).into_iter().collect(),
             };
-            let (loss, extra) = match f.kind {
-                FaultKind::Loss => (f.probability.unwrap_or(0.1), Duration::ZERO),
-                _ => (0.0, f.delay.unwrap_or(Duration::from_millis(100))),
+            let (loss, extra, jitter) = match f.kind {
+                FaultKind::Loss => (f.probability.unwrap_or(0.1), Duration::ZERO, Duration::ZERO),
+                _ => (
+                    0.0,
+                    f.delay.unwrap_or(Duration::from_millis(100)),
+                    f.jitter.unwrap_or_default(),
+                ),
             };
             for h in &hosts {
                 for other in ctl.hosts() {
                     if other != *h {
-                        ctl.degrade(h, &other, loss, extra);
-                        ctl.degrade(&other, h, loss, extra);
+                        ctl.degrade(h, &other, loss, extra, jitter);
+                        ctl.degrade(&other, h, loss, extra, jitter);
                         undo.push(Undo::Restore(h.clone(), other.clone()));
                         undo.push(Undo::Restore(other.clone(), h.clone()));
                     }
@@ -492,6 +767,10 @@ pub fn heal(ctl: &mut dyn Control, undo: &[Undo]) {
             Undo::Unblock(a, b) => ctl.unblock(a, b),
             Undo::Restore(a, b) => ctl.restore(a, b),
             Undo::ClearDisk(h) => ctl.disk(h).set_faults(DiskFaults::default()),
+            Undo::Resume(h) => ctl.resume(h),
+            Undo::ClockReset(h) => {
+                ctl.set_clock_offset(h, 0);
+            }
         }
     }
 }

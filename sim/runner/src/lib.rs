@@ -21,5 +21,5 @@ pub mod traffic;
 pub mod turmoil_backend;
 pub mod workload;
 
-pub use run::{run_engine, RunOptions, RunOutcome};
+pub use run::{run_engine, run_engine_inert_faults, RunOptions, RunOutcome};
 pub use scenario::{Scenario, ScenarioError};

@@ -45,6 +45,8 @@ pub struct RunOptions {
 pub struct RunOutcome {
     pub summary: Summary,
     pub trace: Vec<String>,
+    /// [`faultline_engine::Trace::net_hash`]: the network traffic alone.
+    pub net_hash: u64,
 }
 
 /// The store configuration of master `i` (1-based).
@@ -201,6 +203,9 @@ struct EngineControl {
     ledger: Option<Rc<Ledger>>,
     /// Control-plane outages: (start ns, end ns once it is back).
     control_plane_down: Vec<(u64, Option<u64>)>,
+    /// Faults are planned, drawn and recorded but change nothing (tests
+    /// compare such a run with the real one to prove a fault has effect).
+    inert: bool,
 }
 
 impl EngineControl {
@@ -269,6 +274,9 @@ impl Control for EngineControl {
         self.world.is_up(self.id(host))
     }
     fn crash(&mut self, host: &str, power_loss: bool) {
+        if self.inert {
+            return;
+        }
         self.world.crash(self.id(host), power_loss);
         if let Some(l) = &self.ledger {
             l.host_down(host);
@@ -281,15 +289,27 @@ impl Control for EngineControl {
         self.world.trace().lease_holder(lease)
     }
     fn restart(&mut self, host: &str) {
+        if self.inert {
+            return;
+        }
         self.world.restart(self.id(host))
     }
     fn block(&mut self, from: &str, to: &str) {
+        if self.inert {
+            return;
+        }
         self.world.net().block(self.id(from), self.id(to))
     }
     fn unblock(&mut self, from: &str, to: &str) {
+        if self.inert {
+            return;
+        }
         self.world.net().unblock(self.id(from), self.id(to))
     }
-    fn degrade(&mut self, from: &str, to: &str, loss: f64, extra: Duration) {
+    fn degrade(&mut self, from: &str, to: &str, loss: f64, extra: Duration, jitter: Duration) {
+        if self.inert {
+            return;
+        }
         let (a, b) = (self.id(from), self.id(to));
         let base = self.world.net().link(a, b);
         self.world.net().set_link(
@@ -297,15 +317,56 @@ impl Control for EngineControl {
             b,
             LinkConfig {
                 latency: base.latency + extra,
-                jitter: base.jitter,
+                jitter: base.jitter + jitter,
                 loss: loss.max(base.loss),
             },
         )
     }
+    fn pause(&mut self, host: &str) -> bool {
+        if self.inert {
+            return true;
+        }
+        self.world.pause(self.id(host));
+        true
+    }
+    fn resume(&mut self, host: &str) {
+        if self.inert {
+            return;
+        }
+        self.world.resume(self.id(host))
+    }
+    fn set_clock_offset(&mut self, host: &str, offset_ms: i64) -> bool {
+        if self.inert {
+            return true;
+        }
+        self.world.set_clock_skew(self.id(host), offset_ms);
+        true
+    }
+    fn restart_kubelet(&mut self, host: &str) -> bool {
+        if self.inert {
+            return true;
+        }
+        match &self.ledger {
+            Some(l) if self.is_up(host) => {
+                l.kubelet_bell(host).notify_one();
+                true
+            }
+            _ => false,
+        }
+    }
     fn restore(&mut self, from: &str, to: &str) {
+        if self.inert {
+            return;
+        }
         self.world.net().reset_link(self.id(from), self.id(to))
     }
     fn disk(&self, host: &str) -> Rc<SimDisk> {
+        if self.inert {
+            // A copy: the same files and random stream, so corruption
+            // picks the same bits and the trace reads the same, but the
+            // host's real disk is untouched.
+            return Rc::new(self.world.disk(self.id(host)).fork());
+        }
         self.world.disk(self.id(host))
     }
     fn note(&self, line: &str) {
@@ -347,163 +408,178 @@ pub struct Observed {
 
 /// Runs `scenario` on the event-driven engine.
 pub fn run_engine(scenario: &Scenario, opts: &RunOptions) -> RunOutcome {
+    run_engine_faults(scenario, opts, false)
+}
+
+/// Runs `scenario` with inert faults: every fault is planned, drawn and
+/// written to the trace exactly as in [`run_engine`], but crashes nothing,
+/// cuts nothing, damages a scratch disk. A fault kind whose real run has
+/// the same trace hash as its inert run did nothing: the fault catalogue's
+/// tests use this to prove no kind is silently a no-op.
+pub fn run_engine_inert_faults(scenario: &Scenario, opts: &RunOptions) -> RunOutcome {
+    run_engine_faults(scenario, opts, true)
+}
+
+fn run_engine_faults(scenario: &Scenario, opts: &RunOptions, inert: bool) -> RunOutcome {
     #[allow(clippy::disallowed_methods)] // wall time of the whole run, outside the simulation
     let wall = std::time::Instant::now();
     let s = scenario.clone();
     let seed = opts.seed;
     let keep = opts.keep_trace;
-    let (observed, records, hash, events, trace, sim_secs) = run_world(seed, move || async move {
-        let mut cfg = WorldConfig::new(seed);
-        cfg.keep_trace = keep;
-        cfg.within = LinkConfig {
-            latency: s.cluster.latency.within.0,
-            jitter: s.cluster.latency.jitter.0,
-            loss: 0.0,
-        };
-        cfg.between = LinkConfig {
-            latency: s.cluster.latency.between.0,
-            jitter: s.cluster.latency.jitter.0,
-            loss: 0.0,
-        };
-        let world = World::new(cfg);
-        let start = Instant::now();
-        let rec = Recorder::new(Rc::new(move || {
-            Instant::now().duration_since(start).as_nanos() as u64
-        }));
-        let stop = Rc::new(Cell::new(false));
-        for (name, dc, main) in hosts(&s, &rec, &stop) {
-            world.add_host(&name, &dc, main);
-        }
-        let findings: Findings = Default::default();
-        let clock: cluster::Clock =
-            Rc::new(move || Instant::now().duration_since(start).as_nanos() as u64);
-        let ledger = cluster::enabled(&s).then(|| Rc::new(Ledger::new(clock.clone())));
-        let traffic_log: SharedTrafficLog = Rc::new(RefCell::new(TrafficLog::new(&s)));
-        if let Some(ledger) = &ledger {
-            for (i, n) in node_names(&s).iter().enumerate() {
-                let dc = dc_of(&s, i);
-                world.add_host(n, &dc, cluster::node_main(&s, i, &dc, ledger.clone()));
-            }
-            world.add_host("user", &dc_of(&s, 0), cluster::user_main(&s));
-            for (name, dc, main) in traffic::hosts(&s, &traffic_log, &clock, &stop) {
+    let (observed, records, (hash, net_hash), events, trace, sim_secs) =
+        run_world(seed, move || async move {
+            let mut cfg = WorldConfig::new(seed);
+            cfg.keep_trace = keep;
+            cfg.within = LinkConfig {
+                latency: s.cluster.latency.within.0,
+                jitter: s.cluster.latency.jitter.0,
+                loss: 0.0,
+            };
+            cfg.between = LinkConfig {
+                latency: s.cluster.latency.between.0,
+                jitter: s.cluster.latency.jitter.0,
+                loss: 0.0,
+            };
+            let world = World::new(cfg);
+            let start = Instant::now();
+            let rec = Recorder::new(Rc::new(move || {
+                Instant::now().duration_since(start).as_nanos() as u64
+            }));
+            let stop = Rc::new(Cell::new(false));
+            for (name, dc, main) in hosts(&s, &rec, &stop) {
                 world.add_host(&name, &dc, main);
             }
-            world.add_host(
-                "auditor",
-                &dc_of(&s, 0),
-                cluster::auditor_main(&s, findings.clone(), clock.clone()),
-            );
-        }
-        let ctl = Rc::new(RefCell::new(EngineControl {
-            world: world.clone(),
-            masters: master_names(*s.cluster.masters.get_ref()),
-            nodes: if ledger.is_some() {
-                node_names(&s)
-            } else {
-                Vec::new()
-            },
-            users: traffic_clients(&s).into_iter().map(|c| c.name).collect(),
-            ledger: ledger.clone(),
-            control_plane_down: Vec::new(),
-        }));
-        let driver = Rc::new(RefCell::new(FaultDriver::new(faults::plan(&s, seed), seed)));
-        let driving = tokio::task::spawn_local(drive_faults(ctl.clone(), driver.clone()));
-        let duration = s.duration.get_ref().0;
-        tokio::time::sleep(duration).await;
+            let findings: Findings = Default::default();
+            let clock: cluster::Clock =
+                Rc::new(move || Instant::now().duration_since(start).as_nanos() as u64);
+            let ledger = cluster::enabled(&s).then(|| Rc::new(Ledger::new(clock.clone())));
+            let traffic_log: SharedTrafficLog = Rc::new(RefCell::new(TrafficLog::new(&s)));
+            if let Some(ledger) = &ledger {
+                for (i, n) in node_names(&s).iter().enumerate() {
+                    let dc = dc_of(&s, i);
+                    world.add_host(n, &dc, cluster::node_main(&s, i, &dc, ledger.clone()));
+                }
+                world.add_host("user", &dc_of(&s, 0), cluster::user_main(&s));
+                for (name, dc, main) in traffic::hosts(&s, &traffic_log, &clock, &stop) {
+                    world.add_host(&name, &dc, main);
+                }
+                world.add_host(
+                    "auditor",
+                    &dc_of(&s, 0),
+                    cluster::auditor_main(&s, findings.clone(), clock.clone()),
+                );
+            }
+            let ctl = Rc::new(RefCell::new(EngineControl {
+                world: world.clone(),
+                masters: master_names(*s.cluster.masters.get_ref()),
+                nodes: if ledger.is_some() {
+                    node_names(&s)
+                } else {
+                    Vec::new()
+                },
+                users: traffic_clients(&s).into_iter().map(|c| c.name).collect(),
+                ledger: ledger.clone(),
+                control_plane_down: Vec::new(),
+                inert,
+            }));
+            let driver = Rc::new(RefCell::new(FaultDriver::new(faults::plan(&s, seed), seed)));
+            let driving = tokio::task::spawn_local(drive_faults(ctl.clone(), driver.clone()));
+            let duration = s.duration.get_ref().0;
+            tokio::time::sleep(duration).await;
 
-        // Heal everything still active, then require convergence.
-        driving.abort();
-        stop.set(true);
-        world.note(format_args!("phase heal"));
-        driver
-            .borrow_mut()
-            .heal_all(world.elapsed(), &mut *ctl.borrow_mut());
-        let healed_ns = world.elapsed().as_nanos() as u64;
-        let control_plane_down: Vec<(u64, u64)> = ctl
-            .borrow()
-            .control_plane_down
-            .iter()
-            .map(|&(a, b)| (a, b.unwrap_or(healed_ns)))
-            .collect();
-        for i in 0..world.host_count() {
-            world.restart(i);
-        }
-        world.net().unblock_all();
-        let result: ProbeResult = Default::default();
-        world.add_host("probe", &dc_of(&s, 0), probe_main(&s, &rec, &result));
-        // `converges` in a cluster also means nodes Ready, deployments at
-        // their desired ready replicas and endpoints equal to ready pods.
-        let converges = cluster::enabled(&s)
-            .then(|| {
-                s.invariants
+            // Heal everything still active, then require convergence.
+            driving.abort();
+            stop.set(true);
+            world.note(format_args!("phase heal"));
+            driver
+                .borrow_mut()
+                .heal_all(world.elapsed(), &mut *ctl.borrow_mut());
+            let healed_ns = world.elapsed().as_nanos() as u64;
+            let control_plane_down: Vec<(u64, u64)> = ctl
+                .borrow()
+                .control_plane_down
+                .iter()
+                .map(|&(a, b)| (a, b.unwrap_or(healed_ns)))
+                .collect();
+            for i in 0..world.host_count() {
+                world.restart(i);
+            }
+            world.net().unblock_all();
+            let result: ProbeResult = Default::default();
+            world.add_host("probe", &dc_of(&s, 0), probe_main(&s, &rec, &result));
+            // `converges` in a cluster also means nodes Ready, deployments at
+            // their desired ready replicas and endpoints equal to ready pods.
+            let converges = cluster::enabled(&s)
+                .then(|| {
+                    s.invariants
+                        .iter()
+                        .find(|i| i.get_ref().kind == InvariantKind::Converges)
+                })
+                .flatten();
+            let spec = cluster::ProbeSpec {
+                ready: s
+                    .invariants
                     .iter()
-                    .find(|i| i.get_ref().kind == InvariantKind::Converges)
-            })
-            .flatten();
-        let spec = cluster::ProbeSpec {
-            ready: s
-                .invariants
-                .iter()
-                .find(|i| i.get_ref().kind == InvariantKind::DeploymentsReady)
-                .or(converges)
-                .map(|i| {
-                    let i = i.get_ref();
-                    (
-                        i.within.map(|d| d.0).unwrap_or(Duration::from_secs(120)),
-                        i.deployments.clone(),
-                    )
-                }),
-            endpoints: converges.is_some(),
-            pending: s
-                .invariants
-                .iter()
-                .any(|i| i.get_ref().kind == InvariantKind::PendingExplained),
-        };
-        let probing = spec.ready.is_some() || spec.pending;
-        if probing {
-            world.add_host(
-                "cluster-probe",
-                &dc_of(&s, 0),
-                cluster::cluster_probe_main(&s, spec, findings.clone()),
-            );
-        }
-        while result.borrow().is_none() || (probing && !findings.borrow().probed) {
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-        // Let the auditor read the last writes.
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        world.note(format_args!("phase done"));
-        let (converged, final_state) = result.borrow_mut().take().expect("set above");
-        let violations = world.trace().violations();
-        let leaders = world.trace().leaders();
-        let sim_secs = world.elapsed().as_secs_f64();
-        world.shutdown();
-        let trace = world.trace();
-        let containers = ledger
-            .as_ref()
-            .map(|l| (l.violations.borrow().clone(), *l.started.borrow()))
-            .unwrap_or_default();
-        let observed = Observed {
-            rec,
-            final_state,
-            converged,
-            violations,
-            leaders,
-            findings,
-            containers,
-            traffic: traffic_log,
-            control_plane_down,
-        };
-        let records = driver.borrow().records().to_vec();
-        (
-            observed,
-            records,
-            trace.hash(),
-            trace.events(),
-            trace.lines(),
-            sim_secs,
-        )
-    });
+                    .find(|i| i.get_ref().kind == InvariantKind::DeploymentsReady)
+                    .or(converges)
+                    .map(|i| {
+                        let i = i.get_ref();
+                        (
+                            i.within.map(|d| d.0).unwrap_or(Duration::from_secs(120)),
+                            i.deployments.clone(),
+                        )
+                    }),
+                endpoints: converges.is_some(),
+                pending: s
+                    .invariants
+                    .iter()
+                    .any(|i| i.get_ref().kind == InvariantKind::PendingExplained),
+            };
+            let probing = spec.ready.is_some() || spec.pending;
+            if probing {
+                world.add_host(
+                    "cluster-probe",
+                    &dc_of(&s, 0),
+                    cluster::cluster_probe_main(&s, spec, findings.clone()),
+                );
+            }
+            while result.borrow().is_none() || (probing && !findings.borrow().probed) {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            // Let the auditor read the last writes.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            world.note(format_args!("phase done"));
+            let (converged, final_state) = result.borrow_mut().take().expect("set above");
+            let violations = world.trace().violations();
+            let leaders = world.trace().leaders();
+            let sim_secs = world.elapsed().as_secs_f64();
+            world.shutdown();
+            let trace = world.trace();
+            let containers = ledger
+                .as_ref()
+                .map(|l| (l.violations.borrow().clone(), *l.started.borrow()))
+                .unwrap_or_default();
+            let observed = Observed {
+                rec,
+                final_state,
+                converged,
+                violations,
+                leaders,
+                findings,
+                containers,
+                traffic: traffic_log,
+                control_plane_down,
+            };
+            let records = driver.borrow().records().to_vec();
+            (
+                observed,
+                records,
+                (trace.hash(), trace.net_hash()),
+                trace.events(),
+                trace.lines(),
+                sim_secs,
+            )
+        });
     let wall_seconds = wall.elapsed().as_secs_f64();
     let summary = judge(
         scenario,
@@ -516,7 +592,11 @@ pub fn run_engine(scenario: &Scenario, opts: &RunOptions) -> RunOutcome {
         sim_secs,
         wall_seconds,
     );
-    RunOutcome { summary, trace }
+    RunOutcome {
+        summary,
+        trace,
+        net_hash,
+    }
 }
 
 /// Runs every invariant's checker and assembles the summary.

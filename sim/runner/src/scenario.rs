@@ -480,6 +480,74 @@ pub struct Fault {
     /// Bits to flip (`disk-corruption`).
     #[serde(default)]
     pub bits: Option<u32>,
+    /// How far the host's wall clock is off (`clock-skew`, `clock-jump`):
+    /// a signed duration like `"-90s"` or `"2m"`.
+    #[serde(default)]
+    pub offset: Option<SignedDur>,
+    /// Uniform random extra delay per segment (`latency`).
+    #[serde(default)]
+    pub jitter: Option<Dur>,
+    /// `node-isolate`: cut the node off from the `masters` (default) or
+    /// from `all` other hosts.
+    #[serde(default)]
+    pub from: Option<IsolateFrom>,
+    /// `partition`, `partition-one-way`: groups of host and datacenter
+    /// names; every group is cut off from every other (one way: only what
+    /// the first group sends is dropped). Hosts in no group are unaffected.
+    #[serde(default)]
+    pub groups: Option<Vec<Vec<String>>>,
+}
+
+/// What `node-isolate` cuts a node off from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IsolateFrom {
+    #[default]
+    Masters,
+    All,
+}
+
+/// A signed duration: `"-90s"`, `"2m"`, `"+500ms"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SignedDur {
+    pub negative: bool,
+    pub magnitude: Duration,
+}
+
+impl SignedDur {
+    /// Milliseconds, negative when behind.
+    pub fn millis(self) -> i64 {
+        let ms = self.magnitude.as_millis() as i64;
+        if self.negative {
+            -ms
+        } else {
+            ms
+        }
+    }
+}
+
+impl fmt::Display for SignedDur {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sign = if self.negative { "-" } else { "" };
+        write!(f, "{sign}{}", humantime::format_duration(self.magnitude))
+    }
+}
+
+impl<'de> Deserialize<'de> for SignedDur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<SignedDur, D::Error> {
+        let s = String::deserialize(d)?;
+        let t = s.trim();
+        let (negative, rest) = match t.strip_prefix('-') {
+            Some(r) => (true, r),
+            None => (false, t.strip_prefix('+').unwrap_or(t)),
+        };
+        parse_duration(rest)
+            .map(|magnitude| SignedDur {
+                negative,
+                magnitude,
+            })
+            .map_err(serde::de::Error::custom)
+    }
 }
 
 /// Every fault kind a store scenario can inject.
@@ -523,6 +591,17 @@ pub enum FaultKind {
     /// Datacenter `target` is cut off from the others for `for` while its
     /// hosts keep running (users there still reach it): split brain.
     DatacenterPartition,
+    /// The kubelet and proxy processes of a node restart (`target` as for
+    /// `node-crash`); the node and its containers stay up.
+    KubeletRestart,
+    /// A host freezes for `for` (no timer fires, nothing is read or sent),
+    /// then resumes with its stale state: a long GC pause, a stopped VM.
+    Pause,
+    /// A host's wall clock is off by `offset` for `for`.
+    ClockSkew,
+    /// A host's wall clock steps by `offset` and stays there (until `for`
+    /// ends, or the end of the faulty phase).
+    ClockJump,
 }
 
 impl FaultKind {
@@ -545,7 +624,48 @@ impl FaultKind {
             FaultKind::ControllerLeaderKill => "controller-leader-kill",
             FaultKind::DatacenterOutage => "datacenter-outage",
             FaultKind::DatacenterPartition => "datacenter-partition",
+            FaultKind::KubeletRestart => "kubelet-restart",
+            FaultKind::Pause => "pause",
+            FaultKind::ClockSkew => "clock-skew",
+            FaultKind::ClockJump => "clock-jump",
         }
+    }
+
+    /// Every kind, in declaration order.
+    pub const ALL: [FaultKind; 20] = [
+        FaultKind::MasterCrash,
+        FaultKind::LeaderKill,
+        FaultKind::PowerLoss,
+        FaultKind::Partition,
+        FaultKind::PartitionOneWay,
+        FaultKind::Loss,
+        FaultKind::Latency,
+        FaultKind::DiskCorruption,
+        FaultKind::DiskFull,
+        FaultKind::DiskEio,
+        FaultKind::DiskSlow,
+        FaultKind::NodeCrash,
+        FaultKind::NodeIsolate,
+        FaultKind::ControllerLeaderKill,
+        FaultKind::DatacenterOutage,
+        FaultKind::DatacenterPartition,
+        FaultKind::KubeletRestart,
+        FaultKind::Pause,
+        FaultKind::ClockSkew,
+        FaultKind::ClockJump,
+    ];
+
+    /// The kind named `name` in files.
+    pub fn from_name(name: &str) -> Option<FaultKind> {
+        FaultKind::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// Kinds that act on worker nodes.
+    pub fn hits_nodes(self) -> bool {
+        matches!(
+            self,
+            FaultKind::NodeCrash | FaultKind::NodeIsolate | FaultKind::KubeletRestart
+        )
     }
 }
 
@@ -565,8 +685,41 @@ pub struct Nemesis {
     /// Nothing starts before this.
     #[serde(default = "start_after")]
     pub start_after: Dur,
+    /// Relative weight of each kind (kinds without one weigh 1).
+    #[serde(default = "no_weights")]
+    pub weights: Spanned<BTreeMap<String, u32>>,
+    /// At most this many masters down or cut off at once (default: a
+    /// minority, `(masters - 1) / 2`).
+    #[serde(default)]
+    pub max_masters_down: Option<Spanned<u32>>,
+    /// At most this many datacenter-wide faults at once (default 1).
+    #[serde(default)]
+    pub max_datacenters: Option<u32>,
+    /// At most this many worker nodes down or cut off at once (default: no
+    /// bound).
+    #[serde(default)]
+    pub max_nodes_down: Option<u32>,
+    /// Let a fault start while others are in force (within the bounds).
+    #[serde(default)]
+    pub overlap: bool,
+    /// `bounded` (default) or `unbounded`: anything may fail at once, and
+    /// only safety invariants (plus `converges`, after healing) are judged.
+    #[serde(default)]
+    pub mode: NemesisMode,
 }
 
+/// How far the nemesis may go.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NemesisMode {
+    #[default]
+    Bounded,
+    Unbounded,
+}
+
+fn no_weights() -> Spanned<BTreeMap<String, u32>> {
+    Spanned::new(0..0, BTreeMap::new())
+}
 fn min_for() -> Dur {
     Dur(Duration::from_secs(1))
 }
@@ -989,9 +1142,7 @@ impl Scenario {
                     "needs at least two datacenters".into(),
                 ));
             }
-            if matches!(fault.kind, FaultKind::NodeCrash | FaultKind::NodeIsolate)
-                && nodes.is_empty()
-            {
+            if fault.kind.hits_nodes() && nodes.is_empty() {
                 return Err(err(
                     f.span(),
                     &field,
@@ -1007,6 +1158,8 @@ impl Scenario {
                     | FaultKind::NodeCrash
                     | FaultKind::ControllerLeaderKill
                     | FaultKind::DatacenterOutage
+                    | FaultKind::KubeletRestart
+                    | FaultKind::ClockJump
             );
             if needs_for && fault.duration.is_none() {
                 return Err(err(
@@ -1027,7 +1180,7 @@ impl Scenario {
                                 .contains(&t.as_str())
                     }
                     FaultKind::LeaderKill => t == "leader",
-                    FaultKind::NodeCrash | FaultKind::NodeIsolate => {
+                    FaultKind::NodeCrash | FaultKind::NodeIsolate | FaultKind::KubeletRestart => {
                         nodes.contains(t)
                             || dcs.contains(t)
                             || t == "random"
@@ -1051,6 +1204,13 @@ impl Scenario {
                             .contains(&t.as_str())
                     }
                     FaultKind::DatacenterOutage | FaultKind::DatacenterPartition => true,
+                    FaultKind::Pause | FaultKind::ClockSkew | FaultKind::ClockJump => {
+                        hosts.contains(t)
+                            || nodes.contains(t)
+                            || ["leader", "follower", "random", "random-node"].contains(&t.as_str())
+                            || (!nodes.is_empty()
+                                && ["controller-manager", "scheduler"].contains(&t.as_str()))
+                    }
                     _ => {
                         hosts.contains(t) || ["leader", "follower", "random"].contains(&t.as_str())
                     }
@@ -1062,7 +1222,7 @@ impl Scenario {
                         format!(
                             "unknown target {t:?}: use {}",
                             match fault.kind {
-                                FaultKind::NodeCrash | FaultKind::NodeIsolate => format!(
+                                FaultKind::NodeCrash | FaultKind::NodeIsolate | FaultKind::KubeletRestart => format!(
                                     "a node ({}), a datacenter ({}), random, or pod:DEPLOYMENT (a node running one of its pods)",
                                     nodes.iter().cloned().collect::<Vec<_>>().join(", "),
                                     dcs.join(", ")
@@ -1075,6 +1235,11 @@ impl Scenario {
                                     "controller-manager or scheduler".to_string()
                                 }
                                 FaultKind::LeaderKill => "leader".to_string(),
+                                FaultKind::Pause | FaultKind::ClockSkew | FaultKind::ClockJump => format!(
+                                    "a master ({}), a node ({}), leader, follower, random (a master), random-node, or (with nodes) controller-manager/scheduler (the master holding its lease)",
+                                    hosts.iter().cloned().collect::<Vec<_>>().join(", "),
+                                    nodes.iter().cloned().collect::<Vec<_>>().join(", ")
+                                ),
                                 _ => format!(
                                     "a master ({}), a datacenter ({}), or leader/follower/random{}",
                                     hosts.iter().cloned().collect::<Vec<_>>().join(", "),
@@ -1110,6 +1275,129 @@ impl Scenario {
             {
                 return Err(err(f.span(), &field, "needs `delay`".into()));
             }
+            let clock = matches!(fault.kind, FaultKind::ClockSkew | FaultKind::ClockJump);
+            match fault.offset {
+                None if clock => {
+                    return Err(err(
+                        f.span(),
+                        &field,
+                        "needs `offset` (how far the clock is off, e.g. \"-90s\")".into(),
+                    ))
+                }
+                Some(o) if clock && o.magnitude.is_zero() => {
+                    return Err(err(
+                        f.span(),
+                        &format!("{field}.offset"),
+                        "must not be zero".into(),
+                    ))
+                }
+                Some(_) if !clock => {
+                    return Err(err(
+                        f.span(),
+                        &format!("{field}.offset"),
+                        "only clock-skew and clock-jump take an offset".into(),
+                    ))
+                }
+                _ => {}
+            }
+            if fault.jitter.is_some() && fault.kind != FaultKind::Latency {
+                return Err(err(
+                    f.span(),
+                    &format!("{field}.jitter"),
+                    "only latency takes a jitter".into(),
+                ));
+            }
+            if fault.from.is_some() && fault.kind != FaultKind::NodeIsolate {
+                return Err(err(
+                    f.span(),
+                    &format!("{field}.from"),
+                    "only node-isolate takes `from`".into(),
+                ));
+            }
+            if let Some(groups) = &fault.groups {
+                let gfield = format!("{field}.groups");
+                if !matches!(
+                    fault.kind,
+                    FaultKind::Partition | FaultKind::PartitionOneWay
+                ) {
+                    return Err(err(
+                        f.span(),
+                        &gfield,
+                        "only partition and partition-one-way take groups".into(),
+                    ));
+                }
+                if fault.target.is_some() {
+                    return Err(err(
+                        f.span(),
+                        &gfield,
+                        "give either `target` or `groups`, not both".into(),
+                    ));
+                }
+                if groups.len() < 2 || groups.iter().any(|g| g.is_empty()) {
+                    return Err(err(
+                        f.span(),
+                        &gfield,
+                        "needs at least two non-empty groups".into(),
+                    ));
+                }
+                let users = traffic_clients(self);
+                let store_clients = self
+                    .workload
+                    .as_ref()
+                    .map(|w| client_names(*w.clients.get_ref()))
+                    .unwrap_or_default();
+                let mut seen = BTreeSet::new();
+                for name in groups.iter().flatten() {
+                    let known = hosts.contains(name)
+                        || nodes.contains(name)
+                        || dcs.contains(name)
+                        || users.iter().any(|u| u.name == *name)
+                        || store_clients.contains(name);
+                    if !known {
+                        return Err(err(
+                            f.span(),
+                            &gfield,
+                            format!(
+                                "unknown host or datacenter {name:?} (masters: {}; datacenters: {})",
+                                hosts.iter().cloned().collect::<Vec<_>>().join(", "),
+                                dcs.join(", ")
+                            ),
+                        ));
+                    }
+                    if !seen.insert(name.clone()) {
+                        return Err(err(f.span(), &gfield, format!("{name:?} is in two groups")));
+                    }
+                }
+            }
+        }
+        // Two faults of the same kind on the same explicit target at
+        // overlapping times contradict each other (the first one's heal
+        // would end the second early).
+        for (i, a) in self.faults.iter().enumerate() {
+            for b in &self.faults[i + 1..] {
+                let (fa, fb) = (a.get_ref(), b.get_ref());
+                let end = |f: &Fault| f.duration.map(|d| f.at.0 + d.0).unwrap_or(duration);
+                let named = fa.target.as_deref().is_some_and(|t| {
+                    hosts.contains(t) || nodes.contains(t) || dcs.iter().any(|d| d == t)
+                });
+                if fa.kind == fb.kind
+                    && named
+                    && fa.target == fb.target
+                    && fa.at.0 < end(fb)
+                    && fb.at.0 < end(fa)
+                {
+                    return Err(err(
+                        b.span(),
+                        &format!("fault ({})", fb.kind.name()),
+                        format!(
+                            "overlaps an earlier {} on {} (at {}): one fault per target at a time",
+                            fa.kind.name(),
+                            fa.target.as_deref().unwrap_or_default(),
+                            fa.at
+                        ),
+                    ));
+                }
+            }
         }
         if let Some(n) = &self.nemesis {
             if n.every.0.is_zero() {
@@ -1129,6 +1417,69 @@ impl Scenario {
                     "{origin}: nemesis: min_for ({}) must be positive and at most max_for ({})",
                     n.min_for, n.max_for
                 )));
+            }
+            for name in n.weights.get_ref().keys() {
+                match FaultKind::from_name(name) {
+                    Some(k) if n.kinds.get_ref().contains(&k) => {}
+                    Some(_) => {
+                        return Err(err(
+                            n.weights.span(),
+                            "nemesis.weights",
+                            format!("{name} is not in nemesis.kinds"),
+                        ))
+                    }
+                    None => {
+                        return Err(err(
+                            n.weights.span(),
+                            "nemesis.weights",
+                            format!("unknown fault kind {name:?}"),
+                        ))
+                    }
+                }
+            }
+            if let Some(m) = &n.max_masters_down {
+                if *m.get_ref() > masters {
+                    return Err(err(
+                        m.span(),
+                        "nemesis.max_masters_down",
+                        format!("{} is more than the {masters} masters", m.get_ref()),
+                    ));
+                }
+            }
+            for k in n.kinds.get_ref() {
+                if k.hits_nodes() && nodes.is_empty() {
+                    return Err(err(
+                        n.kinds.span(),
+                        "nemesis.kinds",
+                        format!(
+                            "{} needs worker nodes: set cluster.nodes_per_datacenter",
+                            k.name()
+                        ),
+                    ));
+                }
+            }
+            if n.mode == NemesisMode::Unbounded {
+                for i in &self.invariants {
+                    let k = i.get_ref().kind;
+                    let safety = matches!(
+                        k,
+                        InvariantKind::Linearizable
+                            | InvariantKind::NoLostWrites
+                            | InvariantKind::RaftSafety
+                            | InvariantKind::WatchOrdered
+                            | InvariantKind::SingleBinding
+                            | InvariantKind::NoOvercommit
+                            | InvariantKind::SingleContainer
+                            | InvariantKind::Converges
+                    );
+                    if !safety {
+                        return Err(err(
+                            i.span(),
+                            &format!("invariant ({})", k.name()),
+                            "an unbounded nemesis may take anything down: only safety invariants (and converges, judged after healing) can be checked".into(),
+                        ));
+                    }
+                }
             }
         }
         if self.invariants.is_empty() {

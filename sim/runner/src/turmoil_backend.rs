@@ -133,7 +133,8 @@ impl Control for TurmoilControl<'_, '_> {
     fn unblock(&mut self, from: &str, to: &str) {
         self.sim.get_mut().repair_oneway(from, to);
     }
-    fn degrade(&mut self, from: &str, to: &str, loss: f64, extra: Duration) {
+    fn degrade(&mut self, from: &str, to: &str, loss: f64, extra: Duration, _jitter: Duration) {
+        // Jitter: refused up front (see `unsupported`).
         let base = self.base_latency(from, to);
         self.sim.get_mut().set_link_latency(from, to, base + extra);
         self.sim.get_mut().set_link_fail_rate(from, to, loss);
@@ -162,6 +163,35 @@ impl TurmoilControl<'_, '_> {
 }
 
 /// Runs `scenario` on turmoil.
+/// Why this backend cannot run `scenario` faithfully, if it cannot: fault
+/// kinds and fields turmoil has no model for (a host pause, a host's wall
+/// clock, per-link jitter, worker nodes).
+pub fn unsupported(scenario: &Scenario) -> Option<String> {
+    use crate::scenario::FaultKind;
+    let mut kinds: Vec<FaultKind> = scenario.faults.iter().map(|f| f.get_ref().kind).collect();
+    if let Some(n) = &scenario.nemesis {
+        kinds.extend(n.kinds.get_ref().iter().copied());
+    }
+    if let Some(k) = kinds.iter().find(|k| {
+        matches!(
+            k,
+            FaultKind::Pause
+                | FaultKind::ClockSkew
+                | FaultKind::ClockJump
+                | FaultKind::KubeletRestart
+        )
+    }) {
+        return Some(format!(
+            "the turmoil backend has no model for {} faults",
+            k.name()
+        ));
+    }
+    if scenario.faults.iter().any(|f| f.get_ref().jitter.is_some()) {
+        return Some("the turmoil backend has no per-link jitter".into());
+    }
+    None
+}
+
 pub fn run_turmoil(scenario: &Scenario, opts: &RunOptions) -> RunOutcome {
     #[allow(clippy::disallowed_methods)] // wall time of the whole run, outside the simulation
     let wall = std::time::Instant::now();
@@ -349,5 +379,6 @@ pub fn run_turmoil(scenario: &Scenario, opts: &RunOptions) -> RunOutcome {
     RunOutcome {
         summary,
         trace: trace.lines(),
+        net_hash: trace.net_hash(),
     }
 }
