@@ -382,6 +382,29 @@ impl Kubelet {
             };
             let mut info: Option<(String, bool, u32)> =
                 latest.map(|c| (c.id.as_str().to_string(), c.state.is_running(), c.attempt));
+            // A running container this kubelet did not start (it restarted,
+            // the container did not): adopt it, keeping the readiness the
+            // API last recorded for it, and probe it from now on.
+            if let (None, Some(c), Some(p)) = (start, latest, &spec.readiness_probe) {
+                let id = c.id.as_str().to_string();
+                let adopt = c.state.is_running() && !self.state.borrow().ready.contains_key(&id);
+                if adopt {
+                    let was_ready = pod
+                        .status
+                        .container_statuses
+                        .iter()
+                        .any(|s| s.name == spec.name && s.container_id == id && s.ready);
+                    self.state.borrow_mut().ready.insert(id.clone(), was_ready);
+                    let delay = Duration::from_secs(p.initial_delay_seconds.max(0) as u64);
+                    self.env.spawn(self.clone().prober(
+                        id,
+                        ip.clone(),
+                        p.clone(),
+                        spec.ports.clone(),
+                        now.checked_sub(delay).unwrap_or(now),
+                    ));
+                }
+            }
             if let Some(attempt) = start {
                 if let Some(old) = latest {
                     let _ = self.runtime.remove(&old.id).await;
