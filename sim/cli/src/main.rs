@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
@@ -18,6 +19,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod explore;
 mod master;
+mod shrink;
 
 #[derive(Parser)]
 #[command(
@@ -62,9 +64,18 @@ enum SimCommand {
         /// Folder for summary.json and junit.xml (default: reports/out/NAME-seedN).
         #[arg(long)]
         report: Option<PathBuf>,
-        /// Print the event trace.
+        /// Print the event trace: one `trace:` line per event, starting
+        /// with its simulated time in seconds.
         #[arg(long)]
         trace: bool,
+        /// Print only trace events at or after this simulated time since the
+        /// start of the run, like `90s`, `5m` or `1m30s` (implies --trace).
+        #[arg(long, value_name = "T", value_parser = parse_time)]
+        from: Option<Duration>,
+        /// Print only trace events at or before this simulated time, like
+        /// `90s`, `5m` or `1m30s` (implies --trace).
+        #[arg(long, value_name = "T", value_parser = parse_time)]
+        to: Option<Duration>,
         /// Simulation backend: the event-driven engine, or turmoil (an
         /// independent network model; slower, for small worlds).
         #[arg(long, value_enum, default_value_t = Backend::Engine)]
@@ -78,6 +89,10 @@ enum SimCommand {
     },
     /// Run scenarios over a range of seeds in parallel processes.
     Explore(explore::ExploreArgs),
+    /// Minimise the fault schedule of a failing seed: delta debugging over
+    /// its faults, then shorter durations; writes a scenario file with the
+    /// smallest schedule that still violates the same invariant.
+    Shrink(shrink::ShrinkArgs),
 }
 
 fn main() -> ExitCode {
@@ -88,12 +103,89 @@ fn main() -> ExitCode {
             seed,
             report,
             trace,
+            from,
+            to,
             backend,
-        }) => sim_run(&scenario, seed, report, trace, backend),
+        }) => {
+            let window = TraceWindow { from, to };
+            if let (Some(f), Some(t)) = (from, to) {
+                if f > t {
+                    eprintln!(
+                        "error: --from {} is after --to {}: the window is empty",
+                        humanize(f),
+                        humanize(t)
+                    );
+                    return ExitCode::from(2);
+                }
+            }
+            let trace = (trace || from.is_some() || to.is_some()).then_some(window);
+            sim_run(&scenario, seed, report, trace, backend)
+        }
         Command::Sim(SimCommand::Check { files }) => sim_check(&files),
         Command::Sim(SimCommand::Explore(args)) => explore::explore(args),
+        Command::Sim(SimCommand::Shrink(args)) => shrink::shrink(args),
         Command::Master(args) => master::run(args),
     }
+}
+
+/// A `--from`/`--to` value: a duration since the start of the run. A bad
+/// one is a usage error (exit 2) naming the flag.
+fn parse_time(s: &str) -> Result<Duration, String> {
+    faultline_sim::scenario::parse_duration(s)
+}
+
+fn humanize(d: Duration) -> String {
+    faultline_sim::scenario::Dur(d).to_string()
+}
+
+/// Which trace lines `--trace` prints: those whose simulated time is in
+/// `[from, to]` (either end open when not given).
+#[derive(Clone, Copy)]
+struct TraceWindow {
+    from: Option<Duration>,
+    to: Option<Duration>,
+}
+
+impl TraceWindow {
+    fn contains(&self, t: Duration) -> bool {
+        self.from.is_none_or(|f| t >= f) && self.to.is_none_or(|e| t <= e)
+    }
+}
+
+/// The simulated time a trace line starts with: `SECONDS.FRACTION host ...`.
+fn trace_time(line: &str) -> Option<Duration> {
+    let first = line.split_whitespace().next()?;
+    let (secs, frac) = first.split_once('.').unwrap_or((first, ""));
+    if secs.is_empty()
+        || frac.len() > 9
+        || !secs.bytes().all(|b| b.is_ascii_digit())
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let nanos = if frac.is_empty() {
+        0
+    } else {
+        frac.parse::<u32>().ok()? * 10u32.pow(9 - frac.len() as u32)
+    };
+    Some(Duration::new(secs.parse().ok()?, nanos))
+}
+
+/// Prints the trace lines inside `window`. A line without a time of its
+/// own (none today) goes with the line before it.
+fn print_trace(lines: &[String], window: TraceWindow) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut keep = window.contains(Duration::ZERO);
+    for line in lines {
+        if let Some(t) = trace_time(line) {
+            keep = window.contains(t);
+        }
+        if keep {
+            writeln!(out, "trace: {line}")?;
+        }
+    }
+    out.flush()
 }
 
 fn load(path: &Path) -> Result<faultline_sim::Scenario, ExitCode> {
@@ -125,7 +217,7 @@ fn sim_run(
     path: &Path,
     seed: Option<u64>,
     report: Option<PathBuf>,
-    trace: bool,
+    trace: Option<TraceWindow>,
     backend: Backend,
 ) -> ExitCode {
     let scenario = match load(path) {
@@ -139,10 +231,16 @@ fn sim_run(
         );
         return ExitCode::from(2);
     }
+    if matches!(backend, Backend::Turmoil) {
+        if let Some(why) = faultline_sim::turmoil_backend::unsupported(&scenario) {
+            eprintln!("{}: {why}; run it on the engine", path.display());
+            return ExitCode::from(2);
+        }
+    }
     let seed = seed.unwrap_or(scenario.seed);
     let opts = faultline_sim::RunOptions {
         seed,
-        keep_trace: trace,
+        keep_trace: trace.is_some(),
         path: path.display().to_string(),
     };
     println!("scenario: {} ({})", scenario.name, path.display());
@@ -175,13 +273,7 @@ fn sim_run(
             return ExitCode::from(1);
         }
     };
-    if trace {
-        for line in &outcome.trace {
-            println!("trace: {line}");
-        }
-    }
     let s = &outcome.summary;
-    print_summary(s, scenario.workload.is_some());
     let dir = report.unwrap_or_else(|| {
         let suffix = if backend == Backend::Turmoil {
             "-turmoil"
@@ -190,6 +282,18 @@ fn sim_run(
         };
         PathBuf::from(format!("reports/out/{}-seed{}{suffix}", s.scenario, s.seed))
     });
+    if let Some(window) = trace {
+        if print_trace(&outcome.trace, window).is_err() {
+            // Whoever reads the output stopped (`| head`): keep the report
+            // and the exit code, print nothing more.
+            return match s.write(&dir) {
+                Err(_) => ExitCode::from(2),
+                Ok(()) if s.passed() => ExitCode::SUCCESS,
+                Ok(()) => ExitCode::from(1),
+            };
+        }
+    }
+    print_summary(s, scenario.workload.is_some());
     if let Err(e) = s.write(&dir) {
         eprintln!("error: cannot write the report: {e:#}");
         return ExitCode::from(2);

@@ -16,6 +16,7 @@ pub mod cluster;
 pub mod faults;
 pub mod run;
 pub mod scenario;
+pub mod shrink;
 pub mod slo;
 pub mod traffic;
 pub mod turmoil_backend;

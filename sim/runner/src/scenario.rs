@@ -892,7 +892,11 @@ impl Scenario {
                     (format!(":{l}:{c}"), field)
                 })
                 .unwrap_or_default();
-            ScenarioError(format!("{origin}{at}: {field}{}", e.message().trim()))
+            let message = e.message().trim();
+            let hint = did_you_mean(message)
+                .map(|name| format!("; did you mean `{name}`?"))
+                .unwrap_or_default();
+            ScenarioError(format!("{origin}{at}: {field}{message}{hint}"))
         })?;
         scenario.validate(text, origin)?;
         Ok(scenario)
@@ -1170,14 +1174,16 @@ impl Scenario {
             }
             if let Some(t) = &fault.target {
                 let ok = match fault.kind {
-                    FaultKind::Partition
-                    | FaultKind::PartitionOneWay
-                    | FaultKind::Loss
-                    | FaultKind::Latency => {
+                    FaultKind::Partition | FaultKind::PartitionOneWay => {
                         hosts.contains(t)
                             || dcs.contains(t)
                             || ["leader", "follower", "random", "minority", "majority"]
                                 .contains(&t.as_str())
+                    }
+                    FaultKind::Loss | FaultKind::Latency => {
+                        hosts.contains(t)
+                            || dcs.contains(t)
+                            || ["leader", "follower", "random"].contains(&t.as_str())
                     }
                     FaultKind::LeaderKill => t == "leader",
                     FaultKind::NodeCrash | FaultKind::NodeIsolate | FaultKind::KubeletRestart => {
@@ -1274,6 +1280,13 @@ impl Scenario {
                 && fault.delay.is_none()
             {
                 return Err(err(f.span(), &field, "needs `delay`".into()));
+            }
+            if fault.kind == FaultKind::KubeletRestart && fault.duration.is_some() {
+                return Err(err(
+                    f.span(),
+                    &format!("{field}.for"),
+                    "a kubelet restart is instantaneous: drop `for`".into(),
+                ));
             }
             let clock = matches!(fault.kind, FaultKind::ClockSkew | FaultKind::ClockJump);
             match fault.offset {
@@ -1644,6 +1657,63 @@ pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
         .unwrap_or(0)
         + 1;
     (line, col)
+}
+
+/// For a serde message `unknown field `X`, expected one of `a`, `b`, ...`
+/// (or `unknown variant `X`, ...`), the expected name closest to `X`, when
+/// one is close enough to be a likely typo: at most 2 edits, or at most a
+/// third of the longer name's length (and always fewer edits than `X` has
+/// characters, so a short name is not "corrected" into an unrelated one).
+///
+/// ```
+/// use faultline_sim::scenario::did_you_mean;
+/// assert_eq!(
+///     did_you_mean("unknown field `rat`, expected one of `clients`, `rate`, `keys`"),
+///     Some("rate".to_string())
+/// );
+/// assert_eq!(did_you_mean("unknown field `zzz`, expected `rate` or `keys`"), None);
+/// ```
+pub fn did_you_mean(message: &str) -> Option<String> {
+    let rest = message
+        .strip_prefix("unknown field `")
+        .or_else(|| message.strip_prefix("unknown variant `"))?;
+    let (unknown, rest) = rest.split_once('`')?;
+    let (_, expected) = rest.split_once("expected")?;
+    let names = expected.split('`').skip(1).step_by(2);
+    let len = unknown.chars().count();
+    names
+        .map(|name| (edit_distance(unknown, name), name))
+        .filter(|&(d, name)| {
+            let longer = len.max(name.chars().count());
+            d > 0 && d < len.max(1) && (d <= 2 || d * 3 <= longer)
+        })
+        .min_by_key(|&(d, _)| d)
+        .map(|(_, name)| name.to_string())
+}
+
+/// Levenshtein distance: the fewest single-character insertions,
+/// deletions and substitutions that turn `a` into `b`.
+///
+/// ```
+/// use faultline_sim::scenario::edit_distance;
+/// assert_eq!(edit_distance("kitten", "sitting"), 3);
+/// assert_eq!(edit_distance("", "abc"), 3);
+/// ```
+pub fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    // `row[j]`: the distance between the prefix of `a` seen so far and
+    // `b[..j]`.
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let substitute = diagonal + usize::from(ca != cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substitute.min(row[j] + 1).min(diagonal + 1);
+        }
+    }
+    row[b.len()]
 }
 
 #[cfg(test)]
