@@ -57,6 +57,9 @@ pub struct RawNode {
     /// See `Restored::recovering`. Invariant: never leader or candidate
     /// while set.
     recovering: bool,
+    /// See `Restored::blank`: nothing is persisted until the first message
+    /// tells us a term to move past. Invariant: implies `recovering`.
+    term_unknown: bool,
     /// Outbox, in generation order.
     msgs: Vec<Message>,
     read_states: Vec<ReadState>,
@@ -90,8 +93,10 @@ impl RawNode {
             hard_state.vote = None;
         }
         // A lone voter has nobody to recover from: what it lost is lost.
-        let recovering = (restored.recovering || hard_state.recovering) && cfg.voters.len() > 1;
-        if restored.recovering && recovering {
+        let term_unknown = restored.blank && cfg.voters.len() > 1;
+        let recovering =
+            (restored.recovering || hard_state.recovering || term_unknown) && cfg.voters.len() > 1;
+        if restored.recovering && recovering && !term_unknown {
             // Fresh corruption: we may have acknowledged, in our current term
             // H, entries we no longer hold, and H's leader may still count
             // those acknowledgements. Moving to H + 1 means only a leader of
@@ -118,6 +123,7 @@ impl RawNode {
             committed_own_term: false,
             reads: ReadQueue::default(),
             recovering,
+            term_unknown,
             msgs: Vec::new(),
             read_states: Vec::new(),
             prev_hard_state: restored.hard_state,
@@ -236,6 +242,14 @@ impl RawNode {
         {
             return;
         }
+        if self.term_unknown {
+            // A blank replica's first news of the cluster: move past its
+            // term (see `Restored::blank`), then handle the message as one
+            // from an older term (the sender learns ours and, if it led,
+            // steps down).
+            self.term_unknown = false;
+            self.become_follower(msg.term.max(self.term) + 1, None);
+        }
         if msg.term > self.term {
             match msg.body {
                 MessageBody::Vote { .. } if self.in_lease() => return, // leader stickiness
@@ -328,15 +342,17 @@ impl RawNode {
             || !self.read_states.is_empty()
             || self.log.pending_snapshot.is_some()
             || self.log.has_unstable()
-            || self.hard_state() != self.prev_hard_state
+            || (!self.term_unknown && self.hard_state() != self.prev_hard_state)
             || self.log.has_next_committed()
     }
 
     /// Takes the pending batch. See [`Ready`] for what the shell must do.
     pub fn ready(&mut self) -> Ready {
         let hs = self.hard_state();
-        let hard_state = (hs != self.prev_hard_state).then_some(hs);
-        self.prev_hard_state = hs;
+        let hard_state = (!self.term_unknown && hs != self.prev_hard_state).then_some(hs);
+        if !self.term_unknown {
+            self.prev_hard_state = hs;
+        }
         Ready {
             hard_state,
             snapshot: self.log.pending_snapshot.take(),
@@ -422,6 +438,9 @@ impl RawNode {
                 assert!(self.progress.is_empty() && self.reads.is_empty());
                 assert!(self.leader != Some(self.cfg.id));
             }
+        }
+        if self.term_unknown {
+            assert!(self.recovering, "a blank replica is recovering");
         }
         if self.recovering {
             assert_eq!(

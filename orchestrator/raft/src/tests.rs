@@ -42,6 +42,7 @@ fn restored(term: u64, entries: Vec<Entry>) -> Restored {
         snapshot: None,
         entries,
         recovering: false,
+        blank: false,
     }
 }
 
@@ -688,6 +689,7 @@ fn restart_from_snapshot_and_entries() {
         snapshot: Some(snap),
         entries: vec![entry(5, 2), entry(6, 3)],
         recovering: false,
+        blank: false,
     };
     let node = RawNode::new(cfg(1, 3), r, 5);
     node.check_invariants();
@@ -758,6 +760,68 @@ fn recovering_node_neither_votes_nor_campaigns() {
         );
         node.advance(&rd);
     }
+}
+
+/// A replica whose disk came back empty persists nothing until it hears
+/// from the cluster, then moves past the term it heard (so the leader it
+/// may have acknowledged for before losing its disk steps down), and stays
+/// in recovery: it grants no vote.
+#[test]
+fn a_blank_replica_moves_past_the_first_term_it_hears() {
+    let blank = Restored {
+        blank: true,
+        ..Restored::default()
+    };
+    let mut node = RawNode::new(cfg(3, 3), blank, 9);
+    assert!(node.status().recovering);
+    for _ in 0..100 {
+        node.tick();
+    }
+    assert!(!node.has_ready(), "nothing to persist or send yet");
+    node.step(Message {
+        from: 1,
+        to: 3,
+        term: 5,
+        body: MessageBody::Append {
+            prev_index: 7,
+            prev_term: 5,
+            entries: vec![],
+            commit: 7,
+            read_ctx: 0,
+        },
+    });
+    assert_eq!(node.status().term, 6);
+    let rd = node.ready();
+    assert_eq!(
+        rd.hard_state,
+        Some(HardState {
+            term: 6,
+            vote: None,
+            recovering: true
+        })
+    );
+    assert_eq!(rd.messages.len(), 1);
+    assert_eq!(rd.messages[0].term, 6, "the stale leader learns the term");
+    node.advance(&rd);
+    node.step(Message {
+        from: 2,
+        to: 3,
+        term: 7,
+        body: MessageBody::Vote {
+            pre: false,
+            last_index: 0,
+            last_term: 0,
+        },
+    });
+    let rd = node.ready();
+    assert_eq!(
+        rd.messages[0].body,
+        MessageBody::VoteResponse {
+            pre: false,
+            granted: false
+        }
+    );
+    node.check_invariants();
 }
 
 #[test]
@@ -906,6 +970,7 @@ fn recovering_replica_rejoins_a_cluster() {
                 snapshot: None,
                 entries: kept,
                 recovering: true,
+                blank: false,
             },
             3,
         ),

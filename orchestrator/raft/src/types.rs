@@ -189,6 +189,14 @@ pub struct Restored {
     /// leader of its current term may still count acknowledgements of the
     /// lost entries; only a later leader can end the recovery.
     pub recovering: bool,
+    /// The disk came back empty although this replica was a member before
+    /// (the shell knows it from its configuration, like etcd's
+    /// `initial-cluster-state = existing`): its term, vote and log are lost.
+    /// It stays in recovery, persists nothing, and on the first message it
+    /// hears, of term T, moves to term T + 1, so that (as after a fresh
+    /// corruption) only a leader elected after it came back can end its
+    /// recovery, and the leader it may have acknowledged for steps down.
+    pub blank: bool,
 }
 
 /// Tunables. Times are in ticks; the shell decides how long a tick is.

@@ -231,6 +231,7 @@ impl Cluster {
             snapshot: r.disk.snapshot.clone(),
             entries: r.disk.entries.clone(),
             recovering,
+            blank: false,
         };
         r.sm = r
             .disk

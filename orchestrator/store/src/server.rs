@@ -77,6 +77,10 @@ pub struct StoreConfig {
     /// confirmed before answering `Timeout`.
     pub request_timeout: Duration,
     pub bugs: Bugs,
+    /// This replica was a member before (etcd's `initial-cluster-state =
+    /// existing`): an empty disk means its data was lost, not that the
+    /// cluster is new, and it must rejoin without voting until repaired.
+    pub rejoin: bool,
 }
 
 impl StoreConfig {
@@ -95,6 +99,7 @@ impl StoreConfig {
             keep_revisions: 100_000,
             request_timeout: Duration::from_secs(5),
             bugs: Bugs::default(),
+            rejoin: false,
         }
     }
 }
@@ -157,14 +162,19 @@ struct Node {
 
 /// Runs a replica until its host crashes. Returns only if it cannot start.
 pub async fn serve(env: Env, cfg: StoreConfig) -> Result<(), ServeError> {
-    let (storage, restored, report) = Storage::open(env.disk_rc()).await?;
+    let (storage, mut restored, report) = Storage::open(env.disk_rc()).await?;
+    restored.blank = cfg.rejoin
+        && restored.snapshot.is_none()
+        && restored.entries.is_empty()
+        && restored.hard_state == Default::default();
     env.trace(format_args!(
-        "store open: {} entries, snapshot {:?}, torn_tail {}, corruption {:?}, recovering {}",
+        "store open: {} entries, snapshot {:?}, torn_tail {}, corruption {:?}, recovering {}, blank {}",
         report.entries,
         report.snapshot_index,
         report.torn_tail,
         report.corruption,
-        restored.recovering
+        restored.recovering,
+        restored.blank
     ));
     let mvcc = match &restored.snapshot {
         Some(s) => Mvcc::restore(&s.data)?,

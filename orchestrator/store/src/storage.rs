@@ -408,6 +408,7 @@ impl Storage {
             snapshot,
             entries,
             recovering,
+            blank: false,
         };
         Ok((storage, restored, report))
     }

@@ -19,6 +19,12 @@ pub struct MasterArgs {
     /// This replica's id (a key of --members).
     #[arg(long)]
     id: u64,
+    /// This replica was a member before (like etcd's
+    /// `--initial-cluster-state existing`): an empty data directory means
+    /// its data was lost, so it rejoins without voting until a leader has
+    /// repaired it. Use it on every start after the cluster's first.
+    #[arg(long)]
+    rejoin: bool,
     /// Every replica as `ID=HOST:PORT`, comma separated (this one included).
     #[arg(long, value_delimiter = ',', required = true)]
     members: Vec<String>,
@@ -147,6 +153,7 @@ pub fn run(args: MasterArgs) -> ExitCode {
     };
     let mut cfg = StoreConfig::new(args.id, port, members);
     cfg.tick = Duration::from_millis(args.tick_ms.max(1));
+    cfg.rejoin = args.rejoin;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

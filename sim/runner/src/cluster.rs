@@ -92,8 +92,12 @@ fn store_client(env: &Env, s: &Scenario) -> Rc<StoreClient> {
 /// controller manager (each elected where needed).
 pub fn master_main(s: &Scenario, store: StoreConfig) -> HostMain {
     let s = Rc::new(s.clone());
+    // After the first start the replica rejoins an existing cluster (see
+    // `run::master_main`).
+    let started = Rc::new(std::cell::Cell::new(false));
     Rc::new(move |env: Env| {
-        let (s, store) = (s.clone(), store.clone());
+        let (s, mut store) = (s.clone(), store.clone());
+        store.rejoin = started.replace(true);
         Box::pin(async move {
             let mut api = ApiServerConfig::new(API_PORT, tokens(&s));
             api.bugs = ApiBugs {

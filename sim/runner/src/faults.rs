@@ -183,6 +183,7 @@ fn cost(s: &Scenario, kind: FaultKind, target: Option<&str>) -> Cost {
         },
         FaultKind::LeaderKill
         | FaultKind::DiskCorruption
+        | FaultKind::DiskLoss
         | FaultKind::DiskFull
         | FaultKind::DiskEio
         | FaultKind::ControllerLeaderKill => one,
@@ -581,6 +582,17 @@ pub fn start(ctl: &mut dyn Control, f: &PlannedFault, rng: &mut ChaCha8Rng) -> (
                 }
                 undo.push(Undo::Restart(h.clone()));
                 format!("{h} [{}]", hits.join(", "))
+            }
+            None => "nobody".into(),
+        },
+        FaultKind::DiskLoss => match pick_master(ctl, target, rng) {
+            Some(h) => {
+                if ctl.is_up(&h) {
+                    ctl.crash(&h, true);
+                }
+                ctl.disk(&h).wipe();
+                undo.push(Undo::Restart(h.clone()));
+                format!("{h} (disk lost)")
             }
             None => "nobody".into(),
         },

@@ -76,12 +76,18 @@ pub fn store_config(s: &Scenario, i: u64) -> StoreConfig {
 
 /// The host main of a master.
 pub fn master_main(cfg: StoreConfig) -> HostMain {
+    let started = Rc::new(Cell::new(false));
     Rc::new(move |env: Env| {
-        let cfg = cfg.clone();
+        let mut cfg = cfg.clone();
+        cfg.rejoin = started.replace(true);
         Box::pin(run_store(env, cfg))
     })
 }
 
+/// (After its first start a master rejoins an existing cluster, as an
+/// operator switches etcd to `initial-cluster-state = existing` once the
+/// cluster is up: an empty disk then means lost data.)
+///
 /// Runs a store replica like a service manager would (systemd's
 /// Restart=on-failure): a replica that cannot start because its disk fails
 /// is retried; one whose hard state is gone needs an operator.

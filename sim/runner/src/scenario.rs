@@ -602,6 +602,10 @@ pub enum FaultKind {
     /// A host's wall clock steps by `offset` and stays there (until `for`
     /// ends, or the end of the faulty phase).
     ClockJump,
+    /// A master loses power and its disk: it comes back (after `for`, or
+    /// at the end of the faulty phase) with nothing, and must rejoin
+    /// without voting until a leader has repaired it.
+    DiskLoss,
 }
 
 impl FaultKind {
@@ -628,11 +632,12 @@ impl FaultKind {
             FaultKind::Pause => "pause",
             FaultKind::ClockSkew => "clock-skew",
             FaultKind::ClockJump => "clock-jump",
+            FaultKind::DiskLoss => "disk-loss",
         }
     }
 
     /// Every kind, in declaration order.
-    pub const ALL: [FaultKind; 20] = [
+    pub const ALL: [FaultKind; 21] = [
         FaultKind::MasterCrash,
         FaultKind::LeaderKill,
         FaultKind::PowerLoss,
@@ -653,6 +658,7 @@ impl FaultKind {
         FaultKind::Pause,
         FaultKind::ClockSkew,
         FaultKind::ClockJump,
+        FaultKind::DiskLoss,
     ];
 
     /// The kind named `name` in files.
@@ -1159,6 +1165,7 @@ impl Scenario {
                     | FaultKind::MasterCrash
                     | FaultKind::PowerLoss
                     | FaultKind::DiskCorruption
+                    | FaultKind::DiskLoss
                     | FaultKind::NodeCrash
                     | FaultKind::ControllerLeaderKill
                     | FaultKind::DatacenterOutage

@@ -179,6 +179,7 @@ pub fn unsupported(scenario: &Scenario) -> Option<String> {
                 | FaultKind::ClockSkew
                 | FaultKind::ClockJump
                 | FaultKind::KubeletRestart
+                | FaultKind::DiskLoss
         )
     }) {
         return Some(format!(

@@ -56,6 +56,7 @@ fn cases() -> Vec<(FaultKind, &'static str, &'static str)> {
         (DiskFull, STORE, "at = \"10s\"\nkind = \"disk-full\"\ntarget = \"leader\"\nfor = \"5s\""),
         (DiskEio, STORE, "at = \"10s\"\nkind = \"disk-eio\"\ntarget = \"leader\"\nfor = \"5s\""),
         (DiskSlow, STORE, "at = \"10s\"\nkind = \"disk-slow\"\ntarget = \"leader\"\ndelay = \"50ms\"\nfor = \"5s\""),
+        (DiskLoss, STORE, "at = \"10s\"\nkind = \"disk-loss\"\ntarget = \"leader\"\nfor = \"5s\""),
         (Pause, STORE, "at = \"10s\"\nkind = \"pause\"\ntarget = \"leader\"\nfor = \"5s\""),
         (NodeCrash, CLUSTER, "at = \"50s\"\nkind = \"node-crash\"\ntarget = \"n1\"\nfor = \"20s\""),
         (NodeIsolate, CLUSTER, "at = \"50s\"\nkind = \"node-isolate\"\ntarget = \"n1\"\nfor = \"20s\""),
