@@ -454,6 +454,15 @@ fn partition_groups(
     }
 }
 
+/// The leader-election lease of a control-plane component named in a
+/// target: `scheduler`, else the controller manager's.
+fn election_lease(component: &str) -> &'static str {
+    match component {
+        "scheduler" => "kube-system/kube-scheduler",
+        _ => "kube-system/kube-controller-manager",
+    }
+}
+
 /// Resolves named partition groups: each name is a host or a datacenter
 /// (every host in it).
 fn named_groups(ctl: &dyn Control, named: &[Vec<String>]) -> Vec<Vec<String>> {
@@ -639,10 +648,7 @@ pub fn start(ctl: &mut dyn Control, f: &PlannedFault, rng: &mut ChaCha8Rng) -> (
             parts.join(if one_way { " -/-> " } else { " | " })
         }
         FaultKind::ControllerLeaderKill => {
-            let which = match target.unwrap_or("controller-manager") {
-                "scheduler" => "kube-system/kube-scheduler",
-                _ => "kube-system/kube-controller-manager",
-            };
+            let which = election_lease(target.unwrap_or("controller-manager"));
             match ctl.lease_holder(which) {
                 Some(h) if ctl.is_up(&h) => {
                     ctl.crash(&h, false);
@@ -708,10 +714,9 @@ pub fn start(ctl: &mut dyn Control, f: &PlannedFault, rng: &mut ChaCha8Rng) -> (
                     up.choose(rng).cloned()
                 }
                 Some(t) if ctl.nodes().iter().any(|n| n == t) => Some(t.to_string()),
-                Some("controller-manager") => {
-                    ctl.lease_holder("kube-system/kube-controller-manager")
+                Some(t @ ("controller-manager" | "scheduler")) => {
+                    ctl.lease_holder(election_lease(t))
                 }
-                Some("scheduler") => ctl.lease_holder("kube-system/kube-scheduler"),
                 t => pick_master(ctl, t, rng),
             };
             match host {
