@@ -251,7 +251,7 @@ fn bad_scenario(name: &str, text: &str) -> (i32, String) {
     )
 }
 
-/// A copy of a shipped scenario with one mistake: `from` (which must be in
+/// A copy of a fixture scenario with one mistake: `from` (which must be in
 /// the file) replaced by `to`.
 fn mistake(base: &str, from: &str, to: &str) -> String {
     assert!(base.contains(from), "the scenario no longer has {from:?}");
@@ -260,9 +260,11 @@ fn mistake(base: &str, from: &str, to: &str) -> String {
 
 #[test]
 fn malformed_scenarios_exit_2_naming_file_line_and_field() {
-    let good = std::fs::read_to_string(root().join("scenarios/store-leader-kill.toml")).unwrap();
-    let users =
-        std::fs::read_to_string(root().join("scenarios/node-crash-availability.toml")).unwrap();
+    // Frozen copies, so that editing a shipped scenario's comments does not
+    // move the line numbers these cases expect.
+    let fixtures = root().join("sim/cli/tests/fixtures");
+    let good = std::fs::read_to_string(fixtures.join("store-leader-kill.toml")).unwrap();
+    let users = std::fs::read_to_string(fixtures.join("node-crash-availability.toml")).unwrap();
     let store = |from: &str, to: &str| mistake(&good, from, to);
     let cp = |from: &str, to: &str| mistake(&users, from, to);
     let cases: Vec<(&str, String, &[&str])> = vec![
@@ -413,7 +415,7 @@ fn malformed_scenarios_exit_2_naming_file_line_and_field() {
         (
             "node-target",
             cp("target = \"random\"", "target = \"n9\""),
-            &["FILE:30:1: fault (node-crash).target: unknown target \"n9\""],
+            &["FILE:33:1: fault (node-crash).target: unknown target \"n9\""],
         ),
         (
             "partition-group",
@@ -467,12 +469,12 @@ fn malformed_scenarios_exit_2_naming_file_line_and_field() {
         (
             "negative-replicas",
             cp("replicas = 6", "replicas = -2"),
-            &["FILE:15:1: deployment (web).replicas: must be >= 0"],
+            &["FILE:18:1: deployment (web).replicas: must be >= 0"],
         ),
         (
             "traffic-unknown-service",
             cp("service = \"web\"\nrate", "service = \"api\"\nrate"),
-            &["FILE:20:1: traffic (api).service: no [[deployment]] named \"api\""],
+            &["FILE:23:1: traffic (api).service: no [[deployment]] named \"api\""],
         ),
         (
             "traffic-rate",
