@@ -8,6 +8,7 @@ use std::path::Path;
 use anyhow::Context;
 
 pub mod plot;
+pub mod sweep;
 use serde::{Deserialize, Serialize};
 
 /// The outcome of one scenario run at one seed.
@@ -161,14 +162,28 @@ impl Summary {
         self.invariants.iter().all(|i| i.holds)
     }
 
-    /// Writes `summary.json`, `junit.xml` and `timeline.svg` into `dir`.
+    /// Writes the whole report into `dir`: the machine outputs
+    /// ([`Summary::write_data`]) and the pages and charts ([`render_dir`]).
     pub fn write(&self, dir: &Path) -> anyhow::Result<()> {
+        self.write_data(dir)?;
+        self.render(dir)
+    }
+
+    /// Writes the machine outputs only: `summary.json` and `junit.xml`.
+    /// [`render_dir`] draws the rest from them later.
+    pub fn write_data(&self, dir: &Path) -> anyhow::Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let json = serde_json::to_string_pretty(self)?;
         std::fs::write(dir.join("summary.json"), json + "\n")
             .with_context(|| format!("writing {}/summary.json", dir.display()))?;
         std::fs::write(dir.join("junit.xml"), self.junit())
             .with_context(|| format!("writing {}/junit.xml", dir.display()))?;
+        Ok(())
+    }
+
+    /// Draws the charts and the page of this run into `dir`.
+    pub fn render(&self, dir: &Path) -> anyhow::Result<()> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         std::fs::write(dir.join("timeline.svg"), plot::timeline_svg(self)?)
             .with_context(|| format!("writing {}/timeline.svg", dir.display()))?;
         Ok(())
@@ -215,6 +230,14 @@ impl Summary {
         x.push_str("</testsuite></testsuites>\n");
         x
     }
+}
+
+/// Renders the report of the run whose `summary.json` is in `dir` (what
+/// `faultline report DIR` does).
+pub fn render_dir(dir: &Path) -> anyhow::Result<Summary> {
+    let s = Summary::read(&dir.join("summary.json"))?;
+    s.render(dir)?;
+    Ok(s)
 }
 
 fn esc(s: &str) -> String {

@@ -80,6 +80,11 @@ enum SimCommand {
         /// independent network model; slower, for small worlds).
         #[arg(long, value_enum, default_value_t = Backend::Engine)]
         backend: Backend,
+        /// Write only the machine outputs (summary.json, junit.xml,
+        /// faults.toml), not the page and charts; `faultline report DIR`
+        /// draws them later from summary.json.
+        #[arg(long)]
+        no_charts: bool,
     },
     /// Validate scenario files without running them.
     Check {
@@ -106,6 +111,7 @@ fn main() -> ExitCode {
             from,
             to,
             backend,
+            no_charts,
         }) => {
             let window = TraceWindow { from, to };
             if let (Some(f), Some(t)) = (from, to) {
@@ -119,7 +125,7 @@ fn main() -> ExitCode {
                 }
             }
             let trace = (trace || from.is_some() || to.is_some()).then_some(window);
-            sim_run(&scenario, seed, report, trace, backend)
+            sim_run(&scenario, seed, report, trace, backend, !no_charts)
         }
         Command::Sim(SimCommand::Check { files }) => sim_check(&files),
         Command::Sim(SimCommand::Explore(args)) => explore::explore(args),
@@ -219,6 +225,7 @@ fn sim_run(
     report: Option<PathBuf>,
     trace: Option<TraceWindow>,
     backend: Backend,
+    charts: bool,
 ) -> ExitCode {
     let scenario = match load(path) {
         Ok(s) => s,
@@ -286,7 +293,7 @@ fn sim_run(
         if print_trace(&outcome.trace, window).is_err() {
             // Whoever reads the output stopped (`| head`): keep the report
             // and the exit code, print nothing more.
-            return match s.write(&dir) {
+            return match write_report(s, &dir, charts) {
                 Err(_) => ExitCode::from(2),
                 Ok(()) if s.passed() => ExitCode::SUCCESS,
                 Ok(()) => ExitCode::from(1),
@@ -294,7 +301,7 @@ fn sim_run(
         }
     }
     print_summary(s, scenario.workload.is_some());
-    if let Err(e) = s.write(&dir) {
+    if let Err(e) = write_report(s, &dir, charts) {
         eprintln!("error: cannot write the report: {e:#}");
         return ExitCode::from(2);
     }
@@ -307,6 +314,14 @@ fn sim_run(
     } else {
         println!("reproduce: {}", s.reproduce);
         ExitCode::from(1)
+    }
+}
+
+fn write_report(s: &faultline_reports::Summary, dir: &Path, charts: bool) -> anyhow::Result<()> {
+    if charts {
+        s.write(dir)
+    } else {
+        s.write_data(dir)
     }
 }
 

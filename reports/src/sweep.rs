@@ -1,0 +1,1 @@
+//! The sweep report of `faultline sim explore`.
