@@ -51,6 +51,63 @@ pub struct Summary {
     /// reachable from the nodes): (start s, end s).
     #[serde(default)]
     pub control_plane_down: Vec<(f64, f64)>,
+    /// The width in seconds of one step of the time series below (and of
+    /// [`ServiceReport::series`]).
+    #[serde(default)]
+    pub step_s: f64,
+    /// Worker nodes over time (scenarios with a cluster).
+    #[serde(default)]
+    pub nodes: Vec<NodeTimeline>,
+    /// API server requests, all masters together, one point per step.
+    #[serde(default)]
+    pub api: Vec<ApiPoint>,
+    /// The faults this seed injected (the file's and the nemesis's) as
+    /// `[[fault]]` tables: paste them into a scenario to replay this
+    /// schedule without the nemesis.
+    #[serde(default)]
+    pub fault_schedule: String,
+}
+
+/// One worker node over the run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NodeTimeline {
+    pub node: String,
+    pub datacenter: String,
+    /// Pods with a running container on the node at the start of each step.
+    pub pods: Vec<u32>,
+    /// Its `Ready` condition as stored in the API, each time it changed.
+    pub ready: Vec<ReadyChange>,
+}
+
+/// A node's `Ready` condition changing.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReadyChange {
+    pub t_s: f64,
+    /// `True`, `False`, `Unknown`, or `deleted`.
+    pub status: String,
+}
+
+/// API server requests in one step.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ApiPoint {
+    pub t_s: f64,
+    pub requests: u64,
+    /// Answered 4xx (conflicts and not-found are part of normal operation).
+    pub client_errors: u64,
+    /// Answered 5xx or 429 (the store unavailable, a timeout, overload).
+    pub server_errors: u64,
+}
+
+/// What the users of one service saw in one step.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServicePoint {
+    pub t_s: f64,
+    /// Requests sent in the step, and how many of them succeeded.
+    pub requests: u64,
+    pub ok: u64,
+    /// Latency of the successful ones, milliseconds.
+    pub p50_ms: f64,
+    pub p99_ms: f64,
 }
 
 /// What the users of one service saw.
@@ -71,6 +128,12 @@ pub struct ServiceReport {
     /// Stretches of time in which requests failed, with the faults that
     /// overlapped them.
     pub unavailable: Vec<UnavailableWindow>,
+    /// The strictest `availability` SLO the scenario sets for it.
+    #[serde(default)]
+    pub slo: Option<f64>,
+    /// One point per [`Summary::step_s`].
+    #[serde(default)]
+    pub series: Vec<ServicePoint>,
 }
 
 /// Availability as the users of one datacenter saw it.
@@ -140,6 +203,10 @@ pub struct InvariantResult {
     pub kind: String,
     pub holds: bool,
     pub detail: String,
+    /// When a violated invariant was first seen broken (simulated seconds),
+    /// where the checker can tell.
+    #[serde(default)]
+    pub at_s: Option<f64>,
 }
 
 /// Workload counters.

@@ -1,1 +1,860 @@
-//! The sweep report of `faultline sim explore`.
+//! The sweep report of `faultline sim explore`: `sweep.json` (the data,
+//! [`SweepReport`]), `index.html` (a self-contained page: tables, links to
+//! the failing runs' reports, and two inline SVG charts) and `junit.xml`
+//! (one test case per failing run and per scenario without one).
+//!
+//! The data comes first: [`write_sweep`] writes `sweep.json` and then
+//! draws the page and the JUnit file from it, the same way
+//! [`render_sweep_dir`] redraws them later from a `sweep.json` alone.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::Context;
+use plotters::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// A whole sweep (or one shard of it): what ran, how each run ended, and
+/// the tally per scenario. Serialized as `sweep.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SweepReport {
+    /// The `--seeds` argument, e.g. `1..101`.
+    pub seeds: String,
+    /// `I/N` when this sweep was shard I of N.
+    pub shard: Option<String>,
+    /// When the sweep started, seconds since the Unix epoch.
+    pub started_unix_s: f64,
+    /// Wall seconds from the first run started to the last one finished.
+    pub elapsed_s: f64,
+    /// Runs at a time.
+    pub jobs: usize,
+    /// Runs this sweep (or shard) had to do; `runs` holds fewer when it
+    /// stopped at the first failure.
+    pub planned_runs: usize,
+    /// `pass` when every planned run ended as expected, else `fail`.
+    pub verdict: String,
+    /// One per scenario file, in the order they were given.
+    pub scenarios: Vec<ScenarioTally>,
+    /// Every finished run, scenario by scenario, seed by seed.
+    pub runs: Vec<SweepRun>,
+}
+
+/// What one scenario's runs came to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScenarioTally {
+    pub name: String,
+    /// The scenario file.
+    pub path: String,
+    /// What the file expects: `pass` or `fail`.
+    pub expect: String,
+    /// Runs finished; `passed + failed`.
+    pub runs: usize,
+    /// Runs that ended as expected.
+    pub passed: usize,
+    /// Runs that did not.
+    pub failed: usize,
+    /// Mean wall seconds per finished run (None when none finished).
+    pub mean_wall_s: Option<f64>,
+}
+
+/// One scenario at one seed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SweepRun {
+    /// The scenario's name.
+    pub scenario: String,
+    /// The scenario file.
+    pub path: String,
+    pub seed: u64,
+    /// What the file expects: `pass` or `fail`.
+    pub expect: String,
+    /// The child's exit code: 0 pass, 1 invariant violated, 2 bad input,
+    /// anything else a crash; None when a signal killed it.
+    pub exit_code: Option<i32>,
+    /// True when the run ended as expected (a pass, or a violation in a
+    /// scenario that expects one).
+    pub ok: bool,
+    /// `pass` or `fail` from the run's summary.json; `bad-input` or
+    /// `crash` when it wrote none.
+    pub verdict: String,
+    /// Wall seconds of the child process, start to exit.
+    pub wall_seconds: f64,
+    /// Names of the invariants the run violated.
+    pub failed_invariants: Vec<String>,
+    /// Why the run failed (empty for a pass): the violated invariants'
+    /// details, or the child's own words when it wrote no summary.
+    pub reason: String,
+    /// The run's report folder relative to the sweep folder
+    /// (`NAME-seedN`); None when the run wrote no summary.json.
+    pub report: Option<String>,
+    /// The run's page relative to the sweep folder
+    /// (`NAME-seedN/index.html`), for the runs whose report was drawn
+    /// (failures, expected or not).
+    pub page: Option<String>,
+    /// The command that replays this run bit for bit.
+    pub reproduce: String,
+}
+
+impl SweepReport {
+    /// The runs that did not end as expected.
+    pub fn failing(&self) -> impl Iterator<Item = &SweepRun> {
+        self.runs.iter().filter(|r| !r.ok)
+    }
+
+    /// Runs per hour of wall time at this sweep's pace.
+    pub fn runs_per_hour(&self) -> f64 {
+        self.runs.len() as f64 / self.elapsed_s.max(1e-9) * 3600.0
+    }
+}
+
+/// Writes `sweep.json`, `index.html` and `junit.xml` into `dir`.
+pub fn write_sweep(report: &SweepReport, dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let json = serde_json::to_string_pretty(report)?;
+    std::fs::write(dir.join("sweep.json"), json + "\n")
+        .with_context(|| format!("writing {}/sweep.json", dir.display()))?;
+    render(report, dir)
+}
+
+/// Reads `dir/sweep.json` and redraws `index.html` and `junit.xml` from it
+/// (what `faultline report DIR` does for a sweep folder).
+pub fn render_sweep_dir(dir: &Path) -> anyhow::Result<SweepReport> {
+    let path = dir.join("sweep.json");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let report: SweepReport =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    render(&report, dir)?;
+    Ok(report)
+}
+
+fn render(report: &SweepReport, dir: &Path) -> anyhow::Result<()> {
+    std::fs::write(dir.join("index.html"), html(report)?)
+        .with_context(|| format!("writing {}/index.html", dir.display()))?;
+    std::fs::write(dir.join("junit.xml"), junit(report))
+        .with_context(|| format!("writing {}/junit.xml", dir.display()))?;
+    Ok(())
+}
+
+/// JUnit XML: one test suite for the sweep; one test case per run that did
+/// not end as expected, its failure message naming the violated invariants
+/// (or the reason) and the reproduce command; one per scenario with no
+/// failing run (skipped when none of its runs finished).
+pub fn junit(report: &SweepReport) -> String {
+    let failures = report.failing().count();
+    let clean: Vec<&ScenarioTally> = report.scenarios.iter().filter(|t| t.failed == 0).collect();
+    let skipped = clean.iter().filter(|t| t.runs == 0).count();
+    let mut name = format!("faultline sim explore --seeds {}", report.seeds);
+    if let Some(shard) = &report.shard {
+        let _ = write!(name, " --shard {shard}");
+    }
+    let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let _ = writeln!(
+        x,
+        "<testsuites><testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" skipped=\"{skipped}\" time=\"{:.3}\">",
+        esc(&name),
+        failures + clean.len(),
+        report.elapsed_s
+    );
+    for r in report.failing() {
+        let what = if r.failed_invariants.is_empty() {
+            r.reason.clone()
+        } else {
+            format!("violated: {}", r.failed_invariants.join(", "))
+        };
+        let _ = writeln!(
+            x,
+            "  <testcase classname=\"{}\" name=\"{}\" time=\"{:.3}\"><failure message=\"{}\">{}\nreproduce: {}</failure></testcase>",
+            esc(&r.scenario),
+            esc(&format!("{} seed {}", r.scenario, r.seed)),
+            r.wall_seconds,
+            esc(&what),
+            esc(&r.reason),
+            esc(&r.reproduce)
+        );
+    }
+    for t in clean {
+        let wall = t.mean_wall_s.unwrap_or(0.0) * t.runs as f64;
+        let _ = write!(
+            x,
+            "  <testcase classname=\"{}\" name=\"{}\" time=\"{wall:.3}\">",
+            esc(&t.name),
+            esc(&format!("{} ({} seeds)", t.name, t.runs))
+        );
+        if t.runs == 0 {
+            x.push_str("<skipped message=\"no seed of this scenario ran\"/>");
+        }
+        x.push_str("</testcase>\n");
+    }
+    x.push_str("</testsuite></testsuites>\n");
+    x
+}
+
+const CSS: &str = "\
+body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2em auto;max-width:1100px;padding:0 1em;color:#222}
+h1{margin-bottom:.2em}h2{margin-top:1.6em;border-bottom:1px solid #ddd}
+.pass{color:#1a7f37}.fail{color:#c62828}
+table{border-collapse:collapse;margin:.5em 0}
+th,td{border:1px solid #ddd;padding:.3em .6em;text-align:left;vertical-align:top}
+th{background:#f4f4f4}td.n{text-align:right;font-variant-numeric:tabular-nums}
+tr.bad td{background:#fdecea}
+dl{display:grid;grid-template-columns:max-content auto;gap:.2em 1em}dt{font-weight:600}dd{margin:0}
+code{background:#f4f4f4;padding:.1em .3em;border-radius:3px;word-break:break-all}
+svg{max-width:100%;height:auto}
+.muted{color:#666}
+";
+
+/// The sweep's page: one self-contained HTML document.
+pub fn html(report: &SweepReport) -> anyhow::Result<String> {
+    let failing: Vec<&SweepRun> = report.failing().collect();
+    let passed = report.runs.len() - failing.len();
+    let verdict = report.verdict.as_str();
+    let class = if verdict == "pass" { "pass" } else { "fail" };
+    let mut h = String::new();
+    let _ = write!(
+        h,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>Sweep {} — {}</title><style>{CSS}</style></head><body>\n",
+        esc(&report.seeds),
+        esc(&verdict.to_uppercase())
+    );
+    let _ = writeln!(
+        h,
+        "<h1>Sweep: <span class=\"{class}\">{}</span></h1>",
+        esc(&verdict.to_uppercase())
+    );
+    h.push_str("<dl>\n");
+    let mut item = |k: &str, v: String| {
+        let _ = writeln!(h, "<dt>{}</dt><dd>{v}</dd>", esc(k));
+    };
+    item("seeds", format!("<code>{}</code>", esc(&report.seeds)));
+    item(
+        "shard",
+        report
+            .shard
+            .as_deref()
+            .map(esc)
+            .unwrap_or_else(|| "none (every run)".into()),
+    );
+    let mut runs = format!("{} finished", report.runs.len());
+    if report.runs.len() < report.planned_runs {
+        let _ = write!(
+            runs,
+            " of {} planned ({} not started: the sweep stopped at the first failure)",
+            report.planned_runs,
+            report.planned_runs - report.runs.len()
+        );
+    }
+    item("runs", runs);
+    item("passed", format!("{passed} (as expected)"));
+    item(
+        "failed",
+        format!(
+            "<span class=\"{}\">{}</span> (not as expected)",
+            if failing.is_empty() { "pass" } else { "fail" },
+            failing.len()
+        ),
+    );
+    item(
+        "wall time",
+        format!(
+            "{} ({} at a time, {:.2} s per run)",
+            hms(report.elapsed_s),
+            report.jobs,
+            report.runs.iter().map(|r| r.wall_seconds).sum::<f64>()
+                / report.runs.len().max(1) as f64
+        ),
+    );
+    item("runs per hour", format!("{:.0}", report.runs_per_hour()));
+    item("started", esc(&utc(report.started_unix_s)));
+    item(
+        "verdict",
+        format!("<span class=\"{class}\">{}</span>", esc(verdict)),
+    );
+    h.push_str("</dl>\n");
+
+    h.push_str("<h2>Scenarios</h2>\n<table><tr><th>scenario</th><th>file</th><th>expect</th><th>runs</th><th>passed</th><th>failed</th><th>mean wall</th></tr>\n");
+    for t in &report.scenarios {
+        let _ = writeln!(
+            h,
+            "<tr{}><td>{}</td><td><code>{}</code></td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+            if t.failed > 0 { " class=\"bad\"" } else { "" },
+            esc(&t.name),
+            esc(&t.path),
+            esc(&t.expect),
+            t.runs,
+            t.passed,
+            t.failed,
+            t.mean_wall_s.map(|s| format!("{s:.2} s")).unwrap_or_else(|| "-".into())
+        );
+    }
+    h.push_str("</table>\n");
+
+    let _ = writeln!(h, "<h2>Failing seeds ({})</h2>", failing.len());
+    if failing.is_empty() {
+        h.push_str("<p class=\"pass\">Every run ended as expected.</p>\n");
+    } else {
+        run_table(&mut h, &failing);
+    }
+    let expected: Vec<&SweepRun> = report
+        .runs
+        .iter()
+        .filter(|r| r.ok && r.verdict == "fail")
+        .collect();
+    if !expected.is_empty() {
+        let _ = writeln!(
+            h,
+            "<details><summary>Expected failures ({}): scenarios that must be caught, and were</summary>",
+            expected.len()
+        );
+        run_table(&mut h, &expected);
+        h.push_str("</details>\n");
+    }
+
+    h.push_str("<h2>Invariants that failed</h2>\n");
+    match invariant_svg(report)? {
+        Some(svg) => {
+            h.push_str("<p class=\"muted\">Runs in which each invariant was violated.</p>\n");
+            h.push_str(&svg);
+        }
+        None => h.push_str("<p>No invariant failed.</p>\n"),
+    }
+    h.push_str("<h2>Wall time per seed</h2>\n");
+    if report.runs.is_empty() {
+        h.push_str("<p>No run finished.</p>\n");
+    } else {
+        h.push_str(&wall_svg(report)?);
+    }
+    h.push_str("\n</body></html>\n");
+    Ok(h)
+}
+
+/// A table of runs: scenario, seed, how it ended, its report and the
+/// command that replays it.
+fn run_table(h: &mut String, runs: &[&SweepRun]) {
+    h.push_str("<table><tr><th>scenario</th><th>seed</th><th>exit</th><th>invariants violated / reason</th><th>wall</th><th>report</th><th>reproduce</th></tr>\n");
+    for r in runs {
+        let why = if r.failed_invariants.is_empty() {
+            esc(&r.reason)
+        } else {
+            format!(
+                "{}<br><span class=\"muted\">{}</span>",
+                esc(&r.failed_invariants.join(", ")),
+                esc(&r.reason)
+            )
+        };
+        let report = match (&r.page, &r.report) {
+            (Some(page), _) => format!("<a href=\"{}\">{}</a>", esc(page), esc(page)),
+            (None, Some(dir)) => format!("<code>{}</code> (data only)", esc(dir)),
+            (None, None) => "none (the run ended early)".into(),
+        };
+        let _ = writeln!(
+            h,
+            "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{why}</td><td class=\"n\">{:.2} s</td><td>{report}</td><td><code>{}</code></td></tr>",
+            esc(&r.scenario),
+            r.seed,
+            r.exit_code.map(|c| c.to_string()).unwrap_or_else(|| "signal".into()),
+            r.wall_seconds,
+            esc(&r.reproduce)
+        );
+    }
+    h.push_str("</table>\n");
+}
+
+fn err(e: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!("plotting the sweep: {e}")
+}
+
+const FAILED_COLOR: RGBColor = RGBColor(200, 40, 40);
+const EXPECTED_COLOR: RGBColor = RGBColor(240, 150, 40);
+
+/// Violations per invariant name: (name, in runs that failed not as
+/// expected, in expected failures), most violated first.
+fn invariant_counts(report: &SweepReport) -> Vec<(String, u32, u32)> {
+    let mut counts: std::collections::BTreeMap<&str, (u32, u32)> = Default::default();
+    for r in &report.runs {
+        for name in &r.failed_invariants {
+            let c = counts.entry(name).or_default();
+            if r.ok {
+                c.1 += 1;
+            } else {
+                c.0 += 1;
+            }
+        }
+    }
+    let mut out: Vec<(String, u32, u32)> = counts
+        .into_iter()
+        .map(|(n, (bad, expected))| (n.to_string(), bad, expected))
+        .collect();
+    out.sort_by(|a, b| (b.1 + b.2).cmp(&(a.1 + a.2)).then(a.0.cmp(&b.0)));
+    out
+}
+
+/// A horizontal bar per violated invariant, stacked: runs that failed not
+/// as expected, then expected failures. None when no invariant failed.
+fn invariant_svg(report: &SweepReport) -> anyhow::Result<Option<String>> {
+    let counts = invariant_counts(report);
+    if counts.is_empty() {
+        return Ok(None);
+    }
+    let n = counts.len() as i32;
+    let max = counts.iter().map(|c| c.1 + c.2).max().unwrap_or(1);
+    let label_w = counts
+        .iter()
+        .map(|c| c.0.chars().count())
+        .max()
+        .unwrap_or(8) as u32
+        * 7
+        + 20;
+    let height = 90 + 32 * counts.len() as u32;
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (900, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let mut chart = ChartBuilder::on(&root)
+            .margin(10)
+            .x_label_area_size(35)
+            .y_label_area_size(label_w.min(400))
+            .build_cartesian_2d(0u32..max + max.div_ceil(10), (0..n).into_segmented())
+            .map_err(err)?;
+        let names: Vec<&str> = counts.iter().map(|c| c.0.as_str()).collect();
+        chart
+            .configure_mesh()
+            .disable_y_mesh()
+            .y_labels(counts.len())
+            .y_label_formatter(&|v| match v {
+                SegmentValue::CenterOf(i) => names
+                    .get(usize::try_from(*i).unwrap_or(usize::MAX))
+                    .map(|s| s.to_string())
+                    .unwrap_or_default(),
+                _ => String::new(),
+            })
+            .x_desc("runs violating it")
+            .x_label_formatter(&|x| x.to_string())
+            .x_labels(max.min(10) as usize + 1)
+            .draw()
+            .map_err(err)?;
+        let bar = |i: usize, from: u32, to: u32, color: RGBColor| {
+            let i = i as i32;
+            let mut r = Rectangle::new(
+                [
+                    (from, SegmentValue::Exact(i)),
+                    (to, SegmentValue::Exact(i + 1)),
+                ],
+                color.filled(),
+            );
+            r.set_margin(5, 5, 0, 0);
+            r
+        };
+        chart
+            .draw_series(
+                counts
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, c)| c.1 > 0)
+                    .map(|(i, c)| bar(i, 0, c.1, FAILED_COLOR)),
+            )
+            .map_err(err)?
+            .label("failed, not as expected")
+            .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], FAILED_COLOR.filled()));
+        chart
+            .draw_series(
+                counts
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, c)| c.2 > 0)
+                    .map(|(i, c)| bar(i, c.1, c.1 + c.2, EXPECTED_COLOR)),
+            )
+            .map_err(err)?
+            .label("expected failure (expect = \"fail\")")
+            .legend(|(x, y)| {
+                Rectangle::new([(x, y - 5), (x + 12, y + 5)], EXPECTED_COLOR.filled())
+            });
+        chart
+            .draw_series(counts.iter().enumerate().map(|(i, c)| {
+                Text::new(
+                    (c.1 + c.2).to_string(),
+                    (c.1 + c.2, SegmentValue::CenterOf(i as i32)),
+                    ("sans-serif", 12).into_font().color(&BLACK),
+                )
+            }))
+            .map_err(err)?;
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK.mix(0.3))
+            .draw()
+            .map_err(err)?;
+        root.present().map_err(err)?;
+    }
+    Ok(Some(svg))
+}
+
+/// Wall seconds of each run by seed, one colour per scenario; a cross
+/// marks a run that did not end as expected.
+fn wall_svg(report: &SweepReport) -> anyhow::Result<String> {
+    let seed_min = report.runs.iter().map(|r| r.seed).min().unwrap_or(0) as f64;
+    let seed_max = report.runs.iter().map(|r| r.seed).max().unwrap_or(0) as f64;
+    let pad = ((seed_max - seed_min) * 0.03).max(0.5);
+    let wall_max = report
+        .runs
+        .iter()
+        .map(|r| r.wall_seconds)
+        .fold(0.1, f64::max)
+        * 1.15;
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (900, 380)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let mut chart = ChartBuilder::on(&root)
+            .margin(10)
+            .x_label_area_size(35)
+            .y_label_area_size(50)
+            .build_cartesian_2d(seed_min - pad..seed_max + pad, 0f64..wall_max)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc("seed")
+            .y_desc("wall seconds")
+            .x_label_formatter(&|x| {
+                if x.fract().abs() < 1e-9 {
+                    format!("{x:.0}")
+                } else {
+                    String::new()
+                }
+            })
+            .light_line_style(WHITE.mix(0.0))
+            .draw()
+            .map_err(err)?;
+        for (k, t) in report.scenarios.iter().enumerate() {
+            let color = Palette99::pick(k).to_rgba();
+            let mut pts: Vec<(f64, f64, bool)> = report
+                .runs
+                .iter()
+                .filter(|r| r.path == t.path)
+                .map(|r| (r.seed as f64, r.wall_seconds, r.ok))
+                .collect();
+            if pts.is_empty() {
+                continue;
+            }
+            pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+            chart
+                .draw_series(LineSeries::new(
+                    pts.iter().map(|p| (p.0, p.1)),
+                    color.mix(0.5).stroke_width(1),
+                ))
+                .map_err(err)?;
+            chart
+                .draw_series(
+                    pts.iter()
+                        .map(|p| Circle::new((p.0, p.1), 3, color.filled())),
+                )
+                .map_err(err)?
+                .label(t.name.as_str())
+                .legend(move |(x, y)| Circle::new((x + 6, y), 4, color.filled()));
+            chart
+                .draw_series(
+                    pts.iter()
+                        .filter(|p| !p.2)
+                        .map(|p| Cross::new((p.0, p.1), 6, FAILED_COLOR.stroke_width(2))),
+                )
+                .map_err(err)?;
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK.mix(0.3))
+            .draw()
+            .map_err(err)?;
+        root.present().map_err(err)?;
+    }
+    Ok(svg)
+}
+
+/// `95` -> `1m35s`: a short human duration, whole seconds.
+fn hms(secs: f64) -> String {
+    let t = secs.max(0.0).round() as u64;
+    let (h, m, s) = (t / 3600, t / 60 % 60, t % 60);
+    if h > 0 {
+        format!("{h}h{m:02}m{s:02}s")
+    } else if m > 0 {
+        format!("{m}m{s:02}s")
+    } else {
+        format!("{s}s")
+    }
+}
+
+/// Seconds since the Unix epoch as `YYYY-MM-DD HH:MM:SS UTC`.
+fn utc(unix_s: f64) -> String {
+    let t = unix_s.max(0.0) as i64;
+    let (days, secs) = (t.div_euclid(86_400), t.rem_euclid(86_400));
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+/// Escapes text for HTML and XML (content and quoted attributes), and
+/// drops the control characters XML 1.0 forbids (a child's stderr may
+/// carry terminal colour codes).
+fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            '\n' | '\t' => out.push(c),
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(scenario: &str, seed: u64, expect: &str, ok: bool, failed: &[&str]) -> SweepRun {
+        let verdict = if failed.is_empty() { "pass" } else { "fail" };
+        let report = format!("{scenario}-seed{seed}");
+        SweepRun {
+            scenario: scenario.into(),
+            path: format!("scenarios/{scenario}.toml"),
+            seed,
+            expect: expect.into(),
+            exit_code: Some(i32::from(verdict == "fail")),
+            ok,
+            verdict: verdict.into(),
+            wall_seconds: 1.0 + seed as f64 / 10.0,
+            failed_invariants: failed.iter().map(|s| s.to_string()).collect(),
+            reason: if ok {
+                String::new()
+            } else {
+                format!("{} violated: lost \"x\" & <y>", failed.join(", "))
+            },
+            page: (verdict == "fail").then(|| format!("{report}/index.html")),
+            report: Some(report),
+            reproduce: format!("faultline sim run scenarios/{scenario}.toml --seed {seed}"),
+        }
+    }
+
+    fn tally(name: &str, expect: &str, runs: &[SweepRun]) -> ScenarioTally {
+        let mine: Vec<&SweepRun> = runs.iter().filter(|r| r.scenario == name).collect();
+        let passed = mine.iter().filter(|r| r.ok).count();
+        ScenarioTally {
+            name: name.into(),
+            path: format!("scenarios/{name}.toml"),
+            expect: expect.into(),
+            runs: mine.len(),
+            passed,
+            failed: mine.len() - passed,
+            mean_wall_s: (!mine.is_empty())
+                .then(|| mine.iter().map(|r| r.wall_seconds).sum::<f64>() / mine.len() as f64),
+        }
+    }
+
+    /// Two scenarios pass (one of them by failing as expected), one fails
+    /// at seed 2 with a name that needs escaping, one never ran.
+    fn sample() -> SweepReport {
+        let runs = vec![
+            run("good", 1, "pass", true, &[]),
+            run("good", 2, "pass", true, &[]),
+            run("caught", 1, "fail", true, &["no-lost-writes"]),
+            run(
+                "caught",
+                2,
+                "fail",
+                true,
+                &["no-lost-writes", "linearizable"],
+            ),
+            run("b<a>d&", 1, "pass", true, &[]),
+            run("b<a>d&", 2, "pass", false, &["linearizable"]),
+        ];
+        SweepReport {
+            seeds: "1..3".into(),
+            shard: None,
+            started_unix_s: 1_700_000_000.0,
+            elapsed_s: 4.5,
+            jobs: 2,
+            planned_runs: 8,
+            verdict: "fail".into(),
+            scenarios: vec![
+                tally("good", "pass", &runs),
+                tally("caught", "fail", &runs),
+                tally("b<a>d&", "pass", &runs),
+                tally("never", "pass", &runs),
+            ],
+            runs,
+        }
+    }
+
+    /// Checks that `x` is well formed: every tag closed in order, attribute
+    /// values quoted, no raw `<` or stray `&` in text or attributes.
+    /// Returns the element names in document order.
+    fn well_formed(x: &str) -> Vec<String> {
+        let mut stack: Vec<String> = Vec::new();
+        let mut names = Vec::new();
+        let mut rest = x;
+        if let Some(i) = rest.find("?>") {
+            assert!(rest.starts_with("<?xml "), "no XML declaration");
+            rest = &rest[i + 2..];
+        }
+        let check_text = |t: &str| {
+            for (i, _) in t.match_indices('&') {
+                let ent = &t[i..t[i..].find(';').map_or(t.len(), |j| i + j + 1)];
+                assert!(
+                    ["&amp;", "&lt;", "&gt;", "&quot;", "&#39;"].contains(&ent),
+                    "bad entity {ent:?} in {t:?}"
+                );
+            }
+            assert!(t.chars().all(|c| !c.is_control() || c == '\n' || c == '\t'));
+        };
+        while let Some(open) = rest.find('<') {
+            check_text(&rest[..open]);
+            let close = rest[open..].find('>').expect("unclosed tag") + open;
+            let tag = &rest[open + 1..close];
+            assert!(!tag.contains('<'), "raw < inside tag {tag:?}");
+            if let Some(name) = tag.strip_prefix('/') {
+                assert_eq!(stack.pop().as_deref(), Some(name), "mismatched </{name}>");
+            } else {
+                let self_closing = tag.ends_with('/');
+                let body = tag.trim_end_matches('/');
+                let (name, attrs) = body.split_once(' ').unwrap_or((body, ""));
+                // Attributes: name="value" pairs.
+                let mut a = attrs.trim();
+                while !a.is_empty() {
+                    let (_, v) = a.split_once("=\"").unwrap_or_else(|| panic!("{tag}"));
+                    let end = v.find('"').unwrap_or_else(|| panic!("{tag}"));
+                    check_text(&v[..end]);
+                    a = v[end + 1..].trim_start();
+                }
+                names.push(name.to_string());
+                if !self_closing {
+                    stack.push(name.to_string());
+                }
+            }
+            rest = &rest[close + 1..];
+        }
+        check_text(rest);
+        assert!(stack.is_empty(), "unclosed {stack:?}");
+        names
+    }
+
+    #[test]
+    fn junit_is_well_formed_with_a_case_per_failing_run_and_clean_scenario() {
+        let x = junit(&sample());
+        let names = well_formed(&x);
+        assert_eq!(names.iter().filter(|n| *n == "testsuite").count(), 1);
+        // One failing run + "good", "caught" and "never" without failures.
+        assert_eq!(names.iter().filter(|n| *n == "testcase").count(), 4);
+        assert_eq!(names.iter().filter(|n| *n == "failure").count(), 1);
+        assert_eq!(names.iter().filter(|n| *n == "skipped").count(), 1);
+        assert!(
+            x.contains("tests=\"4\" failures=\"1\" skipped=\"1\""),
+            "{x}"
+        );
+        assert!(x.contains("name=\"b&lt;a&gt;d&amp; seed 2\""), "{x}");
+        assert!(x.contains("message=\"violated: linearizable\""), "{x}");
+        assert!(
+            x.contains("reproduce: faultline sim run scenarios/b&lt;a&gt;d&amp;.toml --seed 2"),
+            "{x}"
+        );
+        assert!(x.contains("name=\"good (2 seeds)\""), "{x}");
+        assert!(x.contains("name=\"caught (2 seeds)\""), "{x}");
+        assert!(x.contains("name=\"never (0 seeds)\""), "{x}");
+        assert!(!x.contains("good seed"), "{x}");
+    }
+
+    #[test]
+    fn page_escapes_and_links_the_failing_seed_with_its_reproduce_command() {
+        let h = html(&sample()).unwrap();
+        assert!(h.starts_with("<!DOCTYPE html>"));
+        assert!(!h.contains("b<a>d&"), "unescaped scenario name");
+        assert!(
+            h.contains("<a href=\"b&lt;a&gt;d&amp;-seed2/index.html\">"),
+            "no link to the failing run"
+        );
+        assert!(
+            h.contains("<code>faultline sim run scenarios/b&lt;a&gt;d&amp;.toml --seed 2</code>")
+        );
+        assert!(h.contains("lost &quot;x&quot; &amp; &lt;y&gt;"));
+        // Self-contained: no scripts, nothing fetched.
+        assert!(!h.contains("<script"));
+        assert!(!h.contains("src=\"http"));
+        assert!(!h.contains("<link"));
+        // The histogram names both invariants; the wall chart every scenario.
+        let svgs = h.matches("<svg").count();
+        assert_eq!(svgs, 2, "two charts");
+        for s in [
+            "no-lost-writes",
+            "linearizable",
+            "good",
+            "caught",
+            "b&lt;a&gt;d&amp;",
+        ] {
+            assert!(h.contains(&format!(">{s}<")), "chart lacks {s}");
+        }
+        assert!(h.contains("Sweep: <span class=\"fail\">FAIL</span>"));
+        assert!(h.contains("6 finished of 8 planned"));
+        assert!(h.contains("2023-11-14 22:13:20 UTC"));
+    }
+
+    #[test]
+    fn a_clean_sweep_says_no_invariant_failed() {
+        let mut s = sample();
+        s.runs.retain(|r| r.failed_invariants.is_empty());
+        s.verdict = "pass".into();
+        let h = html(&s).unwrap();
+        assert!(h.contains("No invariant failed."));
+        assert!(h.contains("Every run ended as expected."));
+        assert_eq!(h.matches("<svg").count(), 1);
+    }
+
+    #[test]
+    fn invariants_are_counted_per_run_split_by_expectation() {
+        assert_eq!(
+            invariant_counts(&sample()),
+            [
+                ("linearizable".to_string(), 1, 1),
+                ("no-lost-writes".to_string(), 0, 2)
+            ]
+        );
+    }
+
+    #[test]
+    fn sweep_json_round_trips_and_redraws() {
+        let dir = std::env::temp_dir().join(format!("faultline-sweep-test-{}", std::process::id()));
+        let s = sample();
+        write_sweep(&s, &dir).unwrap();
+        std::fs::remove_file(dir.join("index.html")).unwrap();
+        let back = render_sweep_dir(&dir).unwrap();
+        assert_eq!(back, s);
+        assert!(dir.join("index.html").exists());
+        well_formed(&std::fs::read_to_string(dir.join("junit.xml")).unwrap());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn utc_formats_the_epoch_and_leap_days() {
+        assert_eq!(utc(0.0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc(951_782_400.0), "2000-02-29 00:00:00 UTC");
+    }
+}

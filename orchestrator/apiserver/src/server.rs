@@ -48,6 +48,20 @@ pub struct ApiServerConfig {
     /// A watch ends after this long (plus jitter) unless the client asked
     /// for less with `timeoutSeconds`; clients re-watch.
     pub watch_timeout: Duration,
+    /// Told the status code of every request answered (the simulator's
+    /// reports count requests and errors per second with it, as a
+    /// Prometheus scrape of `apiserver_request_total` would).
+    pub on_request: Option<RequestObserver>,
+}
+
+/// See [`ApiServerConfig::on_request`].
+#[derive(Clone)]
+pub struct RequestObserver(pub Rc<dyn Fn(u16)>);
+
+impl std::fmt::Debug for RequestObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RequestObserver")
+    }
 }
 
 impl ApiServerConfig {
@@ -59,6 +73,7 @@ impl ApiServerConfig {
             max_body: 3 << 20,
             bookmark_every: Duration::from_secs(5),
             watch_timeout: Duration::from_secs(300),
+            on_request: None,
         }
     }
 }
@@ -177,7 +192,13 @@ pub async fn serve(env: Env, cfg: ApiServerConfig, store: Rc<StoreClient>) -> st
         env.spawn(async move {
             let service = hyper::service::service_fn(move |req| {
                 let ctx = ctx.clone();
-                async move { Ok::<_, Infallible>(handle(ctx, req).await) }
+                async move {
+                    let response = handle(ctx.clone(), req).await;
+                    if let Some(observe) = &ctx.cfg.on_request {
+                        (observe.0)(response.status().as_u16());
+                    }
+                    Ok::<_, Infallible>(response)
+                }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())

@@ -508,7 +508,12 @@ impl StoreClient {
         start_revision: i64,
     ) -> Option<WatchStream> {
         let endpoint = self.leader.get();
-        let conn = self.conn(endpoint).await?;
+        let Some(conn) = self.conn(endpoint).await else {
+            // Any member serves watches: try the next one next time, or a
+            // watcher whose only hint is a dead master waits for it forever.
+            self.leader.set(self.next_endpoint(endpoint));
+            return None;
+        };
         let (tx, rx) = mpsc::unbounded_channel();
         let request = Request::Watch {
             key: key.to_vec(),

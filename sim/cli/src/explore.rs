@@ -4,14 +4,24 @@
 //! Processes rather than threads: a simulation is single-threaded and
 //! deterministic by construction, and a child that panics or runs away
 //! cannot take the sweep down with it.
+//!
+//! Children write data only (`--no-charts`); the sweep draws the full
+//! report of each failing run (and each expected failure) itself, then
+//! writes the sweep report (`faultline_reports::sweep`): `sweep.json`,
+//! `index.html` and `junit.xml` in the `--report` folder. On a terminal a
+//! progress bar counts the runs; elsewhere (CI logs) a `progress:` line
+//! every 10 seconds does.
 #![allow(clippy::disallowed_methods)] // the sweep itself is real, not simulated
 
 use std::collections::VecDeque;
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command, ExitCode, Output, Stdio};
+use std::time::{Duration, Instant, SystemTime};
 
 use clap::Args;
+use faultline_reports::sweep::{ScenarioTally, SweepReport, SweepRun};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 #[derive(Args)]
 pub struct ExploreArgs {
@@ -32,7 +42,13 @@ pub struct ExploreArgs {
     /// I - 1. N processes given `1/N` through `N/N` cover every run once.
     #[arg(long, value_name = "I/N")]
     shard: Option<String>,
-    /// Folder for the failing runs' reports.
+    /// Folder for the sweep report: `index.html` (tables, failing seeds
+    /// with their reproduce commands, a histogram of the violated
+    /// invariants, wall time per seed), `sweep.json` (the data, see
+    /// docs/sweep-report.md), `junit.xml` (a test case per failing run and
+    /// per clean scenario), and one `NAME-seedN/` folder per run: its
+    /// summary.json and junit.xml, plus its page (`index.html`) when it
+    /// failed or failed as expected.
     #[arg(long, default_value = "reports/out/explore")]
     report: PathBuf,
 }
@@ -135,6 +151,7 @@ struct Job {
 /// What one scenario's runs came to.
 struct Tally {
     name: String,
+    path: PathBuf,
     expect_fail: bool,
     runs: usize,
     passed: usize,
@@ -184,6 +201,7 @@ pub fn explore(args: ExploreArgs) -> ExitCode {
         let expect_fail = s.expect == faultline_sim::scenario::Expect::Fail;
         tallies.push(Tally {
             name: s.name.clone(),
+            path: f.clone(),
             expect_fail,
             runs: 0,
             passed: 0,
@@ -247,20 +265,34 @@ pub fn explore(args: ExploreArgs) -> ExitCode {
         }
     }
     let start = Instant::now();
+    let started_unix_s = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    let mut progress = Progress::new(total);
     let mut running: Vec<Running> = Vec::new();
     let mut done = 0usize;
-    let mut failures: Vec<(Job, String)> = Vec::new();
+    let mut failures: Vec<Job> = Vec::new();
+    let mut runs: Vec<(usize, SweepRun)> = Vec::new();
     let mut wall_total = 0.0;
-    let mut last_progress = Instant::now();
     loop {
         let stop = !args.keep_going && !failures.is_empty();
         while running.len() < jobs && !stop {
             let Some(job) = queue.pop_front() else { break };
             let dir = report_dir(&args.report, &job.scenario, job.seed);
+            // A report left by an earlier sweep must not pass for this
+            // run's (a run that crashes writes none).
+            if dir.exists() {
+                if let Err(e) = std::fs::remove_dir_all(&dir) {
+                    progress.warn(&format!(
+                        "warning: cannot clear {} from an earlier sweep: {e}",
+                        dir.display()
+                    ));
+                }
+            }
             let child = Command::new(&exe)
                 .args(["sim", "run"])
                 .arg(&job.scenario)
-                .args(["--seed", &job.seed.to_string(), "--report"])
+                .args(["--seed", &job.seed.to_string(), "--no-charts", "--report"])
                 .arg(&dir)
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
@@ -272,6 +304,7 @@ pub fn explore(args: ExploreArgs) -> ExitCode {
                     started: Instant::now(),
                 }),
                 Err(e) => {
+                    progress.finish();
                     eprintln!("error: cannot start {}: {e}", exe.display());
                     return ExitCode::from(2);
                 }
@@ -280,65 +313,62 @@ pub fn explore(args: ExploreArgs) -> ExitCode {
         if running.is_empty() {
             break;
         }
+        let mut finished = false;
         let mut i = 0;
         while i < running.len() {
             match running[i].child.try_wait() {
                 Ok(Some(_)) => {
                     let r = running.swap_remove(i);
+                    let file = r.job.file;
                     let elapsed = r.started.elapsed().as_secs_f64();
                     wall_total += elapsed;
                     let out = r.child.wait_with_output().expect("child finished");
-                    let code = out.status.code().unwrap_or(101);
-                    let failed = !matches!((code, r.job.expect_fail), (0, false) | (1, true));
+                    let run = sweep_run(&args.report, &tallies[file], &r.job, &out, elapsed);
                     done += 1;
-                    let tally = &mut tallies[r.job.file];
+                    finished = true;
+                    let tally = &mut tallies[file];
                     tally.runs += 1;
                     tally.wall += elapsed;
-                    if failed {
-                        tally.failed += 1;
-                        let stdout = String::from_utf8_lossy(&out.stdout);
-                        let stderr = String::from_utf8_lossy(&out.stderr);
-                        let why = if r.job.expect_fail && code == 0 {
-                            "expected a violation but every invariant held".to_string()
-                        } else {
-                            stdout
-                                .lines()
-                                .filter(|l| l.contains("[FAIL]"))
-                                .chain(stderr.lines().filter(|l| !l.trim().is_empty()).take(3))
-                                .collect::<Vec<_>>()
-                                .join(" | ")
-                        };
-                        println!(
-                            "FAIL {} seed {} (exit {code}): {why}",
-                            r.job.scenario.display(),
-                            r.job.seed
-                        );
-                        failures.push((r.job, why));
-                    } else {
+                    if run.ok {
                         tally.passed += 1;
+                    } else {
+                        tally.failed += 1;
                     }
+                    if !run.ok {
+                        progress.line(&format!(
+                            "FAIL {} seed {} (exit {}): {}",
+                            r.job.scenario.display(),
+                            r.job.seed,
+                            out.status.code().unwrap_or(101),
+                            run.reason
+                        ));
+                    }
+                    let run = render_run(&args.report, run, &progress);
+                    if !run.ok {
+                        failures.push(r.job);
+                    }
+                    runs.push((file, run));
                 }
                 Ok(None) => i += 1,
                 Err(e) => {
+                    progress.finish();
                     eprintln!("error: waiting for a run: {e}");
                     return ExitCode::from(2);
                 }
             }
         }
-        if last_progress.elapsed() >= Duration::from_secs(10) || done == total {
-            last_progress = Instant::now();
+        if progress.due(finished, done == total) {
             let stopping = !args.keep_going && !failures.is_empty();
-            println!(
-                "progress: {done}/{total} seeds done, {} failed, {} elapsed, ETA {}",
+            progress.update(
+                done,
                 failures.len(),
-                hms(start.elapsed().as_secs_f64()),
-                eta(done, wall_total, &running, queue.len(), jobs, stopping)
-                    .map(hms)
-                    .unwrap_or_else(|| "unknown".into())
+                start.elapsed().as_secs_f64(),
+                eta(done, wall_total, &running, queue.len(), jobs, stopping),
             );
         }
         std::thread::sleep(Duration::from_millis(5));
     }
+    progress.finish();
     let elapsed = start.elapsed().as_secs_f64();
     print_table(&tallies);
     println!(
@@ -352,13 +382,35 @@ pub fn explore(args: ExploreArgs) -> ExitCode {
             total - done
         );
     }
+    // Scenario by scenario, seed by seed, whatever order the runs ended in.
+    runs.sort_by_key(|(file, run)| (*file, run.seed));
+    let sweep = SweepReport {
+        seeds: args.seeds.clone(),
+        shard: args.shard.clone(),
+        started_unix_s,
+        elapsed_s: elapsed,
+        jobs,
+        planned_runs: total,
+        verdict: if failures.is_empty() && done == total {
+            "pass"
+        } else {
+            "fail"
+        }
+        .into(),
+        scenarios: tallies.iter().map(scenario_tally).collect(),
+        runs: runs.into_iter().map(|(_, run)| run).collect(),
+    };
+    match faultline_reports::sweep::write_sweep(&sweep, &args.report) {
+        Ok(()) => println!("sweep report: {}", args.report.join("index.html").display()),
+        Err(e) => eprintln!("error: cannot write the sweep report: {e:#}"),
+    }
     if failures.is_empty() {
         println!("verdict: pass");
         ExitCode::SUCCESS
     } else {
         println!("verdict: fail ({} failing runs)", failures.len());
         println!("failing seeds:");
-        for (job, _) in &failures {
+        for job in &failures {
             let dir = report_dir(&args.report, &job.scenario, job.seed);
             let report = if dir.join("summary.json").exists() {
                 dir.display().to_string()
@@ -426,8 +478,14 @@ fn print_table(tallies: &[Tally]) {
         println!("{name:<width$}  {expect:<6}  {runs:>6}  {passed:>6}  {failed:>6}  {mean:>10}");
     };
     for t in tallies {
-        let expect = if t.expect_fail { "fail" } else { "pass" };
-        row(&t.name, expect, t.runs, t.passed, t.failed, t.wall);
+        row(
+            &t.name,
+            expect(t.expect_fail),
+            t.runs,
+            t.passed,
+            t.failed,
+            t.wall,
+        );
     }
     row(
         "total",
@@ -439,10 +497,216 @@ fn print_table(tallies: &[Tally]) {
     );
 }
 
-fn report_dir(root: &Path, scenario: &Path, seed: u64) -> PathBuf {
+/// `NAME-seedN`: a run's report folder inside the sweep folder, named
+/// after the scenario file.
+fn run_dir_name(scenario: &Path, seed: u64) -> String {
     let stem = scenario
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
-    root.join(format!("{stem}-seed{seed}"))
+    format!("{stem}-seed{seed}")
+}
+
+fn report_dir(root: &Path, scenario: &Path, seed: u64) -> PathBuf {
+    root.join(run_dir_name(scenario, seed))
+}
+
+/// What one finished run came to, from its exit code, its output and the
+/// `summary.json` it wrote, if any. `root` is the sweep folder.
+fn sweep_run(root: &Path, tally: &Tally, job: &Job, out: &Output, wall_seconds: f64) -> SweepRun {
+    let code = out.status.code();
+    // A child killed by a signal crashed like one that exited 101.
+    let c = code.unwrap_or(101);
+    let ok = matches!((c, job.expect_fail), (0, false) | (1, true));
+    let name = run_dir_name(&job.scenario, job.seed);
+    let summary = faultline_reports::Summary::read(&root.join(&name).join("summary.json")).ok();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // `  [FAIL] NAME: DETAIL`, one per violated invariant.
+    let fail_lines: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("[FAIL] "))
+        .collect();
+    let failed_invariants: Vec<String> = match &summary {
+        Some(s) => s
+            .invariants
+            .iter()
+            .filter(|i| !i.holds)
+            .map(|i| i.name.clone())
+            .collect(),
+        // A run whose cluster panicked writes no summary, but says so.
+        None => fail_lines
+            .iter()
+            .map(|l| l.split_once(':').map_or(*l, |(n, _)| n).to_string())
+            .collect(),
+    };
+    let verdict = match c {
+        0 | 1 => summary.as_ref().map_or_else(
+            || if c == 0 { "pass" } else { "fail" }.to_string(),
+            |s| s.verdict.clone(),
+        ),
+        2 => "bad-input".to_string(),
+        _ => "crash".to_string(),
+    };
+    let reason = if c == 0 && !job.expect_fail {
+        String::new()
+    } else if c == 0 {
+        "expected a violation but every invariant held".to_string()
+    } else {
+        fail_lines
+            .iter()
+            .copied()
+            .chain(stderr.lines().filter(|l| !l.trim().is_empty()).take(3))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    };
+    let reproduce = summary.as_ref().map_or_else(
+        || {
+            format!(
+                "faultline sim run {} --seed {}",
+                job.scenario.display(),
+                job.seed
+            )
+        },
+        |s| s.reproduce.clone(),
+    );
+    SweepRun {
+        scenario: tally.name.clone(),
+        path: job.scenario.display().to_string(),
+        seed: job.seed,
+        expect: expect(job.expect_fail).to_string(),
+        exit_code: code,
+        ok,
+        verdict,
+        wall_seconds,
+        failed_invariants,
+        reason,
+        report: summary.is_some().then_some(name),
+        page: None,
+        reproduce,
+    }
+}
+
+/// Draws the full report of a run that failed, as expected or not, so the
+/// sweep page can link to it. A run that wrote no summary has nothing to
+/// draw; a drawing that fails is a warning, not a failed sweep.
+fn render_run(root: &Path, mut run: SweepRun, progress: &Progress) -> SweepRun {
+    if run.ok && run.verdict == "pass" {
+        return run;
+    }
+    let Some(dir) = &run.report else {
+        return run;
+    };
+    match faultline_reports::render_dir(&root.join(dir)) {
+        Ok(_) => run.page = Some(format!("{dir}/index.html")),
+        Err(e) => progress.warn(&format!(
+            "warning: cannot draw the report of {} seed {}: {e:#}",
+            run.path, run.seed
+        )),
+    }
+    run
+}
+
+fn expect(fail: bool) -> &'static str {
+    if fail {
+        "fail"
+    } else {
+        "pass"
+    }
+}
+
+fn scenario_tally(t: &Tally) -> ScenarioTally {
+    ScenarioTally {
+        name: t.name.clone(),
+        path: t.path.display().to_string(),
+        expect: expect(t.expect_fail).to_string(),
+        runs: t.runs,
+        passed: t.passed,
+        failed: t.failed,
+        mean_wall_s: (t.runs > 0).then(|| t.wall / t.runs as f64),
+    }
+}
+
+/// Where the sweep reports how far it got: on a terminal, a bar (other
+/// lines print above it); elsewhere, such as a CI log, a plain `progress:`
+/// line every 10 seconds.
+struct Progress {
+    /// None when stdout is not a terminal.
+    bar: Option<ProgressBar>,
+    total: usize,
+    last: Instant,
+}
+
+impl Progress {
+    fn new(total: usize) -> Progress {
+        let bar = std::io::stdout().is_terminal().then(|| {
+            // No steady tick (a thread of its own): the polling loop
+            // updates the bar.
+            let bar =
+                ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stdout());
+            bar.set_style(
+                ProgressStyle::with_template("[{bar:40}] {pos}/{len} runs, {msg}")
+                    .expect("a valid template")
+                    .progress_chars("=> "),
+            );
+            bar
+        });
+        Progress {
+            bar,
+            total,
+            last: Instant::now(),
+        }
+    }
+
+    /// Prints a line of the sweep's output, above the bar if there is one.
+    fn line(&self, s: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(s),
+            None => println!("{s}"),
+        }
+    }
+
+    /// Prints a line on stderr, the bar out of the way.
+    fn warn(&self, s: &str) {
+        match &self.bar {
+            Some(bar) => bar.suspend(|| eprintln!("{s}")),
+            None => eprintln!("{s}"),
+        }
+    }
+
+    /// Whether to update now: the bar when a run finished and a few times
+    /// a second (elapsed time and ETA move); the plain line every 10
+    /// seconds and once every run has finished.
+    fn due(&self, finished: bool, all_done: bool) -> bool {
+        match self.bar {
+            Some(_) => finished || self.last.elapsed() >= Duration::from_millis(250),
+            None => all_done || self.last.elapsed() >= Duration::from_secs(10),
+        }
+    }
+
+    fn update(&mut self, done: usize, failed: usize, elapsed_s: f64, eta_s: Option<f64>) {
+        self.last = Instant::now();
+        let eta = eta_s.map(hms).unwrap_or_else(|| "unknown".into());
+        match &self.bar {
+            Some(bar) => {
+                bar.set_position(done as u64);
+                bar.set_message(format!(
+                    "{failed} failed, {} elapsed, ETA {eta}",
+                    hms(elapsed_s)
+                ));
+            }
+            None => println!(
+                "progress: {done}/{} seeds done, {failed} failed, {} elapsed, ETA {eta}",
+                self.total,
+                hms(elapsed_s)
+            ),
+        }
+    }
+
+    /// Takes the bar off the screen before the final table.
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
 }

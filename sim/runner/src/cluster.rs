@@ -24,6 +24,7 @@ use faultline_api::{
     LabelSelector, Node, ObjectMeta, Pod, PodTemplateSpec, Quantity, ResourceRequirements,
     RollingUpdateDeployment, Service, ServicePort,
 };
+use faultline_apiserver::server::RequestObserver;
 use faultline_apiserver::{ApiServerConfig, Bugs as ApiBugs, Role, Tokens};
 use faultline_client::{Client, ClientConfig, ListParams};
 use faultline_engine::HostMain;
@@ -90,16 +91,21 @@ fn store_client(env: &Env, s: &Scenario) -> Rc<StoreClient> {
 
 /// A master: the store replica, plus the API server, scheduler and
 /// controller manager (each elected where needed).
-pub fn master_main(s: &Scenario, store: StoreConfig) -> HostMain {
+pub fn master_main(
+    s: &Scenario,
+    store: StoreConfig,
+    on_request: Option<RequestObserver>,
+) -> HostMain {
     let s = Rc::new(s.clone());
     // After the first start the replica rejoins an existing cluster (see
     // `run::master_main`).
     let started = Rc::new(std::cell::Cell::new(false));
     Rc::new(move |env: Env| {
-        let (s, mut store) = (s.clone(), store.clone());
+        let (s, mut store, on_request) = (s.clone(), store.clone(), on_request.clone());
         store.rejoin = started.replace(true);
         Box::pin(async move {
             let mut api = ApiServerConfig::new(API_PORT, tokens(&s));
+            api.on_request = on_request;
             api.bugs = ApiBugs {
                 unchecked_binding: s
                     .control_plane
@@ -390,6 +396,18 @@ pub struct ClusterFindings {
     pub pending: Option<Result<String, String>>,
     /// The cluster probe has finished.
     pub probed: bool,
+    /// Per node: its `Ready` condition each time the auditor saw it
+    /// change (simulated ns, `True`/`False`/`Unknown`/`deleted`).
+    pub readiness: BTreeMap<String, Vec<(u64, String)>>,
+}
+
+impl ClusterFindings {
+    fn note_ready(&mut self, node: &str, at: u64, status: &str) {
+        let changes = self.readiness.entry(node.to_string()).or_default();
+        if changes.last().is_none_or(|(_, s)| s != status) {
+            changes.push((at, status.to_string()));
+        }
+    }
 }
 
 pub type Findings = Rc<RefCell<ClusterFindings>>;
@@ -436,9 +454,17 @@ pub fn auditor_main(s: &Scenario, findings: Findings, clock: Clock) -> HostMain 
                                 f.last_revision = ev.kv.mod_revision;
                                 if let Some(name) = key.strip_prefix("/registry/nodes/") {
                                     let u = nodes.entry(name.to_string()).or_default();
+                                    if ev.kind == EventKind::Delete {
+                                        f.note_ready(name, clock(), "deleted");
+                                    }
                                     if ev.kind == EventKind::Put {
                                         if let Ok(n) = serde_json::from_slice::<Node>(&ev.kv.value)
                                         {
+                                            let ready = match n.ready_status() {
+                                                "" => "Unknown",
+                                                s => s,
+                                            };
+                                            f.note_ready(name, clock(), ready);
                                             let q = |k: &str, milli: bool| {
                                                 n.status
                                                     .allocatable
@@ -836,6 +862,38 @@ impl Ledger {
             .map(|i| i.host.clone())
             .collect();
         hosts.into_iter().collect()
+    }
+
+    /// Per host of `hosts`: the pods with a container running on it at
+    /// the start of each `step_ns`, up to `end_ns`.
+    pub fn pods_per_host(&self, hosts: &[String], step_ns: u64, end_ns: u64) -> Vec<Vec<u32>> {
+        let steps = end_ns.div_ceil(step_ns).max(1) as usize;
+        let mut out = vec![vec![0u32; steps]; hosts.len()];
+        let index: BTreeMap<&str, usize> = hosts
+            .iter()
+            .enumerate()
+            .map(|(i, h)| (h.as_str(), i))
+            .collect();
+        // A pod counts once per step however many containers it runs.
+        let mut spans: BTreeMap<(usize, &str), Vec<(u64, u64)>> = BTreeMap::new();
+        let all = self.instances.borrow();
+        for ((uid, _), list) in all.iter() {
+            for i in list {
+                if let Some(&h) = index.get(i.host.as_str()) {
+                    let end = i.ended.unwrap_or(u64::MAX);
+                    spans.entry((h, uid.as_str())).or_default().push((i.started, end));
+                }
+            }
+        }
+        for ((h, _), spans) in spans {
+            for (k, count) in out[h].iter_mut().enumerate() {
+                let t = k as u64 * step_ns;
+                if spans.iter().any(|&(a, b)| a <= t && t < b) {
+                    *count += 1;
+                }
+            }
+        }
+        out
     }
 
     /// A host crashed: everything it ran is dead.

@@ -14,6 +14,7 @@
 
 pub mod cluster;
 pub mod faults;
+pub mod observe;
 pub mod run;
 pub mod scenario;
 pub mod shrink;

@@ -12,7 +12,8 @@ use faultline_checker::{linearizable, set, watch};
 use faultline_engine::{run as run_world, HostMain, LinkConfig, SimDisk, World, WorldConfig};
 use faultline_env::Env;
 use faultline_reports::{
-    FaultRecord, InvariantResult, LeaderChange, RunStats, Summary, TimelinePoint,
+    FaultRecord, InvariantResult, LeaderChange, NodeTimeline, ReadyChange, RunStats, Summary,
+    TimelinePoint,
 };
 use faultline_store::server::{serve, Bugs, ServeError, StoreConfig};
 use faultline_store::storage::StorageError;
@@ -20,6 +21,7 @@ use tokio::time::Instant;
 
 use crate::cluster::{self, Findings, Ledger};
 use crate::faults::{self, Control, FaultDriver};
+use crate::observe::ApiLog;
 use crate::scenario::{
     client_names, master_names, node_names, traffic_clients, Bug, InvariantKind, Scenario,
 };
@@ -126,6 +128,7 @@ pub fn hosts(
     s: &Scenario,
     rec: &SharedRecorder,
     stop: &Rc<Cell<bool>>,
+    api: Option<&Rc<ApiLog>>,
 ) -> Vec<(String, String, HostMain)> {
     let mut out = Vec::new();
     for (i, m) in master_names(*s.cluster.masters.get_ref())
@@ -134,7 +137,7 @@ pub fn hosts(
     {
         let store = store_config(s, i as u64 + 1);
         let main = if cluster::enabled(s) {
-            cluster::master_main(s, store)
+            cluster::master_main(s, store, api.map(|a| a.observer()))
         } else {
             master_main(store)
         };
@@ -410,6 +413,16 @@ pub struct Observed {
     pub traffic: SharedTrafficLog,
     /// Control-plane outages (start ns, end ns).
     pub control_plane_down: Vec<(u64, u64)>,
+    /// The cluster's observers, for the report's time series.
+    pub cluster: Option<ClusterObservers>,
+}
+
+/// What the report's cluster charts are drawn from.
+pub struct ClusterObservers {
+    pub api: Rc<ApiLog>,
+    pub ledger: Rc<Ledger>,
+    /// (node, datacenter)
+    pub nodes: Vec<(String, String)>,
 }
 
 /// Runs `scenario` on the event-driven engine.
@@ -452,12 +465,13 @@ fn run_engine_faults(scenario: &Scenario, opts: &RunOptions, inert: bool) -> Run
                 Instant::now().duration_since(start).as_nanos() as u64
             }));
             let stop = Rc::new(Cell::new(false));
-            for (name, dc, main) in hosts(&s, &rec, &stop) {
+            let clock: cluster::Clock =
+                Rc::new(move || Instant::now().duration_since(start).as_nanos() as u64);
+            let api_log = cluster::enabled(&s).then(|| ApiLog::new(clock.clone()));
+            for (name, dc, main) in hosts(&s, &rec, &stop, api_log.as_ref()) {
                 world.add_host(&name, &dc, main);
             }
             let findings: Findings = Default::default();
-            let clock: cluster::Clock =
-                Rc::new(move || Instant::now().duration_since(start).as_nanos() as u64);
             let ledger = cluster::enabled(&s).then(|| Rc::new(Ledger::new(clock.clone())));
             let traffic_log: SharedTrafficLog = Rc::new(RefCell::new(TrafficLog::new(&s)));
             if let Some(ledger) = &ledger {
@@ -575,6 +589,15 @@ fn run_engine_faults(scenario: &Scenario, opts: &RunOptions, inert: bool) -> Run
                 containers,
                 traffic: traffic_log,
                 control_plane_down,
+                cluster: ledger.zip(api_log).map(|(ledger, api)| ClusterObservers {
+                    api,
+                    ledger,
+                    nodes: node_names(&s)
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, n)| (n, dc_of(&s, i)))
+                        .collect(),
+                }),
             };
             let records = driver.borrow().records().to_vec();
             (
@@ -621,10 +644,13 @@ pub fn judge(
     let rec = observed.rec.borrow();
     let mut results = Vec::new();
     let mut set_lost = 0;
+    let healed_s = s.duration.get_ref().0.as_secs_f64();
     for inv in &s.invariants {
         let inv = inv.get_ref();
         let kind = inv.kind.name().to_string();
         let name = inv.name.clone().unwrap_or_else(|| kind.clone());
+        // When a violated invariant broke, where its checker can tell.
+        let mut at_ns: Option<u64> = None;
         let (holds, detail) = match inv.kind {
             InvariantKind::Linearizable => match linearizable::check(&rec.history, 2_000_000) {
                 linearizable::Verdict::Linearizable => (
@@ -711,13 +737,21 @@ pub fn judge(
                     ),
                 }
             }
-            InvariantKind::Availability => crate::slo::availability(inv, &observed.traffic.borrow()),
+            InvariantKind::Availability => {
+                let (holds, detail, at) = crate::slo::availability(inv, &observed.traffic.borrow());
+                at_ns = at;
+                (holds, detail)
+            }
             InvariantKind::Latency => crate::slo::latency(inv, &observed.traffic.borrow()),
-            InvariantKind::StaticStability => crate::slo::static_stability(
-                inv,
-                &observed.traffic.borrow(),
-                &observed.control_plane_down,
-            ),
+            InvariantKind::StaticStability => {
+                let (holds, detail, at) = crate::slo::static_stability(
+                    inv,
+                    &observed.traffic.borrow(),
+                    &observed.control_plane_down,
+                );
+                at_ns = at;
+                (holds, detail)
+            }
             InvariantKind::DeploymentsReady => match &observed.findings.borrow().ready {
                 Some(Ok(d)) => (
                     true,
@@ -814,15 +848,82 @@ pub fn judge(
                 }
             }
         };
+        if !holds && at_ns.is_none() {
+            let f = observed.findings.borrow();
+            at_ns = match inv.kind {
+                InvariantKind::SingleBinding => f.double_bindings.first().map(|x| x.0),
+                InvariantKind::NoOvercommit => f.overcommits.first().map(|x| x.0),
+                InvariantKind::SingleContainer => observed.containers.0.first().map(|x| x.0),
+                // Judged at the deadline after healing.
+                InvariantKind::Converges | InvariantKind::DeploymentsReady => {
+                    let within = inv.within.map(|d| d.0.as_secs_f64()).unwrap_or(
+                        if inv.kind == InvariantKind::Converges && !crate::cluster::enabled(s) {
+                            60.0
+                        } else {
+                            120.0
+                        },
+                    );
+                    Some(((healed_s + within).min(simulated_seconds) * 1e9) as u64)
+                }
+                _ => None,
+            };
+        }
         results.push(InvariantResult {
             name,
             kind,
             holds,
             detail,
+            at_s: at_ns.map(|ns| ns as f64 / 1e9),
         });
     }
     let passed = results.iter().all(|r| r.holds);
-    let services = crate::slo::reports(&observed.traffic.borrow(), &faults);
+    let step = crate::observe::step_seconds(simulated_seconds);
+    let services = crate::slo::reports(
+        s,
+        &observed.traffic.borrow(),
+        &faults,
+        step,
+        simulated_seconds,
+    );
+    let nodes = observed
+        .cluster
+        .as_ref()
+        .map(|c| {
+            let names: Vec<String> = c.nodes.iter().map(|(n, _)| n.clone()).collect();
+            let end_ns = (simulated_seconds * 1e9) as u64;
+            let pods = c.ledger.pods_per_host(&names, step * 1_000_000_000, end_ns);
+            let f = observed.findings.borrow();
+            c.nodes
+                .iter()
+                .zip(pods)
+                .map(|((node, dc), pods)| NodeTimeline {
+                    node: node.clone(),
+                    datacenter: dc.clone(),
+                    pods,
+                    ready: f
+                        .readiness
+                        .get(node)
+                        .into_iter()
+                        .flatten()
+                        .map(|(at, status)| ReadyChange {
+                            t_s: *at as f64 / 1e9,
+                            status: status.clone(),
+                        })
+                        .collect(),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let api = observed
+        .cluster
+        .as_ref()
+        .map(|c| c.api.series(step, simulated_seconds))
+        .unwrap_or_default();
+    let fault_schedule: String = faults::plan(s, opts.seed)
+        .iter()
+        .map(crate::shrink::fault_toml)
+        .collect::<Vec<_>>()
+        .join("\n");
     Summary {
         scenario: s.name.clone(),
         path: opts.path.clone(),
@@ -868,6 +969,10 @@ pub fn judge(
                 host: host.clone(),
             })
             .collect(),
+        step_s: step as f64,
+        nodes,
+        api,
+        fault_schedule,
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use faultline_checker::availability::{self as avail, Request as Judged};
 use faultline_reports::{DatacenterAvailability, FaultRecord, ServiceReport, UnavailableWindow};
 
-use crate::scenario::Invariant;
+use crate::scenario::{Invariant, Scenario};
 use crate::traffic::TrafficLog;
 
 const NS: f64 = 1e9;
@@ -44,11 +44,14 @@ pub fn pct(x: f64) -> String {
 }
 
 /// `availability`: over the run (and every `window`), at least `at_least`
-/// of each service's requests succeed.
-pub fn availability(inv: &Invariant, log: &TrafficLog) -> (bool, String) {
+/// of each service's requests succeed. Also says when it first broke
+/// (simulated ns).
+pub fn availability(inv: &Invariant, log: &TrafficLog) -> (bool, String, Option<u64>) {
     let slo = inv.at_least.unwrap_or(0.999);
     let window = inv.window.map(|w| w.0.as_nanos() as u64);
     let mut holds = true;
+    let mut first: Option<u64> = None;
+    let mut broke = |at: u64| first = Some(first.map_or(at, |f| f.min(at)));
     let mut parts = Vec::new();
     for (svc, name) in services(inv, log) {
         let reqs = judged(log, svc, 0, u64::MAX);
@@ -66,6 +69,7 @@ pub fn availability(inv: &Invariant, log: &TrafficLog) -> (bool, String) {
         );
         if let Some(at) = a.budget_exhausted_ns {
             holds = false;
+            broke(at);
             line.push_str(&format!(
                 ", VIOLATED: the error budget ran out at {:.3}s",
                 at as f64 / NS
@@ -73,6 +77,7 @@ pub fn availability(inv: &Invariant, log: &TrafficLog) -> (bool, String) {
         }
         if let Some((s, e, o, t)) = a.window_violation {
             holds = false;
+            broke(e);
             line.push_str(&format!(
                 ", VIOLATED in the window {:.0}s..{:.0}s: {} of {t}",
                 s as f64 / NS,
@@ -90,7 +95,7 @@ pub fn availability(inv: &Invariant, log: &TrafficLog) -> (bool, String) {
         }
         parts.push(line);
     }
-    (holds, parts.join("; "))
+    (holds, parts.join("; "), first)
 }
 
 /// `latency`: the `quantile` of successful requests' latency is below
@@ -125,17 +130,19 @@ pub fn latency(inv: &Invariant, log: &TrafficLog) -> (bool, String) {
 
 /// `static-stability`: during every control-plane outage, each service
 /// keeps its SLO and every pod that answered in the minute before keeps
-/// answering.
+/// answering. Also says when the first outage that broke it began.
 pub fn static_stability(
     inv: &Invariant,
     log: &TrafficLog,
     outages: &[(u64, u64)],
-) -> (bool, String) {
+) -> (bool, String, Option<u64>) {
     let slo = inv.at_least.unwrap_or(0.999);
+    let mut first = None;
     if outages.is_empty() {
         return (
             false,
             "the control plane was never down, so static stability was not tested: take every master down (or a majority) in the scenario".into(),
+            None,
         );
     }
     let mut holds = true;
@@ -158,6 +165,9 @@ pub fn static_stability(
                 .map(|&p| log.pods[p as usize].as_str())
                 .collect();
             let ok = a.total > 0 && a.ratio() >= slo && gone.is_empty();
+            if !ok && holds {
+                first = Some(from);
+            }
             holds &= ok;
             parts.push(format!(
                 "control plane down {:.0}s..{:.0}s: {name} served {} of {} requests (SLO {}), {} of {} pods kept answering{}",
@@ -176,11 +186,18 @@ pub fn static_stability(
             ));
         }
     }
-    (holds, parts.join("; "))
+    (holds, parts.join("; "), first)
 }
 
-/// What the users of each service saw.
-pub fn reports(log: &TrafficLog, faults: &[FaultRecord]) -> Vec<ServiceReport> {
+/// What the users of each service saw, with a time series in steps of
+/// `step` seconds up to `end_s`.
+pub fn reports(
+    s: &Scenario,
+    log: &TrafficLog,
+    faults: &[FaultRecord],
+    step: u64,
+    end_s: f64,
+) -> Vec<ServiceReport> {
     let mut out = Vec::new();
     for (svc, name) in log.services.iter().enumerate() {
         let svc = svc as u16;
@@ -242,6 +259,8 @@ pub fn reports(log: &TrafficLog, faults: &[FaultRecord]) -> Vec<ServiceReport> {
             by_datacenter,
             pods_answering: pods.len() as u64,
             unavailable,
+            slo: crate::observe::slo_of(s, name),
+            series: crate::observe::service_series(log, svc, step, end_s),
         });
     }
     out

@@ -264,7 +264,7 @@ pub fn run_turmoil(scenario: &Scenario, opts: &RunOptions) -> RunOutcome {
                 }
             });
         };
-    for (name, dc, main) in hosts(s, &rec, &stop) {
+    for (name, dc, main) in hosts(s, &rec, &stop, None) {
         add(&mut sim, name, dc, main);
     }
     for a in &names {
@@ -364,6 +364,7 @@ pub fn run_turmoil(scenario: &Scenario, opts: &RunOptions) -> RunOutcome {
         containers: Default::default(),
         traffic: Default::default(),
         control_plane_down: Vec::new(),
+        cluster: None,
     };
     let wall_seconds = wall.elapsed().as_secs_f64();
     let summary = judge(
