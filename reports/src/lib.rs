@@ -1,18 +1,26 @@
-//! Turning a run into files a person or a CI system reads: `summary.json`
-//! (the run contract), `junit.xml` (one test case per invariant) and
-//! `timeline.svg` (client traffic, latency, faults and leaders over time).
+//! Turning a run into files a person or a CI system reads:
+//!
+//! - `summary.json` (the run contract, documented in `docs/reports.md`),
+//!   `junit.xml` (one test case per invariant) and `faults.toml` (the
+//!   injected schedule as scenario tables): [`Summary::write_data`];
+//! - `index.html`, one self-contained page with every chart inline as SVG,
+//!   and each chart again as a PNG: [`Summary::render`], or
+//!   [`render_dir`] from a `summary.json` later;
+//! - two runs side by side: [`compare`];
+//! - the sweep report of `faultline sim explore`: [`sweep`].
 
 use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::Context;
 
-pub mod plot;
+pub mod charts;
+pub mod html;
 pub mod sweep;
 use serde::{Deserialize, Serialize};
 
 /// The outcome of one scenario run at one seed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
     pub scenario: String,
     /// The scenario file the run came from.
@@ -197,7 +205,7 @@ pub struct FaultRecord {
 }
 
 /// One invariant's verdict.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct InvariantResult {
     pub name: String,
     pub kind: String,
@@ -245,14 +253,33 @@ impl Summary {
             .with_context(|| format!("writing {}/summary.json", dir.display()))?;
         std::fs::write(dir.join("junit.xml"), self.junit())
             .with_context(|| format!("writing {}/junit.xml", dir.display()))?;
+        std::fs::write(dir.join("faults.toml"), self.faults_toml())
+            .with_context(|| format!("writing {}/faults.toml", dir.display()))?;
         Ok(())
     }
 
-    /// Draws the charts and the page of this run into `dir`.
+    /// The injected schedule as a scenario fragment.
+    pub fn faults_toml(&self) -> String {
+        format!(
+            "# The faults seed {} of {} injected (the file's and the nemesis's).\n\
+             # Paste these tables into a copy of the scenario, without its [nemesis],\n\
+             # to replay this schedule on its own.\n\n{}",
+            self.seed, self.path, self.fault_schedule
+        )
+    }
+
+    /// Draws the page of this run (`index.html`) and a PNG of each chart
+    /// into `dir`.
     pub fn render(&self, dir: &Path) -> anyhow::Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        std::fs::write(dir.join("timeline.svg"), plot::timeline_svg(self)?)
-            .with_context(|| format!("writing {}/timeline.svg", dir.display()))?;
+        let mut svgs = Vec::new();
+        for c in charts::Chart::all(self) {
+            let svg = charts::svg(self, &c)?;
+            charts::png(self, &c, &dir.join(format!("{}.png", c.stem(self))))?;
+            svgs.push((c, svg));
+        }
+        std::fs::write(dir.join("index.html"), html::run_page(self, &svgs))
+            .with_context(|| format!("writing {}/index.html", dir.display()))?;
         Ok(())
     }
 
@@ -307,7 +334,64 @@ pub fn render_dir(dir: &Path) -> anyhow::Result<Summary> {
     Ok(s)
 }
 
-fn esc(s: &str) -> String {
+/// Puts the runs whose reports are in `a` and `b` side by side in
+/// `out/index.html` (`faultline report --compare A B`).
+pub fn compare(a: &Path, b: &Path, out: &Path) -> anyhow::Result<()> {
+    let sa = Summary::read(&a.join("summary.json"))?;
+    let sb = Summary::read(&b.join("summary.json"))?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let (ca, cb) = (charts::Chart::all(&sa), charts::Chart::all(&sb));
+    // Pair charts by file name: service `i` of one run may be another
+    // service in the other.
+    let mut stems: Vec<String> = Vec::new();
+    for st in ca.iter().map(|c| c.stem(&sa)).chain(cb.iter().map(|c| c.stem(&sb))) {
+        if !stems.contains(&st) {
+            stems.push(st);
+        }
+    }
+    let mut pairs = Vec::new();
+    for st in stems {
+        let x = ca.iter().find(|c| c.stem(&sa) == st);
+        let y = cb.iter().find(|c| c.stem(&sb) == st);
+        let chart = x.or(y).expect("from one of the two").clone();
+        let x = x.map(|c| charts::svg(&sa, c)).transpose()?;
+        let y = y.map(|c| charts::svg(&sb, c)).transpose()?;
+        pairs.push((chart, x, y));
+    }
+    let href = |dir: &Path| {
+        relative(out, dir)
+            .join("index.html")
+            .to_string_lossy()
+            .into_owned()
+    };
+    std::fs::write(
+        out.join("index.html"),
+        html::compare_page(&sa, &sb, &href(a), &href(b), &pairs),
+    )
+    .with_context(|| format!("writing {}/index.html", out.display()))?;
+    Ok(())
+}
+
+/// `to` as seen from `from` (both taken from the current directory).
+fn relative(from: &Path, to: &Path) -> std::path::PathBuf {
+    let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let (from, to) = (abs(from), abs(to));
+    let common = from
+        .components()
+        .zip(to.components())
+        .take_while(|(a, b)| a == b)
+        .count();
+    let mut out = std::path::PathBuf::new();
+    for _ in from.components().skip(common) {
+        out.push("..");
+    }
+    for c in to.components().skip(common) {
+        out.push(c);
+    }
+    out
+}
+
+pub(crate) fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -338,21 +422,19 @@ mod tests {
                     kind: "linearizable".into(),
                     holds: true,
                     detail: String::new(),
+                    at_s: None,
                 },
                 InvariantResult {
                     name: "b<&>".into(),
                     kind: "no-lost-writes".into(),
                     holds: false,
                     detail: "lost \"x\"".into(),
+                    at_s: Some(2.5),
                 },
             ],
             reproduce: "faultline sim run scenarios/s.toml --seed 3".into(),
-            stats: RunStats::default(),
             faulty_phase_s: 1.0,
-            timeline: vec![],
-            leaders: vec![],
-            services: vec![],
-            control_plane_down: vec![],
+            ..Default::default()
         };
         let x = s.junit();
         assert!(x.contains("tests=\"2\" failures=\"1\""));

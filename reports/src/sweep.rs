@@ -12,6 +12,7 @@ use std::path::Path;
 
 use anyhow::Context;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use serde::{Deserialize, Serialize};
 
 /// A whole sweep (or one shard of it): what ran, how each run ended, and
@@ -314,7 +315,15 @@ pub fn html(report: &SweepReport) -> anyhow::Result<String> {
     h.push_str("<h2>Invariants that failed</h2>\n");
     match invariant_svg(report)? {
         Some(svg) => {
-            h.push_str("<p class=\"muted\">Runs in which each invariant was violated.</p>\n");
+            let _ = writeln!(
+                h,
+                "<p class=\"muted\">Runs in which each invariant was violated: \
+                 <span style=\"color:{}\">&#9632;</span> failed, not as expected; \
+                 <span style=\"color:{}\">&#9632;</span> expected failures \
+                 (<code>expect = &quot;fail&quot;</code>).</p>",
+                css(FAILED_COLOR),
+                css(EXPECTED_COLOR)
+            );
             h.push_str(&svg);
         }
         None => h.push_str("<p>No invariant failed.</p>\n"),
@@ -323,6 +332,12 @@ pub fn html(report: &SweepReport) -> anyhow::Result<String> {
     if report.runs.is_empty() {
         h.push_str("<p>No run finished.</p>\n");
     } else {
+        let _ = writeln!(
+            h,
+            "<p class=\"muted\">Wall seconds of each run, one colour per scenario; \
+             <span style=\"color:{}\">&#10005;</span> marks a run that did not end as expected.</p>",
+            css(FAILED_COLOR)
+        );
         h.push_str(&wall_svg(report)?);
     }
     h.push_str("\n</body></html>\n");
@@ -368,6 +383,24 @@ fn err(e: impl std::fmt::Display) -> anyhow::Error {
 const FAILED_COLOR: RGBColor = RGBColor(200, 40, 40);
 const EXPECTED_COLOR: RGBColor = RGBColor(240, 150, 40);
 
+/// One colour per scenario in the wall-time chart (Tableau 10 without its
+/// red, which marks failures).
+const PALETTE: [RGBColor; 9] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+];
+
+fn css(c: RGBColor) -> String {
+    format!("#{:02x}{:02x}{:02x}", c.0, c.1, c.2)
+}
+
 /// Violations per invariant name: (name, in runs that failed not as
 /// expected, in expected failures), most violated first.
 fn invariant_counts(report: &SweepReport) -> Vec<(String, u32, u32)> {
@@ -390,23 +423,23 @@ fn invariant_counts(report: &SweepReport) -> Vec<(String, u32, u32)> {
     out
 }
 
-/// A horizontal bar per violated invariant, stacked: runs that failed not
-/// as expected, then expected failures. None when no invariant failed.
+/// A horizontal bar per violated invariant, most violated on top, stacked:
+/// runs that failed not as expected, then expected failures (the page
+/// carries the legend: inside the plot it would cover the longest bar).
+/// None when no invariant failed.
 fn invariant_svg(report: &SweepReport) -> anyhow::Result<Option<String>> {
     let counts = invariant_counts(report);
     if counts.is_empty() {
         return Ok(None);
     }
-    let n = counts.len() as i32;
+    let rows = counts.len() as f64;
     let max = counts.iter().map(|c| c.1 + c.2).max().unwrap_or(1);
-    let label_w = counts
-        .iter()
-        .map(|c| c.0.chars().count())
-        .max()
-        .unwrap_or(8) as u32
-        * 7
-        + 20;
-    let height = 90 + 32 * counts.len() as u32;
+    let name_chars = counts.iter().map(|c| c.0.chars().count()).max();
+    let label_w = (name_chars.unwrap_or(8) as u32 * 7 + 20).min(400);
+    let height = 80 + 32 * counts.len() as u32;
+    // Row i (most violated first) is the band [rows - i - 1, rows - i] of
+    // the y axis, so the first row is on top.
+    let center = |i: usize| rows - i as f64 - 0.5;
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (900, height)).into_drawing_area();
@@ -414,37 +447,34 @@ fn invariant_svg(report: &SweepReport) -> anyhow::Result<Option<String>> {
         let mut chart = ChartBuilder::on(&root)
             .margin(10)
             .x_label_area_size(35)
-            .y_label_area_size(label_w.min(400))
-            .build_cartesian_2d(0u32..max + max.div_ceil(10), (0..n).into_segmented())
+            .y_label_area_size(label_w)
+            .build_cartesian_2d(0f64..f64::from(max + max.div_ceil(8)), 0f64..rows)
             .map_err(err)?;
-        let names: Vec<&str> = counts.iter().map(|c| c.0.as_str()).collect();
         chart
             .configure_mesh()
             .disable_y_mesh()
-            .y_labels(counts.len())
-            .y_label_formatter(&|v| match v {
-                SegmentValue::CenterOf(i) => names
-                    .get(usize::try_from(*i).unwrap_or(usize::MAX))
-                    .map(|s| s.to_string())
-                    .unwrap_or_default(),
-                _ => String::new(),
-            })
+            .y_labels(0)
             .x_desc("runs violating it")
-            .x_label_formatter(&|x| x.to_string())
+            .label_style(("sans-serif", 13))
+            .axis_desc_style(("sans-serif", 14))
             .x_labels(max.min(10) as usize + 1)
+            .x_label_formatter(&|x| {
+                if x.fract().abs() < 1e-9 {
+                    format!("{x:.0}")
+                } else {
+                    String::new()
+                }
+            })
             .draw()
             .map_err(err)?;
         let bar = |i: usize, from: u32, to: u32, color: RGBColor| {
-            let i = i as i32;
-            let mut r = Rectangle::new(
+            Rectangle::new(
                 [
-                    (from, SegmentValue::Exact(i)),
-                    (to, SegmentValue::Exact(i + 1)),
+                    (f64::from(from), center(i) - 0.35),
+                    (f64::from(to), center(i) + 0.35),
                 ],
                 color.filled(),
-            );
-            r.set_margin(5, 5, 0, 0);
-            r
+            )
         };
         chart
             .draw_series(
@@ -454,9 +484,7 @@ fn invariant_svg(report: &SweepReport) -> anyhow::Result<Option<String>> {
                     .filter(|(_, c)| c.1 > 0)
                     .map(|(i, c)| bar(i, 0, c.1, FAILED_COLOR)),
             )
-            .map_err(err)?
-            .label("failed, not as expected")
-            .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], FAILED_COLOR.filled()));
+            .map_err(err)?;
         chart
             .draw_series(
                 counts
@@ -465,27 +493,29 @@ fn invariant_svg(report: &SweepReport) -> anyhow::Result<Option<String>> {
                     .filter(|(_, c)| c.2 > 0)
                     .map(|(i, c)| bar(i, c.1, c.1 + c.2, EXPECTED_COLOR)),
             )
-            .map_err(err)?
-            .label("expected failure (expect = \"fail\")")
-            .legend(|(x, y)| {
-                Rectangle::new([(x, y - 5), (x + 12, y + 5)], EXPECTED_COLOR.filled())
-            });
+            .map_err(err)?;
+        let style = |h: HPos| {
+            ("sans-serif", 13)
+                .into_font()
+                .color(&BLACK)
+                .pos(Pos::new(h, VPos::Center))
+        };
         chart
             .draw_series(counts.iter().enumerate().map(|(i, c)| {
                 Text::new(
-                    (c.1 + c.2).to_string(),
-                    (c.1 + c.2, SegmentValue::CenterOf(i as i32)),
-                    ("sans-serif", 12).into_font().color(&BLACK),
+                    format!(" {}", c.1 + c.2),
+                    (f64::from(c.1 + c.2), center(i)),
+                    style(HPos::Left),
                 )
             }))
             .map_err(err)?;
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.3))
-            .draw()
-            .map_err(err)?;
+        // The names go left of the plot, in pixels: a mesh label would
+        // land wherever the axis puts its ticks, not on the bars.
+        for (i, c) in counts.iter().enumerate() {
+            let (x, y) = chart.backend_coord(&(0.0, center(i)));
+            root.draw(&Text::new(c.0.clone(), (x - 8, y), style(HPos::Right)))
+                .map_err(err)?;
+        }
         root.present().map_err(err)?;
     }
     Ok(Some(svg))
@@ -517,6 +547,8 @@ fn wall_svg(report: &SweepReport) -> anyhow::Result<String> {
             .configure_mesh()
             .x_desc("seed")
             .y_desc("wall seconds")
+            .label_style(("sans-serif", 13))
+            .axis_desc_style(("sans-serif", 14))
             .x_label_formatter(&|x| {
                 if x.fract().abs() < 1e-9 {
                     format!("{x:.0}")
@@ -528,7 +560,7 @@ fn wall_svg(report: &SweepReport) -> anyhow::Result<String> {
             .draw()
             .map_err(err)?;
         for (k, t) in report.scenarios.iter().enumerate() {
-            let color = Palette99::pick(k).to_rgba();
+            let color = PALETTE[k % PALETTE.len()];
             let mut pts: Vec<(f64, f64, bool)> = report
                 .runs
                 .iter()
@@ -573,7 +605,7 @@ fn wall_svg(report: &SweepReport) -> anyhow::Result<String> {
     Ok(svg)
 }
 
-/// `95` -> `1m35s`: a short human duration, whole seconds.
+/// `95` -> `1m35s`, `3.14` -> `3.1s`: a short human duration.
 fn hms(secs: f64) -> String {
     let t = secs.max(0.0).round() as u64;
     let (h, m, s) = (t / 3600, t / 60 % 60, t % 60);
@@ -582,7 +614,7 @@ fn hms(secs: f64) -> String {
     } else if m > 0 {
         format!("{m}m{s:02}s")
     } else {
-        format!("{s}s")
+        format!("{:.1}s", secs.max(0.0))
     }
 }
 
@@ -758,6 +790,12 @@ mod tests {
         names
     }
 
+    /// Whether an SVG (plotters writes each text on a line of its own)
+    /// shows `s`.
+    fn svg_text(svg: &str, s: &str) -> bool {
+        svg.contains(&format!(">\n{s}\n</text>"))
+    }
+
     #[test]
     fn junit_is_well_formed_with_a_case_per_failing_run_and_clean_scenario() {
         let x = junit(&sample());
@@ -810,7 +848,7 @@ mod tests {
             "caught",
             "b&lt;a&gt;d&amp;",
         ] {
-            assert!(h.contains(&format!(">{s}<")), "chart lacks {s}");
+            assert!(svg_text(&h, s), "chart lacks {s}");
         }
         assert!(h.contains("Sweep: <span class=\"fail\">FAIL</span>"));
         assert!(h.contains("6 finished of 8 planned"));
@@ -826,6 +864,15 @@ mod tests {
         assert!(h.contains("No invariant failed."));
         assert!(h.contains("Every run ended as expected."));
         assert_eq!(h.matches("<svg").count(), 1);
+    }
+
+    #[test]
+    fn one_violated_invariant_gets_one_bar() {
+        let mut s = sample();
+        s.runs.retain(|r| r.scenario != "caught");
+        let svg = invariant_svg(&s).unwrap().expect("a chart");
+        assert!(svg_text(&svg, "linearizable"), "{svg}");
+        assert!(!svg.contains("no-lost-writes"), "{svg}");
     }
 
     #[test]

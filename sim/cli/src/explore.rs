@@ -333,8 +333,6 @@ pub fn explore(args: ExploreArgs) -> ExitCode {
                         tally.passed += 1;
                     } else {
                         tally.failed += 1;
-                    }
-                    if !run.ok {
                         progress.line(&format!(
                             "FAIL {} seed {} (exit {}): {}",
                             r.job.scenario.display(),

@@ -19,6 +19,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod explore;
 mod master;
+mod report;
 mod shrink;
 
 #[derive(Parser)]
@@ -44,6 +45,8 @@ enum Command {
     Sim(SimCommand),
     /// Run one store replica (a master) for real, over TCP, with its data on disk.
     Master(master::MasterArgs),
+    /// Draw report pages again from their data, or put two runs side by side.
+    Report(report::ReportArgs),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -61,7 +64,8 @@ enum SimCommand {
         /// Seed (default: the scenario's `seed`).
         #[arg(long)]
         seed: Option<u64>,
-        /// Folder for summary.json and junit.xml (default: reports/out/NAME-seedN).
+        /// Folder for the report: index.html, a PNG per chart, summary.json,
+        /// junit.xml and faults.toml (default: reports/out/NAME-seedN).
         #[arg(long)]
         report: Option<PathBuf>,
         /// Print the event trace: one `trace:` line per event, starting
@@ -131,6 +135,7 @@ fn main() -> ExitCode {
         Command::Sim(SimCommand::Explore(args)) => explore::explore(args),
         Command::Sim(SimCommand::Shrink(args)) => shrink::shrink(args),
         Command::Master(args) => master::run(args),
+        Command::Report(args) => report::run(args),
     }
 }
 
