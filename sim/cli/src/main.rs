@@ -310,7 +310,8 @@ fn sim_run(
         eprintln!("error: cannot write the report: {e:#}");
         return ExitCode::from(2);
     }
-    println!("report: {}", dir.join("summary.json").display());
+    let page = if charts { "index.html" } else { "summary.json" };
+    println!("report: {}", dir.join(page).display());
     println!("verdict: {}", s.verdict);
     println!("seed: {}", s.seed);
     println!("trace-hash: {}", s.trace_hash);
