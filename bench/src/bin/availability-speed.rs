@@ -54,6 +54,7 @@ fn measure(s: &Scenario, seeds: u64, path: &str) -> Row {
                 seed,
                 keep_trace: false,
                 path: path.into(),
+                progress: None,
             },
         );
         let sum = out.summary;

@@ -121,6 +121,7 @@ fn main() -> anyhow::Result<()> {
                     seed,
                     keep_trace: false,
                     path: path.clone(),
+                    progress: None,
                 };
                 let began = Instant::now();
                 let cpu_before = thread_cpu_seconds();

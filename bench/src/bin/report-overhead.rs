@@ -43,6 +43,7 @@ fn main() -> anyhow::Result<()> {
             seed,
             keep_trace: false,
             path: args.scenario.display().to_string(),
+            progress: None,
         };
         let t = Instant::now();
         let s = run_engine(&scenario, &opts).summary;

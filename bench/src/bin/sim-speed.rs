@@ -86,6 +86,7 @@ fn measure(backend: &'static str, s: &Scenario, seeds: u64) -> Row {
             seed,
             keep_trace: false,
             path: "sim-speed".into(),
+            progress: None,
         };
         let out = match backend {
             "engine" => run_engine(s, &opts),

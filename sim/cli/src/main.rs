@@ -250,19 +250,34 @@ fn sim_run(
         }
     }
     let seed = seed.unwrap_or(scenario.seed);
+    let bar = progress_bar(&scenario);
     let opts = faultline_sim::RunOptions {
         seed,
         keep_trace: trace.is_some(),
         path: path.display().to_string(),
+        progress: bar.clone().map(|bar| {
+            let faulty = scenario.duration.get_ref().0.as_secs_f64();
+            faultline_sim::run::Progress(std::rc::Rc::new(move |t: f64| {
+                bar.set_position(t.min(faulty) as u64);
+                if t > faulty {
+                    bar.set_message("healing, then checking convergence");
+                }
+            }))
+        }),
     };
     println!("scenario: {} ({})", scenario.name, path.display());
     if !scenario.description.is_empty() {
         println!("  {}", scenario.description);
     }
-    let run = std::panic::catch_unwind(|| match backend {
+    // The simulation is single-threaded and a panic ends it; nothing it
+    // shares is looked at afterwards but the panic itself.
+    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match backend {
         Backend::Engine => faultline_sim::run_engine(&scenario, &opts),
         Backend::Turmoil => faultline_sim::turmoil_backend::run_turmoil(&scenario, &opts),
-    });
+    }));
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
     let outcome = match run {
         Ok(o) => o,
         Err(_) => {
@@ -321,6 +336,26 @@ fn sim_run(
         println!("reproduce: {}", s.reproduce);
         ExitCode::from(1)
     }
+}
+
+/// A progress bar over the faulty phase's simulated seconds, on stderr when
+/// it is a terminal and the run is long enough to watch (CI logs get
+/// nothing: a run ends with its verdict lines anyway).
+fn progress_bar(s: &faultline_sim::Scenario) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    let secs = s.duration.get_ref().0.as_secs();
+    if !std::io::stderr().is_terminal() || secs < 120 {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(secs);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} simulated {pos}s of {len}s [{bar:30}] {elapsed} wall, ETA {eta} {msg}",
+        )
+        .expect("a valid template")
+        .progress_chars("=> "),
+    );
+    Some(bar)
 }
 
 fn write_report(s: &faultline_reports::Summary, dir: &Path, charts: bool) -> anyhow::Result<()> {

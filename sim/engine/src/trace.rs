@@ -27,6 +27,9 @@ pub struct Trace {
     /// Text lines, kept only when asked for (`--trace`).
     lines: Option<RefCell<Vec<String>>>,
     monitor: RefCell<SafetyMonitor>,
+    /// Told the simulated time every few thousand events (a progress bar);
+    /// it only reads, so it cannot change the run.
+    progress: RefCell<Option<Box<dyn Fn(u64)>>>,
 }
 
 impl Trace {
@@ -49,6 +52,22 @@ impl Trace {
             line: RefCell::new(String::new()),
             lines: keep_lines.then(|| RefCell::new(Vec::new())),
             monitor: RefCell::new(SafetyMonitor::default()),
+            progress: RefCell::new(None),
+        }
+    }
+
+    /// Calls `f` with the simulated nanoseconds every 4,096 events.
+    pub fn on_progress(&self, f: Box<dyn Fn(u64)>) {
+        *self.progress.borrow_mut() = Some(f);
+    }
+
+    fn count(&self) {
+        let n = self.events.get() + 1;
+        self.events.set(n);
+        if n % 4096 == 0 {
+            if let Some(f) = &*self.progress.borrow() {
+                f(self.elapsed_ns());
+            }
         }
     }
 
@@ -66,7 +85,7 @@ impl Trace {
         rec[17..25].copy_from_slice(&(to as u64).to_le_bytes());
         rec[25..33].copy_from_slice(&value.to_le_bytes());
         self.hasher.borrow_mut().update(&rec);
-        self.events.set(self.events.get() + 1);
+        self.count();
         let mut m = self.net_mix.get();
         for w in rec[1..].chunks(8) {
             let w = u64::from_le_bytes(w.try_into().expect("8-byte words"));
@@ -97,7 +116,7 @@ impl Trace {
         );
         self.hasher.borrow_mut().update(line.as_bytes());
         self.hasher.borrow_mut().update(b"\n");
-        self.events.set(self.events.get() + 1);
+        self.count();
         if let Some(lines) = &self.lines {
             lines.borrow_mut().push(line.clone());
         }

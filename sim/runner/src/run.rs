@@ -41,6 +41,18 @@ pub struct RunOptions {
     pub keep_trace: bool,
     /// The scenario path as the user gave it (for the reproduce command).
     pub path: String,
+    /// Told the simulated time as the run goes (a progress bar).
+    pub progress: Option<Progress>,
+}
+
+/// See [`RunOptions::progress`]: called with simulated seconds.
+#[derive(Clone)]
+pub struct Progress(pub Rc<dyn Fn(f64)>);
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Progress")
+    }
 }
 
 /// A finished run.
@@ -445,6 +457,7 @@ fn run_engine_faults(scenario: &Scenario, opts: &RunOptions, inert: bool) -> Run
     let s = scenario.clone();
     let seed = opts.seed;
     let keep = opts.keep_trace;
+    let progress = opts.progress.clone();
     let (observed, records, (hash, net_hash), events, trace, sim_secs) =
         run_world(seed, move || async move {
             let mut cfg = WorldConfig::new(seed);
@@ -460,6 +473,11 @@ fn run_engine_faults(scenario: &Scenario, opts: &RunOptions, inert: bool) -> Run
                 loss: 0.0,
             };
             let world = World::new(cfg);
+            if let Some(p) = progress {
+                world
+                    .trace()
+                    .on_progress(Box::new(move |ns| (p.0)(ns as f64 / 1e9)));
+            }
             let start = Instant::now();
             let rec = Recorder::new(Rc::new(move || {
                 Instant::now().duration_since(start).as_nanos() as u64

@@ -153,6 +153,7 @@ pub fn shrink(
         seed,
         keep_trace: false,
         path: path.to_string(),
+        progress: None,
     };
     let first = run_engine(scenario, &opts).summary;
     let mut broken = first.invariants.iter().filter(|i| !i.holds);

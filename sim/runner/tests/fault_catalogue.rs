@@ -92,6 +92,7 @@ fn every_fault_kind_changes_the_run() {
             seed: 7,
             keep_trace: false,
             path: format!("{}.toml", kind.name()),
+            progress: None,
         };
         let real_run = run_engine(&s, &opts);
         let inert_run = run_engine_inert_faults(&s, &opts);
