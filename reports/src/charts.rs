@@ -62,7 +62,11 @@ impl Chart {
             out.push(Chart::Latency(i));
         }
         if !s.nodes.is_empty() {
-            out.extend([Chart::PodsPerNode, Chart::PodsPerDatacenter, Chart::Readiness]);
+            out.extend([
+                Chart::PodsPerNode,
+                Chart::PodsPerDatacenter,
+                Chart::Readiness,
+            ]);
         }
         out.push(Chart::Leaders);
         if !s.api.is_empty() {
@@ -100,8 +104,16 @@ impl Chart {
         let svc = |i: usize| s.services.get(i).map(|x| x.service.as_str()).unwrap_or("");
         match self {
             Chart::Faults => format!("Faults ({})", s.faults.len()),
-            Chart::Availability(i) => format!("Availability of {} (success ratio per {}s)", svc(*i), s.step_s),
-            Chart::Latency(i) => format!("Latency of {} (successful requests, per {}s)", svc(*i), s.step_s),
+            Chart::Availability(i) => format!(
+                "Availability of {} (success ratio per {}s)",
+                svc(*i),
+                s.step_s
+            ),
+            Chart::Latency(i) => format!(
+                "Latency of {} (successful requests, per {}s)",
+                svc(*i),
+                s.step_s
+            ),
             Chart::PodsPerNode => "Pods running per node".into(),
             Chart::PodsPerDatacenter => "Pods running per datacenter".into(),
             Chart::Readiness => "Node readiness (Ready condition in the API)".into(),
@@ -448,7 +460,7 @@ fn availability<DB: DrawingBackend>(
 /// `99.9%`, with as many decimals as the ratio needs.
 pub fn pct(x: f64) -> String {
     let p = x * 100.0;
-    if p >= 99.0 && p < 100.0 {
+    if (99.0..100.0).contains(&p) {
         format!("{}%", trim(&format!("{p:.3}")))
     } else {
         format!("{}%", trim(&format!("{p:.1}")))
@@ -538,10 +550,7 @@ fn ready_color(status: &str) -> RGBColor {
     }
 }
 
-fn readiness<DB: DrawingBackend>(
-    s: &Summary,
-    area: &DrawingArea<DB, Shift>,
-) -> anyhow::Result<()> {
+fn readiness<DB: DrawingBackend>(s: &Summary, area: &DrawingArea<DB, Shift>) -> anyhow::Result<()> {
     let n = s.nodes.len().max(1) as u32;
     let t_max = s.simulated_seconds.max(1.0);
     let names: Vec<String> = s.nodes.iter().map(|x| x.node.clone()).collect();
@@ -652,12 +661,7 @@ fn leaders<DB: DrawingBackend>(s: &Summary, area: &DrawingArea<DB, Shift>) -> an
 
 fn api<DB: DrawingBackend>(s: &Summary, area: &DrawingArea<DB, Shift>) -> anyhow::Result<()> {
     let per_s = |n: u64| n as f64 / s.step_s.max(1.0);
-    let top = s
-        .api
-        .iter()
-        .map(|p| per_s(p.requests))
-        .fold(1.0, f64::max)
-        * 1.15;
+    let top = s.api.iter().map(|p| per_s(p.requests)).fold(1.0, f64::max) * 1.15;
     let mut plot = base(area, s, 0f64..top, "requests / s", true)?;
     for &(a, b) in &s.control_plane_down {
         plot.draw_series(std::iter::once(Rectangle::new(
@@ -670,9 +674,24 @@ fn api<DB: DrawingBackend>(s: &Summary, area: &DrawingArea<DB, Shift>) -> anyhow
     let pts = |f: fn(&crate::ApiPoint) -> u64| -> Vec<Option<(f64, f64)>> {
         s.api.iter().map(|p| Some((p.t_s, per_s(f(p))))).collect()
     };
-    line(&mut plot, pts(|p| p.requests), RGBColor(31, 119, 180), "all")?;
-    line(&mut plot, pts(|p| p.client_errors), RGBColor(240, 150, 0), "4xx")?;
-    line(&mut plot, pts(|p| p.server_errors), RGBColor(214, 39, 40), "5xx / 429")?;
+    line(
+        &mut plot,
+        pts(|p| p.requests),
+        RGBColor(31, 119, 180),
+        "all",
+    )?;
+    line(
+        &mut plot,
+        pts(|p| p.client_errors),
+        RGBColor(240, 150, 0),
+        "4xx",
+    )?;
+    line(
+        &mut plot,
+        pts(|p| p.server_errors),
+        RGBColor(214, 39, 40),
+        "5xx / 429",
+    )?;
     legend(&mut plot, SeriesLabelPosition::UpperRight)
 }
 
@@ -690,11 +709,24 @@ fn store_clients<DB: DrawingBackend>(
     let mut ops = base(&upper, s, 0f64..y_max, "ops / s", false)?;
     shade_faults(s, &mut ops, 0.0, y_max)?;
     let series = |f: fn(&crate::TimelinePoint) -> u64| -> Vec<Option<(f64, f64)>> {
-        s.timeline.iter().map(|p| Some((p.t_s, f(p) as f64))).collect()
+        s.timeline
+            .iter()
+            .map(|p| Some((p.t_s, f(p) as f64)))
+            .collect()
     };
     line(&mut ops, series(|p| p.ok), RGBColor(31, 119, 180), "ok")?;
-    line(&mut ops, series(|p| p.failed), RGBColor(214, 39, 40), "failed")?;
-    line(&mut ops, series(|p| p.unknown), RGBColor(200, 0, 200), "unknown (timed out)")?;
+    line(
+        &mut ops,
+        series(|p| p.failed),
+        RGBColor(214, 39, 40),
+        "failed",
+    )?;
+    line(
+        &mut ops,
+        series(|p| p.unknown),
+        RGBColor(200, 0, 200),
+        "unknown (timed out)",
+    )?;
     for l in &s.leaders {
         ops.draw_series(std::iter::once(PathElement::new(
             vec![(l.t_s, 0.0), (l.t_s, y_max * 0.8)],
@@ -723,7 +755,13 @@ mod tests {
 
     #[test]
     fn gaps_split_lines() {
-        let r = runs([Some((0.0, 1.0)), None, None, Some((2.0, 1.0)), Some((3.0, 1.0))]);
+        let r = runs([
+            Some((0.0, 1.0)),
+            None,
+            None,
+            Some((2.0, 1.0)),
+            Some((3.0, 1.0)),
+        ]);
         assert_eq!(r, vec![vec![(0.0, 1.0)], vec![(2.0, 1.0), (3.0, 1.0)]]);
     }
 

@@ -54,7 +54,9 @@ fn badge(verdict: &str) -> String {
 /// failed is a success of the checker.
 fn verdict_note(s: &Summary) -> String {
     match (s.expect.as_str(), s.verdict.as_str()) {
-        ("fail", "fail") => " (expected: this scenario proves a checker catches a real problem)".into(),
+        ("fail", "fail") => {
+            " (expected: this scenario proves a checker catches a real problem)".into()
+        }
         ("fail", _) => " (UNEXPECTED: this scenario is marked expect = \"fail\")".into(),
         _ => String::new(),
     }
@@ -186,7 +188,9 @@ pub fn run_page(s: &Summary, charts: &[(Chart, String)]) -> String {
         if svc.unavailable.is_empty() {
             h.push_str("<div class=\"note\">No request failed.</div>\n");
         } else {
-            h.push_str("<table><tr><th>unavailable</th><th>failed</th><th>faults in force</th></tr>\n");
+            h.push_str(
+                "<table><tr><th>unavailable</th><th>failed</th><th>faults in force</th></tr>\n",
+            );
             for w in svc.unavailable.iter().take(50) {
                 let _ = writeln!(
                     h,
@@ -242,7 +246,12 @@ pub fn run_page(s: &Summary, charts: &[(Chart, String)]) -> String {
         let _ = writeln!(
             h,
             "<div class=\"note\">{} operations ok, {} failed, {} unknown (timed out); {} set adds acknowledged, {} lost; {} watch events.</div>",
-            st.ops_ok, st.ops_failed, st.ops_unknown, st.set_acknowledged, st.set_lost, st.watch_events
+            st.ops_ok,
+            st.ops_failed,
+            st.ops_unknown,
+            st.set_acknowledged,
+            st.set_lost,
+            st.watch_events
         );
         h.push_str(&svg(&Chart::StoreClients));
     }
@@ -271,7 +280,11 @@ pub fn compare_page(
         esc(&name(b))
     );
     let mut row = |what: &str, x: String, y: String| {
-        let mark = if x != y { " style=\"background:#fff6d6\"" } else { "" };
+        let mark = if x != y {
+            " style=\"background:#fff6d6\""
+        } else {
+            ""
+        };
         let _ = writeln!(
             h,
             "<tr{mark}><th>{}</th><td>{}</td><td>{}</td></tr>",
@@ -297,7 +310,11 @@ pub fn compare_page(
         format!("{:.2}s", a.wall_seconds),
         format!("{:.2}s", b.wall_seconds),
     );
-    row("faults", a.faults.len().to_string(), b.faults.len().to_string());
+    row(
+        "faults",
+        a.faults.len().to_string(),
+        b.faults.len().to_string(),
+    );
     let mut names: Vec<&str> = a
         .invariants
         .iter()
@@ -356,10 +373,7 @@ pub fn compare_page(
     );
     h.push_str("</table>\n");
     for (c, x, y) in charts {
-        let title = x
-            .as_ref()
-            .map(|_| c.title(a))
-            .unwrap_or_else(|| c.title(b));
+        let title = x.as_ref().map(|_| c.title(a)).unwrap_or_else(|| c.title(b));
         let _ = writeln!(h, "<h3>{}</h3><div class=\"pair\">", esc(&title));
         for svg in [x, y] {
             match svg {

@@ -344,7 +344,11 @@ pub fn compare(a: &Path, b: &Path, out: &Path) -> anyhow::Result<()> {
     // Pair charts by file name: service `i` of one run may be another
     // service in the other.
     let mut stems: Vec<String> = Vec::new();
-    for st in ca.iter().map(|c| c.stem(&sa)).chain(cb.iter().map(|c| c.stem(&sb))) {
+    for st in ca
+        .iter()
+        .map(|c| c.stem(&sa))
+        .chain(cb.iter().map(|c| c.stem(&sb)))
+    {
         if !stems.contains(&st) {
             stems.push(st);
         }

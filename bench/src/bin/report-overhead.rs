@@ -32,7 +32,8 @@ struct Args {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let scenario = Scenario::load(&args.scenario).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let out = std::env::temp_dir().join(format!("faultline-report-overhead-{}", std::process::id()));
+    let out =
+        std::env::temp_dir().join(format!("faultline-report-overhead-{}", std::process::id()));
     println!(
         "{:>5}  {:>10}  {:>9}  {:>10}  {:>10}  {:>9}",
         "seed", "simulated", "run wall", "data files", "page+PNGs", "overhead"

@@ -344,7 +344,7 @@ async fn handle(ctx: Rc<Ctx>, req: Request<Incoming>) -> Response<Body> {
             return match ctx.reg.revision().await {
                 Ok(_) => text(200, "ok"),
                 Err(s) => text(503, &format!("storage not ready: {}", s.message)),
-            }
+            };
         }
         _ => {}
     }
@@ -617,7 +617,9 @@ async fn resource<T: Strategy>(
                 return Err(Status::failure(
                     415,
                     "UnsupportedMediaType",
-                    format!("the patch content type {ct:?} is not supported; use application/merge-patch+json"),
+                    format!(
+                        "the patch content type {ct:?} is not supported; use application/merge-patch+json"
+                    ),
                 ));
             }
             let body = read_body(ctx, req).await?;

@@ -292,7 +292,7 @@ impl StoreClient {
                 }
                 Ok(Response::Error(ServerError::Store(e))) => return Err(ClientError::Store(e)),
                 Ok(Response::Error(ServerError::BadRequest(e))) => {
-                    return Err(ClientError::BadRequest(e))
+                    return Err(ClientError::BadRequest(e));
                 }
                 Ok(r) => {
                     self.leader.set(target);

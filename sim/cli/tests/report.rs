@@ -99,11 +99,7 @@ fn check_page(dir: &Path) -> String {
 
 #[test]
 fn a_failing_run_report_names_the_violated_invariant_and_the_reproduce_command() {
-    let (dir, code) = run(
-        "scenarios/single-replica-node-crash.toml",
-        1,
-        "fail",
-    );
+    let (dir, code) = run("scenarios/single-replica-node-crash.toml", 1, "fail");
     assert_eq!(code, 1, "the scenario is expected to fail");
     let html = check_page(&dir);
     let reproduce = "faultline sim run scenarios/single-replica-node-crash.toml --seed 1";
@@ -155,7 +151,11 @@ fn a_passing_run_report_lists_every_invariant_as_held() {
         std::fs::remove_file(dir.join(f)).unwrap();
     }
     let out = faultline(&["report", dir.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(check_page(&dir), html, "the same page again");
     assert!(dir.join("store-clients.png").exists());
 
@@ -170,7 +170,11 @@ fn a_passing_run_report_lists_every_invariant_as_held() {
         "--out",
         cmp.to_str().unwrap(),
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let page = check_page(&cmp);
     assert!(page.contains("store-leader-kill seed 1") && page.contains("store-leader-kill seed 2"));
 

@@ -14,6 +14,9 @@ use faultline_env::{Observation, Observer};
 use tokio::time::Instant;
 use xxhash_rust::xxh3::Xxh3;
 
+/// See [`Trace::on_progress`].
+type ProgressFn = Box<dyn Fn(u64)>;
+
 /// The trace of one run.
 pub struct Trace {
     clock: Box<dyn Fn() -> u64>,
@@ -29,7 +32,7 @@ pub struct Trace {
     monitor: RefCell<SafetyMonitor>,
     /// Told the simulated time every few thousand events (a progress bar);
     /// it only reads, so it cannot change the run.
-    progress: RefCell<Option<Box<dyn Fn(u64)>>>,
+    progress: RefCell<Option<ProgressFn>>,
 }
 
 impl Trace {
@@ -64,7 +67,7 @@ impl Trace {
     fn count(&self) {
         let n = self.events.get() + 1;
         self.events.set(n);
-        if n % 4096 == 0 {
+        if n.is_multiple_of(4096) {
             if let Some(f) = &*self.progress.borrow() {
                 f(self.elapsed_ns());
             }
@@ -228,7 +231,8 @@ impl SafetyMonitor {
                     )),
                     Some(_) => None,
                     None => {
-                        self.leaders.insert((group, term), (host.to_string(), now_ns));
+                        self.leaders
+                            .insert((group, term), (host.to_string(), now_ns));
                         None
                     }
                 }
@@ -245,7 +249,8 @@ impl SafetyMonitor {
                 )),
                 Some(_) => None,
                 None => {
-                    self.applied.insert((group, index), (term, digest, host.to_string()));
+                    self.applied
+                        .insert((group, index), (term, digest, host.to_string()));
                     None
                 }
             },

@@ -649,7 +649,7 @@ fn pending_explained(pods: &[Pod]) -> Result<String, String> {
                 return Err(format!(
                     "pod {}/{} is pending without saying why (PodScheduled: {:?})",
                     p.metadata.namespace, p.metadata.name, c
-                ))
+                ));
             }
         }
     }
@@ -881,7 +881,10 @@ impl Ledger {
             for i in list {
                 if let Some(&h) = index.get(i.host.as_str()) {
                     let end = i.ended.unwrap_or(u64::MAX);
-                    spans.entry((h, uid.as_str())).or_default().push((i.started, end));
+                    spans
+                        .entry((h, uid.as_str()))
+                        .or_default()
+                        .push((i.started, end));
                 }
             }
         }

@@ -149,8 +149,14 @@ mod tests {
         (obs.0)(429);
         let s = log.series(2, 4.0);
         assert_eq!(s.len(), 2);
-        assert_eq!((s[0].requests, s[0].client_errors, s[0].server_errors), (2, 1, 0));
-        assert_eq!((s[1].requests, s[1].client_errors, s[1].server_errors), (2, 0, 2));
+        assert_eq!(
+            (s[0].requests, s[0].client_errors, s[0].server_errors),
+            (2, 1, 0)
+        );
+        assert_eq!(
+            (s[1].requests, s[1].client_errors, s[1].server_errors),
+            (2, 0, 2)
+        );
         assert_eq!(s[1].t_s, 2.0);
     }
 }

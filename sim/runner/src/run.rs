@@ -737,7 +737,8 @@ pub fn judge(
                 }
             }
             InvariantKind::Converges => {
-                let cluster = crate::cluster::enabled(s).then(|| observed.findings.borrow().ready.clone());
+                let cluster =
+                    crate::cluster::enabled(s).then(|| observed.findings.borrow().ready.clone());
                 match (&observed.converged, cluster) {
                     (Err(e), _) => (false, e.clone()),
                     (Ok(_), Some(Some(Err(e)))) => (false, e),
@@ -786,21 +787,33 @@ pub fn judge(
                 match (f.double_bindings.first(), f.auditor_errors.first()) {
                     (Some((at, what)), _) => (
                         false,
-                        format!("at {:.3}s: {what} ({} in all)", *at as f64 / 1e9, f.double_bindings.len()),
+                        format!(
+                            "at {:.3}s: {what} ({} in all)",
+                            *at as f64 / 1e9,
+                            f.double_bindings.len()
+                        ),
                     ),
                     (None, Some(e)) => (false, e.clone()),
                     (None, None) => (
                         true,
-                        format!("{} pods bound, each once (store history to revision {})", f.pods_bound, f.last_revision),
+                        format!(
+                            "{} pods bound, each once (store history to revision {})",
+                            f.pods_bound, f.last_revision
+                        ),
                     ),
                 }
             }
             InvariantKind::NoOvercommit => {
                 let f = observed.findings.borrow();
                 match (f.overcommits.first(), f.auditor_errors.first()) {
-                    (Some((at, what)), _) => (false, format!("at {:.3}s: {what}", *at as f64 / 1e9)),
+                    (Some((at, what)), _) => {
+                        (false, format!("at {:.3}s: {what}", *at as f64 / 1e9))
+                    }
                     (None, Some(e)) => (false, e.clone()),
-                    (None, None) => (true, "no node's bound pods ever requested more than it allocates".into()),
+                    (None, None) => (
+                        true,
+                        "no node's bound pods ever requested more than it allocates".into(),
+                    ),
                 }
             }
             InvariantKind::PendingExplained => match &observed.findings.borrow().pending {
