@@ -18,7 +18,9 @@ static FONT: &[u8] = include_bytes!("../fonts/DejaVuSans.ttf");
 const FAMILY: &str = "sans-serif";
 const WIDTH: u32 = 1000;
 
-fn fonts() {
+/// Registers the bundled font with plotters (with `ab_glyph` it knows none
+/// of its own); every chart calls it first.
+pub(crate) fn fonts() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         plotters::style::register_font(FAMILY, FontStyle::Normal, FONT)

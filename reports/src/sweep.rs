@@ -196,7 +196,7 @@ h1{margin-bottom:.2em}h2{margin-top:1.6em;border-bottom:1px solid #ddd}
 .pass{color:#1a7f37}.fail{color:#c62828}
 table{border-collapse:collapse;margin:.5em 0}
 th,td{border:1px solid #ddd;padding:.3em .6em;text-align:left;vertical-align:top}
-th{background:#f4f4f4}td.n{text-align:right;font-variant-numeric:tabular-nums}
+th{background:#f4f4f4}td.n{text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums}
 tr.bad td{background:#fdecea}
 dl{display:grid;grid-template-columns:max-content auto;gap:.2em 1em}dt{font-weight:600}dd{margin:0}
 code{background:#f4f4f4;padding:.1em .3em;border-radius:3px;word-break:break-all}
@@ -286,7 +286,9 @@ pub fn html(report: &SweepReport) -> anyhow::Result<String> {
             t.runs,
             t.passed,
             t.failed,
-            t.mean_wall_s.map(|s| format!("{s:.2} s")).unwrap_or_else(|| "-".into())
+            t.mean_wall_s
+                .map(|s| format!("{s:.2} s"))
+                .unwrap_or_else(|| "-".into())
         );
     }
     h.push_str("</table>\n");
@@ -338,6 +340,18 @@ pub fn html(report: &SweepReport) -> anyhow::Result<String> {
              <span style=\"color:{}\">&#10005;</span> marks a run that did not end as expected.</p>",
             css(FAILED_COLOR)
         );
+        // The legend is on the page: inside the plot it would cover points.
+        h.push_str("<p>");
+        for (k, t) in report.scenarios.iter().enumerate() {
+            let _ = write!(
+                h,
+                "<span style=\"color:{}\">&#9679;</span> {} <span class=\"muted\">({})</span> &nbsp; ",
+                css(PALETTE[k % PALETTE.len()]),
+                esc(&t.name),
+                esc(&t.path)
+            );
+        }
+        h.push_str("</p>\n");
         h.push_str(&wall_svg(report)?);
     }
     h.push_str("\n</body></html>\n");
@@ -368,7 +382,9 @@ fn run_table(h: &mut String, runs: &[&SweepRun]) {
             "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{why}</td><td class=\"n\">{:.2} s</td><td>{report}</td><td><code>{}</code></td></tr>",
             esc(&r.scenario),
             r.seed,
-            r.exit_code.map(|c| c.to_string()).unwrap_or_else(|| "signal".into()),
+            r.exit_code
+                .map(|c| c.to_string())
+                .unwrap_or_else(|| "signal".into()),
             r.wall_seconds,
             esc(&r.reproduce)
         );
@@ -440,6 +456,7 @@ fn invariant_svg(report: &SweepReport) -> anyhow::Result<Option<String>> {
     // Row i (most violated first) is the band [rows - i - 1, rows - i] of
     // the y axis, so the first row is on top.
     let center = |i: usize| rows - i as f64 - 0.5;
+    crate::charts::fonts();
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (900, height)).into_drawing_area();
@@ -521,8 +538,8 @@ fn invariant_svg(report: &SweepReport) -> anyhow::Result<Option<String>> {
     Ok(Some(svg))
 }
 
-/// Wall seconds of each run by seed, one colour per scenario; a cross
-/// marks a run that did not end as expected.
+/// Wall seconds of each run by seed, one colour per scenario (the page
+/// carries the legend); a cross marks a run that did not end as expected.
 fn wall_svg(report: &SweepReport) -> anyhow::Result<String> {
     let seed_min = report.runs.iter().map(|r| r.seed).min().unwrap_or(0) as f64;
     let seed_max = report.runs.iter().map(|r| r.seed).max().unwrap_or(0) as f64;
@@ -533,6 +550,7 @@ fn wall_svg(report: &SweepReport) -> anyhow::Result<String> {
         .map(|r| r.wall_seconds)
         .fold(0.1, f64::max)
         * 1.15;
+    crate::charts::fonts();
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (900, 380)).into_drawing_area();
@@ -582,9 +600,7 @@ fn wall_svg(report: &SweepReport) -> anyhow::Result<String> {
                     pts.iter()
                         .map(|p| Circle::new((p.0, p.1), 3, color.filled())),
                 )
-                .map_err(err)?
-                .label(t.name.as_str())
-                .legend(move |(x, y)| Circle::new((x + 6, y), 4, color.filled()));
+                .map_err(err)?;
             chart
                 .draw_series(
                     pts.iter()
@@ -593,13 +609,6 @@ fn wall_svg(report: &SweepReport) -> anyhow::Result<String> {
                 )
                 .map_err(err)?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.3))
-            .draw()
-            .map_err(err)?;
         root.present().map_err(err)?;
     }
     Ok(svg)
@@ -838,17 +847,18 @@ mod tests {
         assert!(!h.contains("<script"));
         assert!(!h.contains("src=\"http"));
         assert!(!h.contains("<link"));
-        // The histogram names both invariants; the wall chart every scenario.
+        // The histogram names both invariants; the wall chart's legend
+        // every scenario, in its colour.
         let svgs = h.matches("<svg").count();
         assert_eq!(svgs, 2, "two charts");
-        for s in [
-            "no-lost-writes",
-            "linearizable",
-            "good",
-            "caught",
-            "b&lt;a&gt;d&amp;",
-        ] {
-            assert!(svg_text(&h, s), "chart lacks {s}");
+        for s in ["no-lost-writes", "linearizable"] {
+            assert!(svg_text(&h, s), "histogram lacks {s}");
+        }
+        for s in ["good", "caught", "b&lt;a&gt;d&amp;", "never"] {
+            assert!(
+                h.contains(&format!("&#9679;</span> {s} ")),
+                "legend lacks {s}"
+            );
         }
         assert!(h.contains("Sweep: <span class=\"fail\">FAIL</span>"));
         assert!(h.contains("6 finished of 8 planned"));

@@ -687,11 +687,11 @@ impl Progress {
         let eta = eta_s.map(hms).unwrap_or_else(|| "unknown".into());
         match &self.bar {
             Some(bar) => {
-                bar.set_position(done as u64);
                 bar.set_message(format!(
                     "{failed} failed, {} elapsed, ETA {eta}",
                     hms(elapsed_s)
                 ));
+                bar.set_position(done as u64);
             }
             None => println!(
                 "progress: {done}/{} seeds done, {failed} failed, {} elapsed, ETA {eta}",

@@ -45,7 +45,7 @@ enum Command {
     Sim(SimCommand),
     /// Run one store replica (a master) for real, over TCP, with its data on disk.
     Master(master::MasterArgs),
-    /// Draw report pages again from their data, or put two runs side by side.
+    // (Its help text is on `ReportArgs`.)
     Report(report::ReportArgs),
 }
 

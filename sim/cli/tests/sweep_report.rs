@@ -52,7 +52,10 @@ fn sweep_writes_json_page_and_junit() {
         "{stdout}"
     );
     // Not a terminal: plain progress lines, no bar.
-    assert!(stdout.contains("progress: 4/4 seeds done, 0 failed"), "{stdout}");
+    assert!(
+        stdout.contains("progress: 4/4 seeds done, 0 failed"),
+        "{stdout}"
+    );
     assert!(!stderr.contains("warning"), "{stderr}");
 
     // sweep.json
@@ -70,7 +73,10 @@ fn sweep_writes_json_page_and_junit() {
     assert_eq!(names, ["store-bug-nemesis", "store-leader-kill"]);
     assert_eq!(scenarios[0]["expect"], "fail");
     for s in scenarios {
-        assert_eq!((&s["runs"], &s["passed"], &s["failed"]), (&2.into(), &2.into(), &0.into()));
+        assert_eq!(
+            (&s["runs"], &s["passed"], &s["failed"]),
+            (&2.into(), &2.into(), &0.into())
+        );
         assert!(s["mean_wall_s"].as_f64().unwrap() > 0.0);
     }
     let runs = json["runs"].as_array().unwrap();
@@ -107,25 +113,36 @@ fn sweep_writes_json_page_and_junit() {
         );
         if r["scenario"] == "store-bug-nemesis" {
             // Caught, as it must be: the run's report was drawn.
-            assert_eq!((&r["exit_code"], &r["verdict"]), (&1.into(), &"fail".into()));
-            assert!(!r["failed_invariants"].as_array().unwrap().is_empty(), "{r}");
+            assert_eq!(
+                (&r["exit_code"], &r["verdict"]),
+                (&1.into(), &"fail".into())
+            );
+            assert!(
+                !r["failed_invariants"].as_array().unwrap().is_empty(),
+                "{r}"
+            );
             assert_eq!(r["page"], format!("{name}/index.html").as_str(), "{r}");
             assert!(
-                run_dir.join("index.html").exists() || run_dir.join("timeline.svg").exists(),
+                run_dir.join("index.html").exists(),
                 "{name}: report not drawn"
             );
         } else {
             // Children write data only: no page for a clean pass.
-            assert_eq!((&r["exit_code"], &r["verdict"]), (&0.into(), &"pass".into()));
+            assert_eq!(
+                (&r["exit_code"], &r["verdict"]),
+                (&0.into(), &"pass".into())
+            );
             assert_eq!(r["page"], serde_json::Value::Null, "{r}");
-            assert!(!run_dir.join("timeline.svg").exists(), "{name}: charts drawn");
             assert!(!run_dir.join("index.html").exists(), "{name}: page drawn");
         }
     }
 
     // index.html
     let html = read(&dir.join("index.html"));
-    assert!(html.contains("Sweep: <span class=\"pass\">PASS</span>"), "{html}");
+    assert!(
+        html.contains("Sweep: <span class=\"pass\">PASS</span>"),
+        "{html}"
+    );
     assert!(html.contains("Every run ended as expected."));
     assert!(html.contains("<a href=\"store-bug-nemesis-seed1/index.html\">"));
     assert!(html.contains("faultline sim run scenarios/store-bug-nemesis.toml --seed 2"));
@@ -139,8 +156,14 @@ fn sweep_writes_json_page_and_junit() {
     assert_eq!(junit.matches("<testcase ").count(), 2, "{junit}");
     assert_eq!(junit.matches("</testcase>").count(), 2, "{junit}");
     assert!(!junit.contains("<failure"), "{junit}");
-    assert!(junit.contains("name=\"store-bug-nemesis (2 seeds)\""), "{junit}");
-    assert!(junit.contains("name=\"store-leader-kill (2 seeds)\""), "{junit}");
+    assert!(
+        junit.contains("name=\"store-bug-nemesis (2 seeds)\""),
+        "{junit}"
+    );
+    assert!(
+        junit.contains("name=\"store-leader-kill (2 seeds)\""),
+        "{junit}"
+    );
     assert!(junit.contains("tests=\"2\" failures=\"0\""), "{junit}");
 
     let _ = std::fs::remove_dir_all(&dir);
