@@ -15,6 +15,8 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use serde::{Deserialize, Serialize};
 
+use crate::esc;
+
 /// A whole sweep (or one shard of it): what ran, how each run ended, and
 /// the tally per scenario. Serialized as `sweep.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -647,26 +649,6 @@ fn utc(unix_s: f64) -> String {
         secs / 60 % 60,
         secs % 60
     )
-}
-
-/// Escapes text for HTML and XML (content and quoted attributes), and
-/// drops the control characters XML 1.0 forbids (a child's stderr may
-/// carry terminal colour codes).
-fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            '\n' | '\t' => out.push(c),
-            c if c.is_control() => {}
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

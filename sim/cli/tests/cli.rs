@@ -1,20 +1,10 @@
 //! The `faultline` binary end to end: the run contract, determinism across
 //! processes, bad input, and proof that the checkers catch broken stores.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn faultline(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_faultline"))
-        .args(args)
-        .current_dir(root())
-        .output()
-        .expect("running faultline")
-}
+mod common;
+use common::{faultline, root};
 
 fn report_dir(name: &str) -> String {
     let dir =

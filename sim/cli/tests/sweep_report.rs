@@ -2,20 +2,10 @@
 //! over a scenario that must be caught and one that must pass, then
 //! `sweep.json`, `index.html`, `junit.xml` and the run reports checked.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn faultline(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_faultline"))
-        .args(args)
-        .current_dir(root())
-        .output()
-        .expect("running faultline")
-}
+mod common;
+use common::faultline;
 
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))

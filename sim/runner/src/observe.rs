@@ -108,16 +108,23 @@ pub fn service_series(log: &TrafficLog, svc: u16, step: u64, end_s: f64) -> Vec<
             latencies[i].push(r.done_ns.saturating_sub(r.sent_ns));
         }
     }
-    for (p, mut l) in points.iter_mut().zip(latencies) {
-        if l.is_empty() {
-            continue;
+    for (p, l) in points.iter_mut().zip(latencies) {
+        if let Some((p50, p99)) = p50_p99_ms(l) {
+            (p.p50_ms, p.p99_ms) = (p50, p99);
         }
-        l.sort_unstable();
-        let at = |q: f64| l[((l.len() - 1) as f64 * q).round() as usize] as f64 / 1e6;
-        p.p50_ms = at(0.50);
-        p.p99_ms = at(0.99);
     }
     points
+}
+
+/// The median and 99th percentile of latencies in nanoseconds, as
+/// milliseconds (nearest rank); `None` for none.
+pub fn p50_p99_ms(mut l: Vec<u64>) -> Option<(f64, f64)> {
+    if l.is_empty() {
+        return None;
+    }
+    l.sort_unstable();
+    let at = |q: f64| l[((l.len() - 1) as f64 * q).round() as usize] as f64 / 1e6;
+    Some((at(0.50), at(0.99)))
 }
 
 #[cfg(test)]

@@ -1046,14 +1046,10 @@ fn timeline(samples: &[Sample], seconds: f64) -> Vec<TimelinePoint> {
             _ => points[sec(smp.invoke_ns)].unknown += 1,
         }
     }
-    for (p, mut l) in points.iter_mut().zip(latencies) {
-        if l.is_empty() {
-            continue;
+    for (p, l) in points.iter_mut().zip(latencies) {
+        if let Some((p50, p99)) = crate::observe::p50_p99_ms(l) {
+            (p.p50_ms, p.p99_ms) = (p50, p99);
         }
-        l.sort_unstable();
-        let at = |q: f64| l[((l.len() - 1) as f64 * q).round() as usize] as f64 / 1e6;
-        p.p50_ms = at(0.50);
-        p.p99_ms = at(0.99);
     }
     points
 }
