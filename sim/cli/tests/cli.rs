@@ -472,6 +472,21 @@ fn malformed_scenarios_exit_2_naming_file_line_and_field() {
             &["traffic (web).rate: 20000 is not in (0, 10000]"],
         ),
         (
+            "election-ticks-zero",
+            store("[workload]", "[store]\nelection_ticks = 0\n\n[workload]"),
+            &["store.election_ticks: 0: use at least 2"],
+        ),
+        (
+            "store-tick-zero",
+            store("[workload]", "[store]\ntick = \"0s\"\n\n[workload]"),
+            &["store.tick: must be positive"],
+        ),
+        (
+            "schedulers-zero",
+            cp("node_grace = \"20s\"", "node_grace = \"20s\"\nschedulers = 0"),
+            &["control_plane.schedulers: must be at least 1"],
+        ),
+        (
             "availability-without-at-least",
             cp("at_least = 0.999\n", ""),
             &["invariant (availability): needs `at_least`"],

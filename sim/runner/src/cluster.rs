@@ -123,7 +123,7 @@ pub fn master_main(
                 env.clone(),
                 ClientConfig::new(api_servers(&s), "scheduler-token"),
             );
-            for k in 1..=s.control_plane.schedulers.max(1) {
+            for k in 1..=s.control_plane.schedulers {
                 let mut cfg = faultline_scheduler::driver::SchedulerConfig::new(&me);
                 if k > 1 {
                     cfg.elector.name = format!("kube-scheduler-{k}");

@@ -974,6 +974,24 @@ impl Scenario {
                 )));
             }
         }
+        // Raft's election timeout must outlast its heartbeat (one tick).
+        if self.store.election_ticks < 2 {
+            return Err(ScenarioError(format!(
+                "{origin}: store.election_ticks: {}: use at least 2 (the default is {})",
+                self.store.election_ticks,
+                election_ticks()
+            )));
+        }
+        if self.store.tick.0.is_zero() {
+            return Err(ScenarioError(format!(
+                "{origin}: store.tick: must be positive"
+            )));
+        }
+        if self.control_plane.schedulers == 0 {
+            return Err(ScenarioError(format!(
+                "{origin}: control_plane.schedulers: must be at least 1"
+            )));
+        }
         let nodes: BTreeSet<String> = node_names(self).into_iter().collect();
         for q in [&self.cluster.node.cpu, &self.cluster.node.memory] {
             if let Err(e) = faultline_api::Quantity::parse(q) {
