@@ -2,6 +2,13 @@
 //! store scenario under ~100 client operations per simulated second, on the
 //! event-driven engine and on the turmoil backend, side by side in one run.
 //!
+//! It then measures the engine's own floor: a world of the same shape (3
+//! servers, 3 clients, the same latencies) whose hosts do nothing but
+//! exchange small request/response messages, each under a timeout, as the
+//! store's RPCs do. Its wall time per event, times the store scenario's
+//! events per simulated second, bounds how fast any store could run on
+//! this engine and this CPU, whatever its own code costs.
+//!
 //! `cargo run --release -p faultline-bench --bin sim-speed [-- --seconds N --rate R]`
 #![allow(clippy::disallowed_methods)] // a benchmark measures real time
 
@@ -10,7 +17,12 @@ use clap::Parser;
 /// The same allocator as the `faultline` binary, so the figures match it.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+use std::time::{Duration, Instant};
+
+use faultline_engine::{HostMain, World, WorldConfig};
+use faultline_env::Env;
 use faultline_sim::{run_engine, turmoil_backend::run_turmoil, RunOptions, Scenario};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[derive(Parser)]
 #[command(about = "Simulated seconds per wall second: engine vs turmoil")]
@@ -70,6 +82,7 @@ struct Row {
     simulated: f64,
     wall: f64,
     ops: u64,
+    events: u64,
     verdicts: Vec<String>,
 }
 
@@ -79,6 +92,7 @@ fn measure(backend: &'static str, s: &Scenario, seeds: u64) -> Row {
         simulated: 0.0,
         wall: 0.0,
         ops: 0,
+        events: 0,
         verdicts: Vec::new(),
     };
     for seed in 1..=seeds {
@@ -96,6 +110,7 @@ fn measure(backend: &'static str, s: &Scenario, seeds: u64) -> Row {
         row.simulated += sum.simulated_seconds;
         row.wall += sum.wall_seconds;
         row.ops += sum.stats.ops_ok + sum.stats.ops_failed + sum.stats.ops_unknown;
+        row.events += sum.events;
         row.verdicts.push(sum.verdict);
     }
     row
@@ -131,6 +146,9 @@ fn main() {
             r.verdicts.join(",")
         );
     }
+    if let Some(engine) = rows.iter().find(|r| r.backend == "engine") {
+        floor(engine, args.seconds);
+    }
     if rows.len() < 2 {
         return;
     }
@@ -139,5 +157,91 @@ fn main() {
     println!(
         "engine: {engine:.0}x real time (target >= 1000x); turmoil: {turmoil:.0}x; engine/turmoil speed ratio {:.1}x",
         engine / turmoil
+    );
+}
+
+/// Bytes per message in the floor world (a small store request).
+const FLOOR_MESSAGE: usize = 64;
+
+/// A server that answers every message with one of the same size.
+fn echo_server() -> HostMain {
+    std::rc::Rc::new(|env: Env| {
+        Box::pin(async move {
+            let mut l = env.net().bind(7).await.expect("bind");
+            while let Ok((mut conn, _)) = l.accept().await {
+                env.spawn(async move {
+                    let mut buf = [0u8; FLOOR_MESSAGE];
+                    while conn.read_exact(&mut buf).await.is_ok() {
+                        if conn.write_all(&buf).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        })
+    })
+}
+
+/// A client that keeps a connection to each server and, on each, sends a
+/// request every `every` (plus the round trip), each under a timeout.
+fn pinger(every: Duration) -> HostMain {
+    std::rc::Rc::new(move |env: Env| {
+        Box::pin(async move {
+            for s in ["s1:7", "s2:7", "s3:7"] {
+                let mut c = match env.net().connect(s).await {
+                    Ok(c) => c,
+                    Err(e) => panic!("floor world: connect {s}: {e}"),
+                };
+                let e2 = env.clone();
+                env.spawn(async move {
+                    let mut buf = [0u8; FLOOR_MESSAGE];
+                    loop {
+                        e2.sleep(every).await;
+                        let round = async {
+                            c.write_all(&buf).await?;
+                            c.read_exact(&mut buf).await
+                        };
+                        let _ = e2.timeout(Duration::from_millis(500), round).await;
+                    }
+                });
+            }
+            std::future::pending::<()>().await;
+        })
+    })
+}
+
+/// Runs the floor world for `seconds` and prints its wall time per event
+/// against the store scenario's.
+fn floor(store: &Row, seconds: u64) {
+    let store_density = store.events as f64 / store.simulated;
+    let store_us = store.wall * 1e6 / store.events as f64;
+    let wall = Instant::now();
+    let events = faultline_engine::run(1, || async move {
+        let mut cfg = WorldConfig::new(1);
+        cfg.within.latency = Duration::from_millis(1);
+        cfg.between.latency = Duration::from_millis(10);
+        cfg.between.jitter = Duration::from_millis(2);
+        let w = World::new(cfg);
+        for (s, dc) in [("s1", "dc-a"), ("s2", "dc-b"), ("s3", "dc-c")] {
+            w.add_host(s, dc, echo_server());
+        }
+        for (c, dc) in [("c1", "dc-a"), ("c2", "dc-b"), ("c3", "dc-c")] {
+            w.add_host(c, dc, pinger(Duration::from_millis(5)));
+        }
+        tokio::time::sleep(Duration::from_secs(seconds)).await;
+        w.shutdown();
+        w.trace().events()
+    });
+    let wall = wall.elapsed().as_secs_f64();
+    let floor_us = wall * 1e6 / events as f64;
+    println!(
+        "engine floor (3 servers, 3 clients, {FLOOR_MESSAGE}-byte round trips under a timeout, no other work): {:.0} events per simulated second, {:.2} us wall per event ({:.0}x real time)",
+        events as f64 / seconds as f64,
+        floor_us,
+        seconds as f64 / wall
+    );
+    println!(
+        "store scenario on the engine: {store_density:.0} events per simulated second, {store_us:.2} us wall per event; at the floor's cost per event it would run at {:.0}x, which bounds this engine on this CPU for this scenario",
+        1e6 / (store_density * floor_us)
     );
 }
