@@ -487,6 +487,34 @@ fn malformed_scenarios_exit_2_naming_file_line_and_field() {
             &["control_plane.schedulers: must be at least 1"],
         ),
         (
+            "probability-on-a-crash",
+            store(
+                "kind = \"leader-kill\"\nfor = \"8s\"",
+                "kind = \"leader-kill\"\nfor = \"8s\"\nprobability = 0.5",
+            ),
+            &["FILE:18:1: fault (leader-kill).probability: only loss takes a probability"],
+        ),
+        (
+            "delay-on-power-loss",
+            store("target = \"leader\"", "target = \"leader\"\ndelay = \"5ms\""),
+            &["fault (power-loss).delay: only latency and disk-slow take a delay"],
+        ),
+        (
+            "bits-on-power-loss",
+            store("target = \"leader\"", "target = \"leader\"\nbits = 4"),
+            &["fault (power-loss).bits: only disk-corruption takes bits"],
+        ),
+        (
+            "zero-bits",
+            store("kind = \"power-loss\"", "kind = \"disk-corruption\"\nbits = 0"),
+            &["fault (disk-corruption).bits: must be at least 1"],
+        ),
+        (
+            "watch-ordered-without-watcher",
+            store("keys = 8", "keys = 8\nwatch = false"),
+            &["invariant (watch-ordered): checks the workload's watcher, which `watch = false` turns off"],
+        ),
+        (
             "availability-without-at-least",
             cp("at_least = 0.999\n", ""),
             &["invariant (availability): needs `at_least`"],

@@ -1298,6 +1298,40 @@ impl Scenario {
                     ));
                 }
             }
+            // A field the kind ignores is a mistake in the file (a typo'd
+            // kind, or a setting moved to the wrong fault), not a no-op.
+            let ignored = [
+                (
+                    "probability",
+                    fault.probability.is_some(),
+                    fault.kind == FaultKind::Loss,
+                    "only loss takes a probability",
+                ),
+                (
+                    "delay",
+                    fault.delay.is_some(),
+                    matches!(fault.kind, FaultKind::Latency | FaultKind::DiskSlow),
+                    "only latency and disk-slow take a delay",
+                ),
+                (
+                    "bits",
+                    fault.bits.is_some(),
+                    fault.kind == FaultKind::DiskCorruption,
+                    "only disk-corruption takes bits",
+                ),
+            ];
+            for (name, given, takes, why) in ignored {
+                if given && !takes {
+                    return Err(err(f.span(), &format!("{field}.{name}"), why.into()));
+                }
+            }
+            if fault.bits == Some(0) {
+                return Err(err(
+                    f.span(),
+                    &format!("{field}.bits"),
+                    "must be at least 1".into(),
+                ));
+            }
             if fault.kind == FaultKind::Loss && fault.probability.is_none() {
                 return Err(err(f.span(), &field, "needs `probability`".into()));
             }
@@ -1538,6 +1572,15 @@ impl Scenario {
                     i.span(),
                     &format!("invariant ({})", inv.kind.name()),
                     "needs a [workload] to record a history".into(),
+                ));
+            }
+            if inv.kind == InvariantKind::WatchOrdered
+                && self.workload.as_ref().is_some_and(|w| !w.watch)
+            {
+                return Err(err(
+                    i.span(),
+                    &format!("invariant ({})", inv.kind.name()),
+                    "checks the workload's watcher, which `watch = false` turns off".into(),
                 ));
             }
             let needs_nodes = matches!(
