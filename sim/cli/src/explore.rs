@@ -122,7 +122,9 @@ fn hms(secs: f64) -> String {
     }
 }
 
-fn scenario_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+/// The scenario files named, with each folder replaced by its `.toml`
+/// files in name order.
+pub(crate) fn scenario_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
     let mut out = Vec::new();
     for p in paths {
         if p.is_dir() {

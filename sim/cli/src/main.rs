@@ -92,7 +92,7 @@ enum SimCommand {
     },
     /// Validate scenario files without running them.
     Check {
-        /// Scenario files.
+        /// Scenario files or folders of them.
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
@@ -206,9 +206,16 @@ fn load(path: &Path) -> Result<faultline_sim::Scenario, ExitCode> {
     })
 }
 
-fn sim_check(files: &[PathBuf]) -> ExitCode {
+fn sim_check(paths: &[PathBuf]) -> ExitCode {
+    let files = match explore::scenario_files(paths) {
+        Ok(files) => files,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let mut bad = false;
-    for f in files {
+    for f in &files {
         match faultline_sim::Scenario::load(f) {
             Ok(s) => println!("ok: {} ({})", f.display(), s.name),
             Err(e) => {

@@ -866,13 +866,18 @@ fn sim_check_accepts_every_shipped_scenario() {
     files.sort();
     let mut args = vec!["sim", "check"];
     args.extend(files.iter().map(String::as_str));
-    let out = faultline(&args);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // The files one by one, and the folder, which stands for its files.
+    for args in [args, vec!["sim", "check", "scenarios"]] {
+        let out = faultline(&args);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(stdout.matches("ok: ").count(), files.len(), "{stdout}");
+    }
 }
 
 /// `sim shrink` on the known-to-fail nemesis scenario: the schedule the
