@@ -130,6 +130,151 @@ pub fn render_sweep_dir(dir: &Path) -> anyhow::Result<SweepReport> {
     Ok(report)
 }
 
+/// Merges the shards of one sweep (the folders `faultline sim explore
+/// --shard I/N --report DIR` wrote, one per shard) into `out`: one
+/// `sweep.json`, page and JUnit file over every run, with each run's folder
+/// copied from its shard, so `out` stands on its own.
+///
+/// The shards must have the same `seeds` and the same N, each shard at most
+/// once. With every shard present the result is the whole sweep (no
+/// `shard`); otherwise `shard` names the ones present, like `1,3/4`.
+pub fn merge(shards: &[&Path], out: &Path) -> anyhow::Result<SweepReport> {
+    let mut parts = Vec::new();
+    for dir in shards {
+        let path = dir.join("sweep.json");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let part: SweepReport =
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        parts.push((*dir, part));
+    }
+    let merged = merge_reports(
+        &parts
+            .iter()
+            .map(|(d, p)| (d.display().to_string(), p))
+            .collect::<Vec<_>>(),
+    )?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    for (dir, part) in &parts {
+        for run in part.runs.iter() {
+            if let Some(folder) = &run.report {
+                let from = dir.join(folder);
+                if from.is_dir() {
+                    copy_dir(&from, &out.join(folder))?;
+                }
+            }
+        }
+    }
+    write_sweep(&merged, out)?;
+    Ok(merged)
+}
+
+/// The data side of [`merge`]: `parts` are (where it came from, shard).
+fn merge_reports(parts: &[(String, &SweepReport)]) -> anyhow::Result<SweepReport> {
+    let Some((first_at, first)) = parts.first() else {
+        anyhow::bail!("no shards to merge");
+    };
+    let shard_of = |at: &str, r: &SweepReport| -> anyhow::Result<(usize, usize)> {
+        let s = r.shard.as_deref().ok_or_else(|| {
+            anyhow::anyhow!("{at}: a whole sweep, not a shard (it was run without --shard)")
+        })?;
+        let (i, n) = s
+            .split_once('/')
+            .and_then(|(i, n)| Some((i.parse().ok()?, n.parse().ok()?)))
+            .ok_or_else(|| anyhow::anyhow!("{at}: shard {s:?} is not I/N"))?;
+        Ok((i, n))
+    };
+    let (_, n) = shard_of(first_at, first)?;
+    let mut present = std::collections::BTreeSet::new();
+    for (at, r) in parts {
+        if r.seeds != first.seeds {
+            anyhow::bail!(
+                "{at}: seeds {} differ from {first_at}'s {}: not shards of one sweep",
+                r.seeds,
+                first.seeds
+            );
+        }
+        let (i, m) = shard_of(at, r)?;
+        if m != n {
+            anyhow::bail!("{at}: shard {i}/{m}, but {first_at} is one of {n} shards");
+        }
+        if !present.insert(i) {
+            anyhow::bail!("{at}: shard {i}/{n} is given twice");
+        }
+    }
+    // Scenarios in the order the shards list them (each shard lists every
+    // scenario of the sweep, run or not).
+    let mut scenarios: Vec<ScenarioTally> = Vec::new();
+    for (_, r) in parts {
+        for t in &r.scenarios {
+            match scenarios.iter_mut().find(|m| m.path == t.path) {
+                Some(m) => {
+                    let wall = |t: &ScenarioTally| t.mean_wall_s.unwrap_or(0.0) * t.runs as f64;
+                    let total = wall(m) + wall(t);
+                    m.runs += t.runs;
+                    m.passed += t.passed;
+                    m.failed += t.failed;
+                    m.mean_wall_s = (m.runs > 0).then(|| total / m.runs as f64);
+                }
+                None => scenarios.push(t.clone()),
+            }
+        }
+    }
+    let order = |path: &str| scenarios.iter().position(|t| t.path == path);
+    let mut runs: Vec<SweepRun> = parts.iter().flat_map(|(_, r)| r.runs.clone()).collect();
+    runs.sort_by_key(|r| (order(&r.path), r.seed));
+    for pair in runs.windows(2) {
+        if pair[0].path == pair[1].path && pair[0].seed == pair[1].seed {
+            anyhow::bail!(
+                "{} seed {} is in two shards: they overlap",
+                pair[0].path,
+                pair[0].seed
+            );
+        }
+    }
+    let start = parts
+        .iter()
+        .map(|(_, r)| r.started_unix_s)
+        .fold(f64::INFINITY, f64::min);
+    let end = parts
+        .iter()
+        .map(|(_, r)| r.started_unix_s + r.elapsed_s)
+        .fold(f64::NEG_INFINITY, f64::max);
+    let all = present.len() == n && present.iter().copied().eq(1..=n);
+    Ok(SweepReport {
+        seeds: first.seeds.clone(),
+        shard: (!all).then(|| {
+            let ids: Vec<String> = present.iter().map(|i| i.to_string()).collect();
+            format!("{}/{n}", ids.join(","))
+        }),
+        started_unix_s: start,
+        elapsed_s: end - start,
+        jobs: parts.iter().map(|(_, r)| r.jobs).sum(),
+        planned_runs: parts.iter().map(|(_, r)| r.planned_runs).sum(),
+        verdict: if parts.iter().all(|(_, r)| r.verdict == "pass") {
+            "pass".into()
+        } else {
+            "fail".into()
+        },
+        scenarios,
+        runs,
+    })
+}
+
+/// Copies a run's report folder (files only; run folders have no
+/// subfolders).
+fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;
+    for entry in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
+        let entry = entry?;
+        if entry.file_type()?.is_file() {
+            std::fs::copy(entry.path(), to.join(entry.file_name()))
+                .with_context(|| format!("copying {}", entry.path().display()))?;
+        }
+    }
+    Ok(())
+}
+
 fn render(report: &SweepReport, dir: &Path) -> anyhow::Result<()> {
     std::fs::write(dir.join("index.html"), html(report)?)
         .with_context(|| format!("writing {}/index.html", dir.display()))?;
@@ -889,6 +1034,90 @@ mod tests {
         assert!(dir.join("index.html").exists());
         well_formed(&std::fs::read_to_string(dir.join("junit.xml")).unwrap());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// `sample()` cut into shard `k` of 2 (every other run), as
+    /// `sim explore --shard` would have written it.
+    fn shard(full: &SweepReport, k: usize) -> SweepReport {
+        let runs: Vec<SweepRun> = full.runs.iter().skip(k).step_by(2).cloned().collect();
+        SweepReport {
+            shard: Some(format!("{}/2", k + 1)),
+            started_unix_s: full.started_unix_s + k as f64,
+            elapsed_s: 3.0,
+            jobs: 2,
+            planned_runs: 4,
+            verdict: if runs.iter().all(|r| r.ok) {
+                "pass"
+            } else {
+                "fail"
+            }
+            .into(),
+            scenarios: full
+                .scenarios
+                .iter()
+                .map(|t| tally(&t.name, &t.expect, &runs))
+                .collect(),
+            runs,
+            ..full.clone()
+        }
+    }
+
+    #[test]
+    fn shards_merge_into_the_whole_sweep() {
+        let full = sample();
+        let (a, b) = (shard(&full, 0), shard(&full, 1));
+        // Given in either order.
+        for parts in [[&a, &b], [&b, &a]] {
+            let parts: Vec<(String, &SweepReport)> = parts
+                .iter()
+                .map(|p| (p.shard.clone().unwrap(), *p))
+                .collect();
+            let m = merge_reports(&parts).unwrap();
+            assert_eq!(m.shard, None);
+            assert_eq!(
+                m.runs, full.runs,
+                "every run, scenario by scenario, seed by seed"
+            );
+            assert_eq!(m.verdict, "fail");
+            assert_eq!((m.jobs, m.planned_runs), (4, 8));
+            assert_eq!(m.started_unix_s, full.started_unix_s);
+            assert_eq!(m.elapsed_s, 4.0, "first start to last end");
+            let mut tallies = m.scenarios.clone();
+            tallies.sort_by(|x, y| x.path.cmp(&y.path));
+            let mut expected = full.scenarios.clone();
+            expected.sort_by(|x, y| x.path.cmp(&y.path));
+            assert_eq!(tallies, expected);
+        }
+        // One shard alone is a partial sweep, and says so.
+        let m = merge_reports(&[("b".into(), &b)]).unwrap();
+        assert_eq!(m.shard.as_deref(), Some("2/2"));
+    }
+
+    #[test]
+    fn merging_rejects_what_is_not_one_sweeps_shards() {
+        let full = sample();
+        let (a, b) = (shard(&full, 0), shard(&full, 1));
+        let err = |parts: &[(&str, &SweepReport)]| {
+            let parts: Vec<(String, &SweepReport)> =
+                parts.iter().map(|(n, p)| (n.to_string(), *p)).collect();
+            merge_reports(&parts).unwrap_err().to_string()
+        };
+        assert!(err(&[]).contains("no shards"));
+        assert!(err(&[("a", &a), ("a2", &a)]).contains("a2: shard 1/2 is given twice"));
+        assert!(err(&[("all", &full)]).contains("all: a whole sweep, not a shard"));
+        let other_seeds = SweepReport {
+            seeds: "1..5".into(),
+            ..b.clone()
+        };
+        assert!(err(&[("a", &a), ("b", &other_seeds)]).contains("b: seeds 1..5 differ"));
+        let of_three = SweepReport {
+            shard: Some("2/3".into()),
+            ..b.clone()
+        };
+        assert!(err(&[("a", &a), ("b", &of_three)]).contains("one of 2 shards"));
+        let mut overlapping = b.clone();
+        overlapping.runs.push(a.runs[0].clone());
+        assert!(err(&[("a", &a), ("b", &overlapping)]).contains("seed 1 is in two shards"));
     }
 
     #[test]

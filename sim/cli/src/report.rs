@@ -1,6 +1,6 @@
 //! `faultline report`: draws report pages again from the data a run or a
-//! sweep left (after an upgrade, or for runs made with `--no-charts`), and
-//! puts two runs side by side.
+//! sweep left (after an upgrade, or for runs made with `--no-charts`), puts
+//! two runs side by side, and merges the shards of a sweep.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -9,16 +9,21 @@ use clap::Args;
 
 #[derive(Args)]
 #[command(
-    about = "Draw report pages again from their data, or put two runs side by side",
-    long_about = "Draw report pages again from their data, or put two runs side by side.\n\n\
+    about = "Draw report pages again from their data, put two runs side by side, or merge a sweep's shards",
+    long_about = "Draw report pages again from their data, put two runs side by side, or merge a sweep's shards.\n\n\
                   A run folder (with summary.json) gets its index.html and PNG charts redrawn; \
                   a sweep folder (with sweep.json, from `faultline sim explore`) gets its \
                   index.html and junit.xml redrawn.\n\n\
                   With --compare A B, the runs in folders A and B are shown side by side: \
-                  their verdicts, invariants, services and every chart."
+                  their verdicts, invariants, services and every chart.\n\n\
+                  With --merge OUT, the folders given are the shards of one sweep (each written by \
+                  `faultline sim explore --shard I/N --report DIR`, with the same --seeds): OUT gets \
+                  one sweep.json, index.html and junit.xml over all their runs, and a copy of each \
+                  run's folder."
 )]
 pub struct ReportArgs {
-    /// Run or sweep report folders to redraw.
+    /// Run or sweep report folders to redraw (with --merge: the shards'
+    /// sweep folders).
     #[arg(required_unless_present = "compare")]
     dirs: Vec<PathBuf>,
     /// Two run report folders to put side by side.
@@ -27,6 +32,9 @@ pub struct ReportArgs {
     /// Where the comparison goes (default: reports/out/compare-A-vs-B).
     #[arg(long, requires = "compare")]
     out: Option<PathBuf>,
+    /// Merge the shard sweep folders given into this folder.
+    #[arg(long, value_name = "OUT", conflicts_with = "compare")]
+    merge: Option<PathBuf>,
 }
 
 fn name(dir: &Path) -> String {
@@ -53,6 +61,26 @@ pub fn run(args: ReportArgs) -> ExitCode {
         return match faultline_reports::compare(a, b, &out) {
             Ok(()) => {
                 println!("comparison: {}", out.join("index.html").display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    if let Some(out) = args.merge {
+        let shards: Vec<&Path> = args.dirs.iter().map(PathBuf::as_path).collect();
+        return match faultline_reports::sweep::merge(&shards, &out) {
+            Ok(merged) => {
+                println!(
+                    "merged {} shard(s): {} runs, {} failed, verdict {}",
+                    shards.len(),
+                    merged.runs.len(),
+                    merged.failing().count(),
+                    merged.verdict
+                );
+                println!("report: {}", out.join("index.html").display());
                 ExitCode::SUCCESS
             }
             Err(e) => {

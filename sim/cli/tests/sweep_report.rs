@@ -158,3 +158,84 @@ fn sweep_writes_json_page_and_junit() {
 
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Two shards of one sweep, merged by `faultline report --merge`: one
+/// report over every run, with the runs' folders copied along.
+#[test]
+fn shards_merge_into_one_report() {
+    let base = std::env::temp_dir().join(format!("faultline-sweep-shards-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    let shard = |i: usize| {
+        let dir = base.join(format!("shard{i}"));
+        let out = faultline(&[
+            "sim",
+            "explore",
+            "scenarios/store-bug-nemesis.toml",
+            "scenarios/store-leader-kill.toml",
+            "--seeds",
+            "1..3",
+            "--keep-going",
+            "--jobs",
+            "1",
+            "--shard",
+            &format!("{i}/2"),
+            "--report",
+            dir.to_str().unwrap(),
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        dir
+    };
+    let (a, b) = (shard(1), shard(2));
+    let merged = base.join("merged");
+    let out = faultline(&[
+        "report",
+        "--merge",
+        merged.to_str().unwrap(),
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(
+        stdout.contains("merged 2 shard(s): 4 runs, 0 failed, verdict pass"),
+        "{stdout}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&read(&merged.join("sweep.json"))).unwrap();
+    assert_eq!(json["shard"], serde_json::Value::Null);
+    assert_eq!(json["planned_runs"], 4);
+    let runs = json["runs"].as_array().unwrap();
+    let keys: Vec<(&str, u64)> = runs
+        .iter()
+        .map(|r| (r["scenario"].as_str().unwrap(), r["seed"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            ("store-bug-nemesis", 1),
+            ("store-bug-nemesis", 2),
+            ("store-leader-kill", 1),
+            ("store-leader-kill", 2)
+        ]
+    );
+    for r in runs {
+        let folder = merged.join(r["report"].as_str().unwrap());
+        assert!(folder.join("summary.json").exists(), "{}", folder.display());
+        if let Some(page) = r["page"].as_str() {
+            assert!(merged.join(page).exists(), "{page}");
+        }
+    }
+    assert!(read(&merged.join("index.html")).contains("none (every run)"));
+    roxmltree::Document::parse(&read(&merged.join("junit.xml"))).unwrap();
+
+    // The same shard twice is refused, naming it.
+    let out = faultline(&[
+        "report",
+        "--merge",
+        merged.to_str().unwrap(),
+        a.to_str().unwrap(),
+        a.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("shard 1/2 is given twice"));
+    std::fs::remove_dir_all(&base).unwrap();
+}
