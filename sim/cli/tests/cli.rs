@@ -510,6 +510,21 @@ fn malformed_scenarios_exit_2_naming_file_line_and_field() {
             &["fault (disk-corruption).bits: must be at least 1"],
         ),
         (
+            "at-least-on-linearizable",
+            store("kind = \"linearizable\"", "kind = \"linearizable\"\nat_least = 0.9"),
+            &["invariant (linearizable).at_least: only availability and static-stability take `at_least`"],
+        ),
+        (
+            "within-on-latency",
+            cp("below = \"600ms\"", "below = \"600ms\"\nwithin = \"1m\""),
+            &["invariant (latency).within: only converges and deployments-ready take `within`"],
+        ),
+        (
+            "below-on-availability",
+            cp("at_least = 0.999", "at_least = 0.999\nbelow = \"1s\""),
+            &["invariant (availability).below: only latency takes `below`"],
+        ),
+        (
             "watch-ordered-without-watcher",
             store("keys = 8", "keys = 8\nwatch = false"),
             &["invariant (watch-ordered): checks the workload's watcher, which `watch = false` turns off"],
