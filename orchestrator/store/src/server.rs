@@ -55,6 +55,12 @@ pub struct Bugs {
     /// Serve linearizable reads from any replica's local state without a
     /// read-index round (followers answer stale reads).
     pub stale_reads: bool,
+    /// A member that comes back with an empty disk starts as a brand-new
+    /// replica (term 0, no vote cast) instead of a blank one that stays in
+    /// recovery: it may vote again in a term it already voted in, and help
+    /// elect a leader that lacks entries it had acknowledged.
+    #[serde(default)]
+    pub rejoin_as_new: bool,
 }
 
 /// How to run one replica.
@@ -164,6 +170,7 @@ struct Node {
 pub async fn serve(env: Env, cfg: StoreConfig) -> Result<(), ServeError> {
     let (storage, mut restored, report) = Storage::open(env.disk_rc()).await?;
     restored.blank = cfg.rejoin
+        && !cfg.bugs.rejoin_as_new
         && restored.snapshot.is_none()
         && restored.entries.is_empty()
         && restored.hard_state == Default::default();

@@ -212,6 +212,34 @@ fn checkers_catch_reads_without_read_index() {
     caught_within("scenarios/store-bug-stale-reads.toml", 5);
 }
 
+/// The disk-loss rule (a blank replica does not vote until a leader has
+/// repaired it) is what keeps acknowledged writes there: with it broken
+/// the checkers catch the loss, and the same faults without the bug (the
+/// negative control) lose nothing.
+#[test]
+fn checkers_catch_a_lost_disk_rejoining_as_a_new_member() {
+    let scenario = "scenarios/store-bug-rejoin-as-new.toml";
+    caught_within(scenario, 3);
+    let text = std::fs::read_to_string(root().join(scenario)).unwrap();
+    let control = mistake(
+        &mistake(&text, "bugs = [\"rejoin-as-new\"]\n", ""),
+        "expect = \"fail\"\n",
+        "",
+    );
+    let path = std::env::temp_dir().join(format!(
+        "faultline-control-{}-rejoin.toml",
+        std::process::id()
+    ));
+    std::fs::write(&path, control).unwrap();
+    for seed in 1..=2 {
+        let (code, out) = run(path.to_str().unwrap(), seed, &[]);
+        assert_eq!(
+            code, 0,
+            "seed {seed}: without the bug nothing is lost\n{out}"
+        );
+    }
+}
+
 #[test]
 fn turmoil_backend_reaches_the_same_verdicts() {
     for (scenario, expected) in [

@@ -84,6 +84,11 @@ pub fn store_config(s: &Scenario, i: u64) -> StoreConfig {
             .iter()
             .any(|b| *b.get_ref() == Bug::AckBeforeCommit),
         stale_reads: s.store.bugs.iter().any(|b| *b.get_ref() == Bug::StaleReads),
+        rejoin_as_new: s
+            .store
+            .bugs
+            .iter()
+            .any(|b| *b.get_ref() == Bug::RejoinAsNew),
     };
     cfg
 }

@@ -380,6 +380,9 @@ pub enum Bug {
     AckBeforeCommit,
     /// Serve linearizable reads from any replica without a read index.
     StaleReads,
+    /// A master that lost its disk rejoins as a new member: it votes at
+    /// once, without the recovery a blank replica goes through.
+    RejoinAsNew,
 }
 
 /// The client load.
