@@ -1607,61 +1607,6 @@ impl Scenario {
                 }
             }
             let field = format!("invariant ({})", inv.kind.name());
-            // As for faults: a setting the kind ignores is a mistake.
-            {
-                use InvariantKind::*;
-                let k = inv.kind;
-                let takes = [
-                    (
-                        "within",
-                        inv.within.is_some(),
-                        matches!(k, Converges | DeploymentsReady),
-                        "converges and deployments-ready",
-                    ),
-                    (
-                        "deployments",
-                        inv.deployments.is_some(),
-                        k == DeploymentsReady,
-                        "deployments-ready",
-                    ),
-                    (
-                        "service",
-                        inv.service.is_some(),
-                        matches!(k, Availability | Latency | StaticStability),
-                        "availability, latency and static-stability",
-                    ),
-                    (
-                        "at_least",
-                        inv.at_least.is_some(),
-                        matches!(k, Availability | StaticStability),
-                        "availability and static-stability",
-                    ),
-                    (
-                        "window",
-                        inv.window.is_some(),
-                        k == Availability,
-                        "availability",
-                    ),
-                    ("below", inv.below.is_some(), k == Latency, "latency"),
-                    ("quantile", inv.quantile.is_some(), k == Latency, "latency"),
-                ];
-                for (name, given, ok, who) in takes {
-                    if given && !ok {
-                        return Err(err(
-                            i.span(),
-                            &format!("{field}.{name}"),
-                            format!(
-                                "only {who} {} `{name}`",
-                                if who.contains(" and ") {
-                                    "take"
-                                } else {
-                                    "takes"
-                                }
-                            ),
-                        ));
-                    }
-                }
-            }
             let on_traffic = matches!(
                 inv.kind,
                 InvariantKind::Availability
@@ -1737,6 +1682,62 @@ impl Scenario {
                     }
                 }
                 _ => {}
+            }
+            // As for faults: a setting the kind ignores is a mistake (checked
+            // after what the kind itself needs).
+            {
+                use InvariantKind::*;
+                let k = inv.kind;
+                let takes = [
+                    (
+                        "within",
+                        inv.within.is_some(),
+                        matches!(k, Converges | DeploymentsReady),
+                        "converges and deployments-ready",
+                    ),
+                    (
+                        "deployments",
+                        inv.deployments.is_some(),
+                        k == DeploymentsReady,
+                        "deployments-ready",
+                    ),
+                    (
+                        "service",
+                        inv.service.is_some(),
+                        matches!(k, Availability | Latency | StaticStability),
+                        "availability, latency and static-stability",
+                    ),
+                    (
+                        "at_least",
+                        inv.at_least.is_some(),
+                        matches!(k, Availability | StaticStability),
+                        "availability and static-stability",
+                    ),
+                    (
+                        "window",
+                        inv.window.is_some(),
+                        k == Availability,
+                        "availability",
+                    ),
+                    ("below", inv.below.is_some(), k == Latency, "latency"),
+                    ("quantile", inv.quantile.is_some(), k == Latency, "latency"),
+                ];
+                for (name, given, ok, who) in takes {
+                    if given && !ok {
+                        return Err(err(
+                            i.span(),
+                            &format!("{field}.{name}"),
+                            format!(
+                                "only {who} {} `{name}`",
+                                if who.contains(" and ") {
+                                    "take"
+                                } else {
+                                    "takes"
+                                }
+                            ),
+                        ));
+                    }
+                }
             }
         }
         Ok(())
