@@ -11,14 +11,10 @@ fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// Both scenarios end as expected at seeds 1 and 2 (store-bug-nemesis
-/// expects a violation and gets one), so the sweep passes; the expected
-/// failures still get their reports drawn and linked.
-#[test]
-fn sweep_writes_json_page_and_junit() {
-    let dir = std::env::temp_dir().join(format!("faultline-sweep-report-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let out = faultline(&[
+/// Sweeps both scenarios over seeds 1 and 2 into `dir`, with `extra`
+/// arguments (jobs, shard).
+fn explore(dir: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
         "sim",
         "explore",
         "scenarios/store-bug-nemesis.toml",
@@ -26,11 +22,41 @@ fn sweep_writes_json_page_and_junit() {
         "--seeds",
         "1..3",
         "--keep-going",
-        "--jobs",
-        "2",
         "--report",
         dir.to_str().unwrap(),
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    faultline(&args)
+}
+
+/// `sweep.json`'s runs, checked to be every run of [`explore`], scenario by
+/// scenario, seed by seed.
+fn all_runs(json: &serde_json::Value) -> &Vec<serde_json::Value> {
+    let runs = json["runs"].as_array().unwrap();
+    let keys: Vec<(&str, u64)> = runs
+        .iter()
+        .map(|r| (r["scenario"].as_str().unwrap(), r["seed"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            ("store-bug-nemesis", 1),
+            ("store-bug-nemesis", 2),
+            ("store-leader-kill", 1),
+            ("store-leader-kill", 2)
+        ]
+    );
+    runs
+}
+
+/// Both scenarios end as expected at seeds 1 and 2 (store-bug-nemesis
+/// expects a violation and gets one), so the sweep passes; the expected
+/// failures still get their reports drawn and linked.
+#[test]
+fn sweep_writes_json_page_and_junit() {
+    let dir = std::env::temp_dir().join(format!("faultline-sweep-report-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = explore(&dir, &["--jobs", "2"]);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
@@ -69,20 +95,7 @@ fn sweep_writes_json_page_and_junit() {
         );
         assert!(s["mean_wall_s"].as_f64().unwrap() > 0.0);
     }
-    let runs = json["runs"].as_array().unwrap();
-    let keys: Vec<(&str, u64)> = runs
-        .iter()
-        .map(|r| (r["scenario"].as_str().unwrap(), r["seed"].as_u64().unwrap()))
-        .collect();
-    assert_eq!(
-        keys,
-        [
-            ("store-bug-nemesis", 1),
-            ("store-bug-nemesis", 2),
-            ("store-leader-kill", 1),
-            ("store-leader-kill", 2)
-        ]
-    );
+    let runs = all_runs(&json);
     for r in runs {
         let name = format!(
             "{}-seed{}",
@@ -167,21 +180,7 @@ fn shards_merge_into_one_report() {
     let _ = std::fs::remove_dir_all(&base);
     let shard = |i: usize| {
         let dir = base.join(format!("shard{i}"));
-        let out = faultline(&[
-            "sim",
-            "explore",
-            "scenarios/store-bug-nemesis.toml",
-            "scenarios/store-leader-kill.toml",
-            "--seeds",
-            "1..3",
-            "--keep-going",
-            "--jobs",
-            "1",
-            "--shard",
-            &format!("{i}/2"),
-            "--report",
-            dir.to_str().unwrap(),
-        ]);
+        let out = explore(&dir, &["--jobs", "1", "--shard", &format!("{i}/2")]);
         assert_eq!(out.status.code(), Some(0), "{out:?}");
         dir
     };
@@ -203,20 +202,7 @@ fn shards_merge_into_one_report() {
     let json: serde_json::Value = serde_json::from_str(&read(&merged.join("sweep.json"))).unwrap();
     assert_eq!(json["shard"], serde_json::Value::Null);
     assert_eq!(json["planned_runs"], 4);
-    let runs = json["runs"].as_array().unwrap();
-    let keys: Vec<(&str, u64)> = runs
-        .iter()
-        .map(|r| (r["scenario"].as_str().unwrap(), r["seed"].as_u64().unwrap()))
-        .collect();
-    assert_eq!(
-        keys,
-        [
-            ("store-bug-nemesis", 1),
-            ("store-bug-nemesis", 2),
-            ("store-leader-kill", 1),
-            ("store-leader-kill", 2)
-        ]
-    );
+    let runs = all_runs(&json);
     for r in runs {
         let folder = merged.join(r["report"].as_str().unwrap());
         assert!(folder.join("summary.json").exists(), "{}", folder.display());
