@@ -165,6 +165,43 @@ struct Running {
     job: Job,
     child: Child,
     started: Instant,
+    /// Where the child's stdout and stderr go. Files, not pipes: a child
+    /// that writes more than a pipe holds would block until read, and the
+    /// sweep reads only once the child has exited.
+    output: [PathBuf; 2],
+}
+
+/// Files for a child's stdout and stderr, next to its report folder.
+fn output_files(dir: &Path) -> std::io::Result<([PathBuf; 2], [std::fs::File; 2])> {
+    let parent = dir.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent)?;
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let paths = [
+        parent.join(format!(".{name}.stdout")),
+        parent.join(format!(".{name}.stderr")),
+    ];
+    let files = [
+        std::fs::File::create(&paths[0])?,
+        std::fs::File::create(&paths[1])?,
+    ];
+    Ok((paths, files))
+}
+
+/// The child's exit status and what it wrote; removes the files.
+fn collect(status: std::process::ExitStatus, output: &[PathBuf; 2]) -> Output {
+    let read = |p: &PathBuf| {
+        let bytes = std::fs::read(p).unwrap_or_default();
+        let _ = std::fs::remove_file(p);
+        bytes
+    };
+    Output {
+        status,
+        stdout: read(&output[0]),
+        stderr: read(&output[1]),
+    }
 }
 
 pub fn explore(args: ExploreArgs) -> ExitCode {
@@ -291,19 +328,23 @@ pub fn explore(args: ExploreArgs) -> ExitCode {
                     ));
                 }
             }
-            let child = Command::new(&exe)
-                .args(["sim", "run"])
-                .arg(&job.scenario)
-                .args(["--seed", &job.seed.to_string(), "--no-charts", "--report"])
-                .arg(&dir)
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn();
+            let child = output_files(&dir).and_then(|(output, [out, err])| {
+                Command::new(&exe)
+                    .args(["sim", "run"])
+                    .arg(&job.scenario)
+                    .args(["--seed", &job.seed.to_string(), "--no-charts", "--report"])
+                    .arg(&dir)
+                    .stdout(Stdio::from(out))
+                    .stderr(Stdio::from(err))
+                    .spawn()
+                    .map(|child| (child, output))
+            });
             match child {
-                Ok(child) => running.push(Running {
+                Ok((child, output)) => running.push(Running {
                     job,
                     child,
                     started: Instant::now(),
+                    output,
                 }),
                 Err(e) => {
                     progress.finish();
@@ -319,12 +360,12 @@ pub fn explore(args: ExploreArgs) -> ExitCode {
         let mut i = 0;
         while i < running.len() {
             match running[i].child.try_wait() {
-                Ok(Some(_)) => {
+                Ok(Some(status)) => {
                     let r = running.swap_remove(i);
                     let file = r.job.file;
                     let elapsed = r.started.elapsed().as_secs_f64();
                     wall_total += elapsed;
-                    let out = r.child.wait_with_output().expect("child finished");
+                    let out = collect(status, &r.output);
                     let run = sweep_run(&args.report, &tallies[file], &r.job, &out, elapsed);
                     done += 1;
                     finished = true;
