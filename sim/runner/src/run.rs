@@ -738,7 +738,14 @@ pub fn judge(
                         ),
                     )
                 } else {
-                    (false, observed.violations.join("; "))
+                    // One broken entry is usually followed by every later
+                    // one: name the first few and count the rest.
+                    let v = &observed.violations;
+                    let more = match v.len() {
+                        n if n > 3 => format!("; and {} more", n - 3),
+                        _ => String::new(),
+                    };
+                    (false, format!("{}{more}", v[..v.len().min(3)].join("; ")))
                 }
             }
             InvariantKind::Converges => {
