@@ -12,6 +12,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod auth;
+pub mod cacher;
 pub mod discovery;
 pub mod registry;
 pub mod server;

@@ -22,8 +22,8 @@ use faultline_api::{
     Scale, Service, Status, WatchEvent,
 };
 use faultline_env::{Env, Listener};
-use faultline_store::client::{prefix_end, StoreClient};
-use faultline_store::ops::{EventKind, KeyValue, StoreError};
+use faultline_store::client::{prefix_end, StoreClient, WatchStream};
+use faultline_store::ops::{Event as StoreEvent, EventKind, KeyValue, StoreError};
 use http::{header, Method, Request, Response, StatusCode};
 use http_body::Frame;
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full, Limited};
@@ -32,6 +32,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use crate::auth::{authorize, Access, Decision, Tokens, User};
+use crate::cacher::{Cacher, Subscription};
 use crate::discovery;
 use crate::registry::{decode, prefix, Bugs, Guard, Part, Registry, Strategy};
 
@@ -85,6 +86,28 @@ struct Ctx {
     cfg: ApiServerConfig,
     /// Shared by every watch this server streams.
     watch_cache: RefCell<WatchCache>,
+    /// One store watch per kind, shared by every watch this server streams.
+    cacher: Cacher,
+}
+
+/// Where a watch's events come from.
+enum Source {
+    Feed(Subscription),
+    /// A watch from a revision older than its kind's feed holds.
+    Store(WatchStream),
+}
+
+impl Source {
+    async fn next(&mut self) -> Option<Result<Vec<Rc<StoreEvent>>, StoreError>> {
+        match self {
+            Source::Feed(s) => s.next().await,
+            Source::Store(s) => Some(
+                s.next()
+                    .await?
+                    .map(|b| b.into_iter().map(Rc::new).collect()),
+            ),
+        }
+    }
 }
 
 /// Store events decoded for the watches of one API server.
@@ -177,6 +200,7 @@ pub async fn serve(env: Env, cfg: ApiServerConfig, store: Rc<StoreClient>) -> st
         },
         cfg,
         watch_cache: RefCell::new(WatchCache::default()),
+        cacher: Cacher::default(),
     });
     env.spawn(bootstrap(ctx.clone()));
     loop {
@@ -1020,8 +1044,14 @@ async fn watch<T: Strategy>(
             }
         }
         let deadline = env2.now() + timeout;
-        let Some(mut stream) = store.watch(&p, &prefix_end(&p), start).await else {
-            return;
+        let kind = prefix::<T>(None);
+        let subscribed = ctx.cacher.subscribe(&env2, &store, &kind, &p, start);
+        let mut stream = match subscribed {
+            Some(s) => Source::Feed(s),
+            None => match store.watch(&p, &prefix_end(&p), start).await {
+                Some(s) => Source::Store(s),
+                None => return,
+            },
         };
         let mut last = start - 1;
         loop {

@@ -126,6 +126,31 @@ fn user(log: Log) -> HostMain {
                 Some(WatchItem::Added(p)) => say(format!("watch: ADDED {}", p.metadata.name)),
                 other => say(format!("watch: {other:?}")),
             }
+            // Watches of a kind share the server's one store watch of it; a
+            // watch from a revision before that one began replays from the
+            // store, and both see what happens next.
+            let mut older = admin
+                .watch::<Pod>(
+                    Some("default"),
+                    &ListParams::default(),
+                    &created.metadata.resource_version,
+                )
+                .await
+                .expect("watch from an older revision");
+            admin.create(&pod("web-3")).await.expect("create 3");
+            let mut seen = Vec::new();
+            for _ in 0..3 {
+                seen.push(match older.next().await {
+                    Some(WatchItem::Added(p)) => format!("ADDED {}", p.metadata.name),
+                    Some(WatchItem::Modified(p)) => format!("MODIFIED {}", p.metadata.name),
+                    other => format!("{other:?}"),
+                });
+            }
+            match w.next().await {
+                Some(WatchItem::Added(p)) => seen.push(format!("and ADDED {}", p.metadata.name)),
+                other => seen.push(format!("and {other:?}")),
+            }
+            say(format!("older watch: {}", seen.join(", ")));
 
             // Binding: once, then 409.
             let sched = Client::new(env.clone(), ClientConfig::new(servers(), "sched-token"));
@@ -281,6 +306,7 @@ fn the_api_serves_kubernetes_semantics_and_refuses_bad_input() {
         "stale update: 409",
         "listed 1 at rv>0 true",
         "watch: ADDED web-2",
+        "older watch: MODIFIED web-1, ADDED web-2, ADDED web-3, and ADDED web-3",
         "bind: true then 409",
         "node status own pod: true",
         "node status other pod: 403",
@@ -292,7 +318,7 @@ fn the_api_serves_kubernetes_semantics_and_refuses_bad_input() {
         "oversized: 413 RequestEntityTooLarge []",
         "wrong role: 403 Forbidden []",
         "no token: 401 Unauthorized []",
-        "still serving, pods stored: 2",
+        "still serving, pods stored: 3",
         "terminating: true",
         "gone: 404",
     ];
