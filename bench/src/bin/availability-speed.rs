@@ -3,17 +3,39 @@
 //! simulated minutes, one datacenter down for 5 of them), against a
 //! baseline measured in the same run: the same world without user traffic.
 //!
+//! It then measures the data plane's floor on this engine: a world of the
+//! same shape (12 nodes in 3 datacenters, 3 user hosts at the same request
+//! rate) whose nodes run nothing but hyper: a forwarder that relays each
+//! request over a kept-open connection to an echo server on some node, as
+//! the proxy does, with no endpoint tables, health checks or records. Its
+//! wall time per simulated second is what the HTTP path alone costs, so
+//! with the control plane measured above it bounds the scenario's speed.
+//!
 //! `cargo run --release -p faultline-bench --bin availability-speed [-- --seeds N --minutes M]`
 #![allow(clippy::disallowed_methods)] // a benchmark measures real time
 
+use std::cell::{Cell, RefCell};
+use std::convert::Infallible;
 use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use clap::Parser;
 
 /// The same allocator as the `faultline` binary, so the figures match it.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+use bytes::Bytes;
+use faultline_engine::{HostMain, World, WorldConfig};
+use faultline_env::Env;
 use faultline_sim::{run_engine, RunOptions, Scenario};
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::client::conn::http1::{self as client, SendRequest};
+use hyper::server::conn::http1 as server;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use rand::Rng;
 
 #[derive(Parser)]
 #[command(
@@ -29,6 +51,9 @@ struct Args {
     /// Override the simulated duration (minutes); default: the file's.
     #[arg(long)]
     minutes: Option<u64>,
+    /// Simulated seconds of the HTTP floor world.
+    #[arg(long, default_value_t = 300)]
+    floor_seconds: u64,
 }
 
 struct Row {
@@ -123,5 +148,168 @@ fn main() -> anyhow::Result<()> {
         speeds[1],
         (1.0 - speeds[1] / speeds[0]) * 100.0
     );
+    http_floor(rate, args.floor_seconds, speeds[0]);
     Ok(())
+}
+
+/// The echo servers' answer: about the size of the real echo's JSON.
+const ANSWER: &[u8] = br#"{"pod":"default/web-5f44579497-vz6n5","node":"n1","image":"echo","method":"GET","path":"/","host":"n1:80","served":1234}"#;
+
+fn datacenter(i: usize) -> &'static str {
+    ["dc-a", "dc-b", "dc-c"][i % 3]
+}
+
+/// Idle kept-open connections to one address.
+type Pool = RefCell<Vec<SendRequest<Empty<Bytes>>>>;
+
+/// A GET to `addr` on a pooled (or new) connection; the answer's body.
+async fn get(env: &Env, pool: &Pool, addr: &str) -> Option<Bytes> {
+    let mut send = loop {
+        match pool.borrow_mut().pop() {
+            Some(s) if s.is_ready() => break Some(s),
+            Some(_) => continue,
+            None => break None,
+        }
+    };
+    if send.is_none() {
+        let io = env.net().connect(addr).await.ok()?;
+        let (s, conn) = client::handshake(TokioIo::new(io)).await.ok()?;
+        env.spawn(async move {
+            let _ = conn.await;
+        });
+        send = Some(s);
+    }
+    let mut send = send.expect("set above");
+    let req = Request::get("/")
+        .header("host", addr)
+        .body(Empty::new())
+        .expect("a valid request");
+    let resp = send.send_request(req).await.ok()?;
+    let body = resp.into_body().collect().await.ok()?.to_bytes();
+    pool.borrow_mut().push(send);
+    Some(body)
+}
+
+/// Serves HTTP/1.1 on `port`, answering each request with `answer`.
+async fn serve<F, Fut>(env: Env, port: u16, answer: F)
+where
+    F: Fn() -> Fut + Clone + 'static,
+    Fut: std::future::Future<Output = Bytes> + 'static,
+{
+    let mut l = env.net().bind(port).await.expect("bind");
+    while let Ok((conn, _)) = l.accept().await {
+        let answer = answer.clone();
+        env.spawn(async move {
+            let service = service_fn(move |_req: Request<hyper::body::Incoming>| {
+                let answer = answer.clone();
+                async move { Ok::<_, Infallible>(Response::new(Full::new(answer().await))) }
+            });
+            let _ = server::Builder::new()
+                .serve_connection(TokioIo::new(conn), service)
+                .await;
+        });
+    }
+}
+
+/// A node: an echo server on 8080 and, on 80, a forwarder that relays
+/// each request to the echo server of the next node in turn.
+fn node(nodes: usize) -> HostMain {
+    Rc::new(move |env: Env| {
+        Box::pin(async move {
+            env.spawn(serve(env.clone(), 8080, || async {
+                Bytes::from_static(ANSWER)
+            }));
+            let pools: Rc<Vec<Pool>> = Rc::new((0..nodes).map(|_| Pool::default()).collect());
+            let next = Rc::new(Cell::new(0usize));
+            let e2 = env.clone();
+            serve(env, 80, move || {
+                let (env, pools, next) = (e2.clone(), pools.clone(), next.clone());
+                async move {
+                    let i = next.get() % pools.len();
+                    next.set(i + 1);
+                    let addr = format!("n{}:8080", i + 1);
+                    get(&env, &pools[i], &addr).await.unwrap_or_default()
+                }
+            })
+            .await;
+        })
+    })
+}
+
+/// A user host: requests at `rate` per simulated second (Poisson), each
+/// on its own task under a timeout, round robin over its datacenter's
+/// nodes.
+fn user(rate: f64, local: Vec<String>, done: Rc<Cell<u64>>) -> HostMain {
+    Rc::new(move |env: Env| {
+        let (local, done) = (local.clone(), done.clone());
+        Box::pin(async move {
+            let pools: Rc<Vec<Pool>> = Rc::new(local.iter().map(|_| Pool::default()).collect());
+            let local = Rc::new(local);
+            let mut turn = 0usize;
+            // Arrival times are kept exact and slept until: tokio's timers
+            // round up to the millisecond, which would slow the rate.
+            let mut next = env.now();
+            loop {
+                let (env2, pools, local, done) =
+                    (env.clone(), pools.clone(), local.clone(), done.clone());
+                let i = turn % local.len();
+                turn += 1;
+                env.spawn(async move {
+                    let ok = env2
+                        .timeout(Duration::from_secs(1), get(&env2, &pools[i], &local[i]))
+                        .await;
+                    if matches!(ok, Ok(Some(_))) {
+                        done.set(done.get() + 1);
+                    }
+                });
+                let u: f64 = env.rng().random_range(1e-9..1.0);
+                next += Duration::from_secs_f64(-u.ln() / rate);
+                env.sleep_until(next).await;
+            }
+        })
+    })
+}
+
+/// Runs the HTTP floor world and prints what the HTTP path alone costs per
+/// simulated second, and the speed it leaves the scenario.
+fn http_floor(rate: f64, seconds: u64, control_plane_speed: f64) {
+    const NODES: usize = 12;
+    let done = Rc::new(Cell::new(0u64));
+    let d2 = done.clone();
+    let wall = Instant::now();
+    faultline_engine::run(1, move || async move {
+        let mut cfg = WorldConfig::new(1);
+        cfg.within.latency = Duration::from_millis(1);
+        cfg.between.latency = Duration::from_millis(10);
+        cfg.between.jitter = Duration::from_millis(1);
+        let w = World::new(cfg);
+        for i in 0..NODES {
+            w.add_host(&format!("n{}", i + 1), datacenter(i), node(NODES));
+        }
+        for u in 0..3 {
+            let local: Vec<String> = (0..NODES)
+                .filter(|i| i % 3 == u)
+                .map(|i| format!("n{}:80", i + 1))
+                .collect();
+            w.add_host(
+                &format!("u{u}"),
+                datacenter(u),
+                user(rate / 3.0, local, d2.clone()),
+            );
+        }
+        tokio::time::sleep(Duration::from_secs(seconds)).await;
+        w.shutdown();
+    });
+    let wall = wall.elapsed().as_secs_f64();
+    let per_sim_second = wall / seconds as f64;
+    let answered = done.get() as f64 / seconds as f64;
+    println!(
+        "HTTP floor (12 nodes, 3 users, {rate} requests per simulated second, each through a hyper forwarder to a hyper echo server, nothing else): {answered:.0} answered per simulated second, {:.1} us wall per request, {:.0}x real time",
+        per_sim_second * 1e6 / answered.max(1.0),
+        1.0 / per_sim_second
+    );
+    println!(
+        "with the control plane as measured above ({control_plane_speed:.0}x alone), the scenario could run at most at {:.0}x even if the proxy, the pods and the users cost nothing beyond hyper",
+        1.0 / (1.0 / control_plane_speed + per_sim_second)
+    );
 }
