@@ -39,6 +39,7 @@
 //! rollback annotations, and the Deployment's own revision annotation is
 //! not maintained.
 
+use std::borrow::Borrow;
 use std::collections::BTreeSet;
 
 use faultline_api::{
@@ -237,7 +238,12 @@ impl Plan<'_> {
 /// updates of owned ReplicaSets (adoption, revision, scaling), each
 /// followed by an Event, deletes beyond the history limit, the status
 /// update.
-pub fn reconcile(d: &Deployment, rss: &[ReplicaSet], pods: &[Pod], now_ms: u64) -> Vec<Action> {
+pub fn reconcile<P: Borrow<Pod>>(
+    d: &Deployment,
+    rss: &[ReplicaSet],
+    pods: &[P],
+    now_ms: u64,
+) -> Vec<Action> {
     let _ = now_ms;
     assert!(
         !d.metadata.uid.is_empty(),
@@ -547,7 +553,7 @@ fn reconcile_old_rolling(plan: &mut Plan<'_>, new: usize) {
     }
 }
 
-fn rollout_recreate(plan: &mut Plan<'_>, pods: &[Pod]) {
+fn rollout_recreate<P: Borrow<Pod>>(plan: &mut Plan<'_>, pods: &[P]) {
     let olds = plan.olds();
     let mut scaled = false;
     for &i in &olds {
@@ -571,7 +577,7 @@ fn rollout_recreate(plan: &mut Plan<'_>, pods: &[Pod]) {
 /// Kubernetes' `oldPodsRunning`: an old ReplicaSet still reports replicas,
 /// or one of its pods is neither Succeeded nor Failed (terminating pods
 /// count: they may still be serving).
-fn old_pods_running(plan: &Plan<'_>, olds: &[usize], pods: &[Pod]) -> bool {
+fn old_pods_running<P: Borrow<Pod>>(plan: &Plan<'_>, olds: &[usize], pods: &[P]) -> bool {
     if olds.iter().any(|&i| plan.sets[i].rs.status.replicas > 0) {
         return true;
     }
@@ -579,7 +585,7 @@ fn old_pods_running(plan: &Plan<'_>, olds: &[usize], pods: &[Pod]) -> bool {
         .iter()
         .map(|&i| plan.sets[i].rs.metadata.uid.as_str())
         .collect();
-    pods.iter().any(|p| {
+    pods.iter().map(Borrow::borrow).any(|p: &Pod| {
         p.metadata.namespace == plan.d.metadata.namespace
             && controller_uid(&p.metadata).is_some_and(|u| uids.contains(u))
             && !p.is_terminal()

@@ -16,6 +16,7 @@
 //! Simplified: no `publishNotReadyAddresses`, no headless label, no
 //! trigger-time annotation, no EndpointSlices.
 
+use std::borrow::Borrow;
 use std::collections::BTreeMap;
 
 use faultline_api::{
@@ -28,14 +29,14 @@ use crate::{Action, Object};
 /// The Endpoints `svc` should have, or `None` for a Service without a
 /// selector (its Endpoints are someone else's to manage). Pods of other
 /// namespaces are ignored.
-pub fn desired(svc: &Service, pods: &[Pod]) -> Option<Endpoints> {
+pub fn desired<P: Borrow<Pod>>(svc: &Service, pods: &[P]) -> Option<Endpoints> {
     if svc.spec.selector.is_empty() {
         return None;
     }
     // address -> (ports, ready); ports sorted and deduplicated.
     type Key = (String, String, String);
     let mut by_address: BTreeMap<Key, (EndpointAddress, Vec<EndpointPort>, bool)> = BTreeMap::new();
-    for pod in pods {
+    for pod in pods.iter().map(Borrow::borrow) {
         if pod.metadata.namespace != svc.metadata.namespace
             || pod.status.pod_ip.is_empty()
             || pod.metadata.deletion_timestamp.is_some()
@@ -122,7 +123,11 @@ pub fn desired(svc: &Service, pods: &[Pod]) -> Option<Endpoints> {
 /// (carrying `existing`'s `resourceVersion` and other metadata) when the
 /// subsets or labels differ, otherwise nothing. A Service without a
 /// selector is left alone.
-pub fn reconcile(svc: &Service, pods: &[Pod], existing: Option<&Endpoints>) -> Option<Action> {
+pub fn reconcile<P: Borrow<Pod>>(
+    svc: &Service,
+    pods: &[P],
+    existing: Option<&Endpoints>,
+) -> Option<Action> {
     let want = desired(svc, pods)?;
     match existing {
         None => Some(Action::Create(Object::Endpoints(want))),
@@ -337,7 +342,7 @@ mod tests {
     #[test]
     fn empty_and_selectorless_services() {
         let svc = service(vec![port("", 80, None)]);
-        let Some(Action::Create(Object::Endpoints(ep))) = reconcile(&svc, &[], None) else {
+        let Some(Action::Create(Object::Endpoints(ep))) = reconcile::<Pod>(&svc, &[], None) else {
             panic!("an empty Endpoints is still created")
         };
         assert!(ep.subsets.is_empty());

@@ -126,7 +126,7 @@ mod tests {
     fn creates_must_be_observed_before_the_next_reconcile() {
         let rs = rs("web-1", 3);
         let mut e = Expectations::default();
-        let actions = replicaset::reconcile(&rs, &[], NOW);
+        let actions = replicaset::reconcile::<Pod>(&rs, &[], NOW);
         e.expect("uid-web-1", &actions, NOW);
         assert!(!e.satisfied("uid-web-1", NOW));
         assert!(e.satisfied("uid-other", NOW));

@@ -519,7 +519,7 @@ impl Manager {
         if !self.expectations.borrow().satisfied(&uid, now) {
             return;
         }
-        let pods = self.caches.pods.list_ns(&key.0);
+        let pods = self.caches.pods.list_ns_shared(&key.0);
         let actions = replicaset::reconcile(&rs, &pods, now);
         self.expectations.borrow_mut().expect(&uid, &actions, now);
         match self.execute(&actions).await {
@@ -541,7 +541,7 @@ impl Manager {
                 continue;
             };
             let rss = self.caches.replicasets.list_ns(&key.0);
-            let pods = self.caches.pods.list_ns(&key.0);
+            let pods = self.caches.pods.list_ns_shared(&key.0);
             let actions = deployment::reconcile(&d, &rss, &pods, self.env.wall_ms());
             match self.execute(&actions).await {
                 Ok(requeue) => self.done(&self.deployments, &key, requeue),
@@ -556,7 +556,7 @@ impl Manager {
             let existing = self.caches.endpoints.get(&key.0, &key.1);
             let actions: Vec<Action> = match self.caches.services.get(&key.0, &key.1) {
                 Some(svc) => {
-                    let pods = self.caches.pods.list_ns(&key.0);
+                    let pods = self.caches.pods.list_ns_shared(&key.0);
                     endpoints::reconcile(&svc, &pods, existing.as_ref())
                         .into_iter()
                         .collect()

@@ -31,6 +31,7 @@
 //! has seen the last writes) are the driver's job, see
 //! [`crate::expectations`].
 
+use std::borrow::Borrow;
 use std::cmp::Reverse;
 
 use faultline_api::{OwnerReference, Pod, ReplicaSet, ReplicaSetStatus, Resource};
@@ -48,7 +49,7 @@ pub const BURST_REPLICAS: usize = 500;
 /// other namespaces are ignored). Actions come in this order: adoptions and
 /// releases, deletion of owned terminal pods, scaling creates or deletes
 /// (each followed by an Event), the status update, a requeue.
-pub fn reconcile(rs: &ReplicaSet, pods: &[Pod], now_ms: u64) -> Vec<Action> {
+pub fn reconcile<P: Borrow<Pod>>(rs: &ReplicaSet, pods: &[P], now_ms: u64) -> Vec<Action> {
     assert!(
         !rs.metadata.uid.is_empty(),
         "a ReplicaSet from the cache has a uid"
@@ -60,6 +61,7 @@ pub fn reconcile(rs: &ReplicaSet, pods: &[Pod], now_ms: u64) -> Vec<Action> {
 
     let mut candidates: Vec<&Pod> = pods
         .iter()
+        .map(Borrow::borrow)
         .filter(|p| p.metadata.namespace == rs.metadata.namespace)
         .collect();
     candidates.sort_by(|a, b| {
@@ -391,7 +393,7 @@ pub(crate) mod tests {
     #[test]
     fn creates_at_most_a_burst() {
         let rs = rs("big", 2000);
-        assert_eq!(creates(&reconcile(&rs, &[], NOW)), BURST_REPLICAS);
+        assert_eq!(creates(&reconcile::<Pod>(&rs, &[], NOW)), BURST_REPLICAS);
     }
 
     #[test]

@@ -344,7 +344,7 @@ fn fenceposts_follow_kubernetes() {
 #[test]
 fn creates_the_first_replicaset_at_full_size() {
     let d = deployment(3);
-    let out = reconcile(&d, &[], &[], NOW);
+    let out = reconcile::<Pod>(&d, &[], &[], NOW);
     let Action::Create(Object::ReplicaSet(rs)) = &out[0] else {
         panic!("{out:?}")
     };
@@ -477,7 +477,7 @@ fn recreate_waits_for_terminating_old_pods() {
         !out.iter().any(|a| matches!(a, Action::Create(_))),
         "{out:?}"
     );
-    let out = reconcile(&w.d, &w.rss, &[], w.now);
+    let out = reconcile::<Pod>(&w.d, &w.rss, &[], w.now);
     assert!(
         out.iter().any(|a| matches!(a, Action::Create(_))),
         "{out:?}"
@@ -580,7 +580,7 @@ fn orphans_are_adopted_and_mismatches_released() {
         r.metadata.owner_references[0].uid = "someone-else".into();
         r
     };
-    let out = reconcile(&d, &[orphan, stray, foreign], &[], NOW);
+    let out = reconcile::<Pod>(&d, &[orphan, stray, foreign], &[], NOW);
     let updates: Vec<&ReplicaSet> = out
         .iter()
         .filter_map(|a| match a {
@@ -646,7 +646,7 @@ fn a_paused_deployment_does_not_roll_out() {
 fn an_empty_selector_is_refused() {
     let mut d = deployment(1);
     d.spec.selector = Default::default();
-    let out = reconcile(&d, &[], &[], NOW);
+    let out = reconcile::<Pod>(&d, &[], &[], NOW);
     assert!(
         matches!(&out[..], [Action::Event(e)] if e.reason == "SelectingAll"),
         "{out:?}"
@@ -659,7 +659,7 @@ fn a_foreign_replicaset_with_the_new_name_is_a_collision() {
     let mut foreign = old_rs(&d, 1, 0);
     foreign.metadata.name = format!("web-{}", template_hash(&d.spec.template));
     foreign.metadata.owner_references[0].uid = "someone-else".into();
-    let out = reconcile(&d, &[foreign], &[], NOW);
+    let out = reconcile::<Pod>(&d, &[foreign], &[], NOW);
     assert!(
         !out.iter().any(|a| matches!(a, Action::Create(_))),
         "{out:?}"
