@@ -5,6 +5,8 @@
 //! - [`registry`]: objects in the store, optimistic concurrency, per-kind
 //!   create/update rules;
 //! - [`server`]: routing, list/watch, patch, delete, binding and scale;
+//! - [`cacher`]: the watch cache, one store watch per kind fanned out to
+//!   every client watch;
 //! - [`discovery`]: `/api`, `/apis` and the resource lists.
 
 // `Status` is the error: the body the client receives, built once per
