@@ -520,17 +520,17 @@ fn malformed_scenarios_exit_2_naming_file_line_and_field() {
                 "kind = \"leader-kill\"\nfor = \"8s\"",
                 "kind = \"leader-kill\"\nfor = \"8s\"\nprobability = 0.5",
             ),
-            &["FILE:18:1: fault (leader-kill).probability: only loss takes a probability"],
+            &["FILE:18:1: fault (leader-kill).probability: only loss takes `probability`"],
         ),
         (
             "delay-on-power-loss",
             store("target = \"leader\"", "target = \"leader\"\ndelay = \"5ms\""),
-            &["fault (power-loss).delay: only latency and disk-slow take a delay"],
+            &["fault (power-loss).delay: only latency and disk-slow take `delay`"],
         ),
         (
             "bits-on-power-loss",
             store("target = \"leader\"", "target = \"leader\"\nbits = 4"),
-            &["fault (power-loss).bits: only disk-corruption takes bits"],
+            &["fault (power-loss).bits: only disk-corruption takes `bits`"],
         ),
         (
             "zero-bits",

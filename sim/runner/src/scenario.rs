@@ -1301,32 +1301,28 @@ impl Scenario {
                     ));
                 }
             }
-            // A field the kind ignores is a mistake in the file (a typo'd
-            // kind, or a setting moved to the wrong fault), not a no-op.
-            let ignored = [
+            let ignored = ignored_setting(&[
                 (
                     "probability",
                     fault.probability.is_some(),
                     fault.kind == FaultKind::Loss,
-                    "only loss takes a probability",
+                    "loss",
                 ),
                 (
                     "delay",
                     fault.delay.is_some(),
                     matches!(fault.kind, FaultKind::Latency | FaultKind::DiskSlow),
-                    "only latency and disk-slow take a delay",
+                    "latency and disk-slow",
                 ),
                 (
                     "bits",
                     fault.bits.is_some(),
                     fault.kind == FaultKind::DiskCorruption,
-                    "only disk-corruption takes bits",
+                    "disk-corruption",
                 ),
-            ];
-            for (name, given, takes, why) in ignored {
-                if given && !takes {
-                    return Err(err(f.span(), &format!("{field}.{name}"), why.into()));
-                }
+            ]);
+            if let Some((name, why)) = ignored {
+                return Err(err(f.span(), &format!("{field}.{name}"), why));
             }
             if fault.bits == Some(0) {
                 return Err(err(
@@ -1685,63 +1681,66 @@ impl Scenario {
             }
             // As for faults: a setting the kind ignores is a mistake (checked
             // after what the kind itself needs).
-            {
-                use InvariantKind::*;
-                let k = inv.kind;
-                let takes = [
-                    (
-                        "within",
-                        inv.within.is_some(),
-                        matches!(k, Converges | DeploymentsReady),
-                        "converges and deployments-ready",
-                    ),
-                    (
-                        "deployments",
-                        inv.deployments.is_some(),
-                        k == DeploymentsReady,
-                        "deployments-ready",
-                    ),
-                    (
-                        "service",
-                        inv.service.is_some(),
-                        matches!(k, Availability | Latency | StaticStability),
-                        "availability, latency and static-stability",
-                    ),
-                    (
-                        "at_least",
-                        inv.at_least.is_some(),
-                        matches!(k, Availability | StaticStability),
-                        "availability and static-stability",
-                    ),
-                    (
-                        "window",
-                        inv.window.is_some(),
-                        k == Availability,
-                        "availability",
-                    ),
-                    ("below", inv.below.is_some(), k == Latency, "latency"),
-                    ("quantile", inv.quantile.is_some(), k == Latency, "latency"),
-                ];
-                for (name, given, ok, who) in takes {
-                    if given && !ok {
-                        return Err(err(
-                            i.span(),
-                            &format!("{field}.{name}"),
-                            format!(
-                                "only {who} {} `{name}`",
-                                if who.contains(" and ") {
-                                    "take"
-                                } else {
-                                    "takes"
-                                }
-                            ),
-                        ));
-                    }
-                }
+            use InvariantKind::*;
+            let k = inv.kind;
+            let ignored = ignored_setting(&[
+                (
+                    "within",
+                    inv.within.is_some(),
+                    matches!(k, Converges | DeploymentsReady),
+                    "converges and deployments-ready",
+                ),
+                (
+                    "deployments",
+                    inv.deployments.is_some(),
+                    k == DeploymentsReady,
+                    "deployments-ready",
+                ),
+                (
+                    "service",
+                    inv.service.is_some(),
+                    matches!(k, Availability | Latency | StaticStability),
+                    "availability, latency and static-stability",
+                ),
+                (
+                    "at_least",
+                    inv.at_least.is_some(),
+                    matches!(k, Availability | StaticStability),
+                    "availability and static-stability",
+                ),
+                (
+                    "window",
+                    inv.window.is_some(),
+                    k == Availability,
+                    "availability",
+                ),
+                ("below", inv.below.is_some(), k == Latency, "latency"),
+                ("quantile", inv.quantile.is_some(), k == Latency, "latency"),
+            ]);
+            if let Some((name, why)) = ignored {
+                return Err(err(i.span(), &format!("{field}.{name}"), why));
             }
         }
         Ok(())
     }
+}
+
+/// The first of `settings` given to a kind that does not take it, with
+/// the message for it: each is (name, given, taken by this kind, the kinds
+/// that take it). A setting the kind ignores is a mistake in the file (a
+/// typo'd kind, or a setting put on the wrong entry), not a no-op.
+fn ignored_setting(
+    settings: &[(&'static str, bool, bool, &'static str)],
+) -> Option<(&'static str, String)> {
+    let &(name, _, _, who) = settings
+        .iter()
+        .find(|(_, given, takes, _)| *given && !*takes)?;
+    let verb = if who.contains(" and ") {
+        "take"
+    } else {
+        "takes"
+    };
+    Some((name, format!("only {who} {verb} `{name}`")))
 }
 
 /// The dotted name of the field whose line holds `offset` (`cluster.masters`,
