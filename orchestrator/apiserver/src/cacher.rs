@@ -15,7 +15,8 @@
 //! that ends (its store connection closed or went silent, or the store
 //! ended the watch) ends every subscription the same way once they have
 //! read what it holds, and the next client watch of that kind starts a new
-//! feed. A subscriber that falls more than [`FEED_EVENTS`] events behind is
+//! feed. A feed lives as long as its store watch, with subscribers or
+//! without (as Kubernetes' cacher watches every kind it serves). A subscriber that falls more than [`FEED_EVENTS`] events behind is
 //! ended, as Kubernetes ends a watcher that cannot keep up: its client
 //! re-watches from the last revision it saw.
 

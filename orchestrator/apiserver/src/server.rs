@@ -112,12 +112,12 @@ impl Source {
 
 /// Store events decoded for the watches of one API server.
 ///
-/// Every watch of a kind receives the same store events (one store watch
-/// each), so without this an event that N watches carry is decoded, turned
-/// into JSON for field selectors and serialised N times. Entries are pure
-/// functions of the stored bytes and the stamped revision, and a hit is
-/// confirmed against the bytes, so the cache changes only the cost, never
-/// what a watch sends.
+/// Every watch of a kind receives the same store events (from the kind's
+/// one store watch, see [`Cacher`]), so without this an event that N
+/// watches carry is decoded, turned into JSON for field selectors and
+/// serialised N times. Entries are pure functions of the stored bytes and
+/// the stamped revision, and a hit is confirmed against the bytes, so the
+/// cache changes only the cost, never what a watch sends.
 #[derive(Default)]
 struct WatchCache {
     entries: BTreeMap<WatchCacheKey, Rc<dyn Any>>,
