@@ -7,7 +7,7 @@
 //! every store watch got a progress notification every second. With it
 //! the store sends each event once per API server.
 //!
-//! A [`Feed`] keeps the most recent [`FEED_EVENTS`] events of its kind. A
+//! A feed keeps the most recent [`FEED_EVENTS`] events of its kind. A
 //! client watch from revision `start` is served from the feed when the
 //! feed holds every event after `start - 1`; otherwise (an older revision,
 //! or no feed yet that can cover it) the caller watches the store directly,
