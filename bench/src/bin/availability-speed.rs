@@ -54,7 +54,8 @@ struct Args {
     /// Override the simulated duration (minutes); default: the file's.
     #[arg(long)]
     minutes: Option<u64>,
-    /// Simulated seconds of the HTTP floor world.
+    /// Simulated seconds of each run of the HTTP floor world (the fastest
+    /// of 3 runs counts).
     #[arg(long, default_value_t = 300)]
     floor_seconds: u64,
 }
@@ -285,9 +286,9 @@ fn user(rate: f64, local: Vec<String>, done: Rc<Cell<u64>>) -> HostMain {
     })
 }
 
-/// Runs the HTTP floor world and prints what the HTTP path alone costs per
-/// simulated second, and the speed it leaves the scenario.
-fn http_floor(rate: f64, seconds: u64, control_plane_speed: f64, scenario_per_request: f64) {
+/// One run of the HTTP floor world for `seconds`: its wall seconds and the
+/// requests answered.
+fn http_floor_run(rate: f64, seconds: u64) -> (f64, u64) {
     const NODES: usize = 12;
     let done = Rc::new(Cell::new(0u64));
     let d2 = done.clone();
@@ -315,12 +316,26 @@ fn http_floor(rate: f64, seconds: u64, control_plane_speed: f64, scenario_per_re
         tokio::time::sleep(Duration::from_secs(seconds)).await;
         w.shutdown();
     });
-    let wall = wall.elapsed().as_secs_f64();
+    (wall.elapsed().as_secs_f64(), done.get())
+}
+
+/// Runs of the HTTP floor world; the fastest counts.
+const FLOOR_RUNS: usize = 3;
+
+/// Runs the HTTP floor world and prints what the HTTP path alone costs per
+/// simulated second, and the speed it leaves the scenario.
+fn http_floor(rate: f64, seconds: u64, control_plane_speed: f64, scenario_per_request: f64) {
+    // A floor is a lower bound, and this machine's noise only ever adds
+    // time: the fastest of a few runs is the estimate.
+    let (wall, answered) = (0..FLOOR_RUNS)
+        .map(|_| http_floor_run(rate, seconds))
+        .min_by(|a, b| a.0.total_cmp(&b.0))
+        .expect("at least one run");
     let per_sim_second = wall / seconds as f64;
-    let answered = done.get() as f64 / seconds as f64;
+    let answered = answered as f64 / seconds as f64;
     let floor_per_request = per_sim_second / answered.max(1.0);
     println!(
-        "HTTP floor (12 nodes, 3 users, {rate} requests per simulated second, each through a hyper forwarder to a hyper echo server, nothing else): {answered:.0} answered per simulated second, {:.1} us wall per request, {:.0}x real time",
+        "HTTP floor (12 nodes, 3 users, {rate} requests per simulated second, each through a hyper forwarder to a hyper echo server, nothing else; fastest of {FLOOR_RUNS} runs): {answered:.0} answered per simulated second, {:.1} us wall per request, {:.0}x real time",
         floor_per_request * 1e6,
         1.0 / per_sim_second
     );
