@@ -220,7 +220,10 @@ where
                 let answer = answer.clone();
                 async move { Ok::<_, Infallible>(Response::new(Full::new(answer().await))) }
             });
+            // As the real servers do: no Date header (it reads the wall
+            // clock, a cost they do not pay).
             let _ = server::Builder::new()
+                .auto_date_header(false)
                 .serve_connection(TokioIo::new(conn), service)
                 .await;
         });
