@@ -44,6 +44,17 @@ pub fn env_with_observer(
     ))
 }
 
+/// A seed from the operating system's randomness, for a real process that
+/// was given none: two processes must not share one, or their store
+/// clients would draw the same client ids (and each other's requests would
+/// look like duplicates).
+pub fn random_seed() -> io::Result<u64> {
+    use std::io::Read;
+    let mut bytes = [0u8; 8];
+    File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(u64::from_le_bytes(bytes))
+}
+
 /// The system clock.
 pub struct RealClock;
 

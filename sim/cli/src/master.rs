@@ -37,9 +37,11 @@ pub struct MasterArgs {
     /// Raft tick length in milliseconds (heartbeat = 1 tick, election = 10-20).
     #[arg(long, default_value_t = 100)]
     tick_ms: u64,
-    /// Seed for this replica's randomness (election timeouts, client ids).
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
+    /// Seed for this replica's randomness (election timeouts, client
+    /// ids); default: from the operating system. Replicas must not share
+    /// one.
+    #[arg(long)]
+    seed: Option<u64>,
     /// Also serve the Kubernetes-style API on this port, and run the
     /// scheduler and controller manager (elected among the masters).
     /// Needs --token-file.
@@ -99,15 +101,21 @@ pub fn run(args: MasterArgs) -> ExitCode {
         }
     };
     let host = format!("m{}", args.id);
-    let env =
-        match faultline_env::real::env(&host, args.seed ^ args.id, &args.data_dir, &args.listen_ip)
-        {
-            Ok(e) => e,
-            Err(e) => {
-                eprintln!("error: data dir {}: {e}", args.data_dir.display());
-                return ExitCode::from(2);
-            }
-        };
+    let seed = match args.seed.map_or_else(faultline_env::real::random_seed, Ok) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: no seed given and none from /dev/urandom: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let env = match faultline_env::real::env(&host, seed ^ args.id, &args.data_dir, &args.listen_ip)
+    {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: data dir {}: {e}", args.data_dir.display());
+            return ExitCode::from(2);
+        }
+    };
     let control_plane = match (args.api_port, &args.token_file) {
         (None, _) => None,
         (Some(_), None) => {
