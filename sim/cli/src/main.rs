@@ -19,8 +19,10 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod explore;
 mod master;
+mod node;
 mod report;
 mod shrink;
+mod up;
 
 #[derive(Parser)]
 #[command(
@@ -45,6 +47,12 @@ enum Command {
     Sim(SimCommand),
     /// Run one store replica (a master) for real, over TCP, with its data on disk.
     Master(master::MasterArgs),
+    /// Run one worker node for real: the kubelet (built-in apps as
+    /// containers, on their own pod IPs) and the node's service proxy.
+    Node(node::NodeArgs),
+    /// Bring a whole cluster up for real on this machine (masters and
+    /// nodes on loopback addresses, one process each) until Ctrl-C.
+    Up(up::UpArgs),
     // (Its help text is on `ReportArgs`.)
     Report(report::ReportArgs),
 }
@@ -135,6 +143,8 @@ fn main() -> ExitCode {
         Command::Sim(SimCommand::Explore(args)) => explore::explore(args),
         Command::Sim(SimCommand::Shrink(args)) => shrink::shrink(args),
         Command::Master(args) => master::run(args),
+        Command::Node(args) => node::run(args),
+        Command::Up(args) => up::run(args),
         Command::Report(args) => report::run(args),
     }
 }

@@ -132,3 +132,115 @@ fn masters_serve_the_api_for_real() {
     let (code, _) = http(port, "GET", "/api/v1/nodes", "wrong", "").unwrap();
     assert_eq!(code, 401);
 }
+
+/// Sends SIGTERM to `faultline up` (which stops its cluster) and reaps it.
+struct Up(Child);
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg(self.0.id().to_string()).status();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+#[allow(clippy::disallowed_methods)] // a real-mode test waits in real time
+fn up_brings_a_cluster_that_serves_a_deployment_through_every_node() {
+    use std::io::BufRead;
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("up-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let pid = std::process::id();
+    let base = 20000 + (pid % 20000) as u16;
+    let (api, store) = (base + 200, base + 300);
+    // Node addresses of their own, so that a cluster left over by another
+    // run cannot answer for this one.
+    let node_net = format!("127.0.{}", 2 + pid % 250);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .arg("up")
+        .arg("--dir")
+        .arg(&dir)
+        .args([
+            "--nodes",
+            "2",
+            "--api-port",
+            &api.to_string(),
+            "--store-port",
+            &store.to_string(),
+            "--node-net",
+            &node_net,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("faultline up starts");
+    let stdout = child.stdout.take().unwrap();
+    let up = Up(child);
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let mut printed = Vec::new();
+    let mut admin = None;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(rest) = line.strip_prefix("admin token: ") {
+            admin = rest.split(' ').next().map(str::to_string);
+        }
+        printed.push(line.clone());
+        if line.starts_with("Ctrl-C stops the cluster") {
+            break;
+        }
+    }
+    assert!(
+        printed
+            .first()
+            .is_some_and(|l| l.starts_with("cluster up: 3 master(s), 2 node(s)")),
+        "{printed:?}"
+    );
+    let admin = admin.expect("the admin token is printed");
+    let deployment = r#"{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"web","namespace":"default"},"spec":{"replicas":3,"selector":{"matchLabels":{"app":"web"}},"template":{"metadata":{"labels":{"app":"web"}},"spec":{"containers":[{"name":"app","image":"echo","ports":[{"containerPort":8080}],"readinessProbe":{"httpGet":{"path":"/healthz","port":8080},"periodSeconds":1}}]}}}}"#;
+    let service = r#"{"apiVersion":"v1","kind":"Service","metadata":{"name":"web","namespace":"default"},"spec":{"selector":{"app":"web"},"ports":[{"name":"http","port":8080,"targetPort":8080}]}}"#;
+    let (code, body) = http(
+        api,
+        "POST",
+        "/apis/apps/v1/namespaces/default/deployments",
+        &admin,
+        deployment,
+    )
+    .expect("an answer");
+    assert_eq!(code, 201, "{body}");
+    let (code, body) = http(
+        api,
+        "POST",
+        "/api/v1/namespaces/default/services",
+        &admin,
+        service,
+    )
+    .expect("an answer");
+    assert_eq!(code, 201, "{body}");
+    // Through either node's proxy, the pods answer, round robin, until
+    // every one of the three has.
+    let mut pods = std::collections::BTreeSet::new();
+    for _ in 0..300 {
+        for node in 1..=2 {
+            let addr = format!("{node_net}.{node}:8080");
+            let answer = TcpStream::connect(&addr).ok().and_then(|mut s| {
+                s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+                s.write_all(b"GET /hello HTTP/1.1\r\nHost: web\r\nConnection: close\r\n\r\n")
+                    .ok()?;
+                let mut out = String::new();
+                s.read_to_string(&mut out).ok()?;
+                Some(out)
+            });
+            if let Some(a) = answer.filter(|a| a.starts_with("HTTP/1.1 200")) {
+                let body = a.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+                let v: serde_json::Value = serde_json::from_str(body).expect("the echo's JSON");
+                assert_eq!(v["path"], "/hello", "{a}");
+                pods.insert(v["pod"].as_str().unwrap().to_string());
+            }
+        }
+        if pods.len() == 3 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(pods.len(), 3, "pods that answered: {pods:?}");
+    drop(up);
+}

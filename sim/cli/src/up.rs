@@ -1,0 +1,358 @@
+//! `faultline up`: a whole cluster for real on this machine, in one
+//! command. It starts `faultline master` (store replica, API server,
+//! scheduler, controller manager) and `faultline node` (kubelet and service
+//! proxy) processes on loopback addresses, waits until the API answers and
+//! every node is Ready, prints how to reach it, and stops them all on
+//! Ctrl-C (or SIGTERM).
+//!
+//! Everything lives in one directory: the masters' data (so a second `up`
+//! on the same directory restarts the same cluster, its masters rejoining),
+//! the token file, and a log per process.
+#![allow(clippy::disallowed_methods)] // real mode: real time, real sockets
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use clap::Args;
+
+#[derive(Args)]
+pub struct UpArgs {
+    /// Masters (store replicas with an API server each).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=7))]
+    masters: u16,
+    /// Worker nodes.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(0..=200))]
+    nodes: u16,
+    /// Datacenters the nodes are spread over, round robin (dc-a, dc-b, ...).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=26))]
+    datacenters: u16,
+    /// Directory for the masters' data, the token file and the logs.
+    #[arg(long, default_value = "faultline-cluster")]
+    dir: PathBuf,
+    /// Master i serves the API on API_PORT + i - 1 (on 127.0.0.1).
+    #[arg(long, default_value_t = 6443)]
+    api_port: u16,
+    /// Master i's store (Raft peers and clients) listens on
+    /// STORE_PORT + i - 1 (on 127.0.0.1).
+    #[arg(long, default_value_t = 2380)]
+    store_port: u16,
+    /// Node i listens on NODE_NET.i (Service ports, the proxy's health
+    /// check on 10256); its pods get 127.(10+i).x.y.
+    #[arg(long, default_value = "127.0.1")]
+    node_net: String,
+    /// How long to wait for the API and the nodes, in seconds.
+    #[arg(long, default_value_t = 60)]
+    wait: u64,
+}
+
+/// One child process and where its output goes.
+struct Proc {
+    name: String,
+    child: Child,
+    log: PathBuf,
+}
+
+/// The cluster's processes; stopped (killed and reaped) when dropped.
+struct Procs(Vec<Proc>);
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        for p in &mut self.0 {
+            let _ = p.child.kill();
+        }
+        for p in &mut self.0 {
+            let _ = p.child.wait();
+        }
+    }
+}
+
+fn fail(e: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {e}");
+    ExitCode::from(2)
+}
+
+/// A fresh random token (from the OS), hex.
+fn random_token() -> std::io::Result<String> {
+    let mut bytes = [0u8; 16];
+    fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The token file: reused when the directory has one, else written with a
+/// token per role and per node. Returns the admin token.
+fn tokens(path: &Path, nodes: u16) -> Result<String, String> {
+    let named = |e: std::io::Error| format!("{}: {e}", path.display());
+    if !path.exists() {
+        let mut text = String::new();
+        let mut add = |user: &str, uid: usize, group: &str| -> std::io::Result<()> {
+            text.push_str(&format!("{},{user},{uid},\"{group}\"\n", random_token()?));
+            Ok(())
+        };
+        add("admin", 1, "system:masters").map_err(named)?;
+        add("system:kube-scheduler", 2, "system:kube-scheduler").map_err(named)?;
+        add(
+            "system:kube-controller-manager",
+            3,
+            "system:kube-controller-manager",
+        )
+        .map_err(named)?;
+        for i in 1..=nodes {
+            add(
+                &format!("system:node:n{i}"),
+                100 + i as usize,
+                "system:nodes",
+            )
+            .map_err(named)?;
+        }
+        fs::write(path, text).map_err(named)?;
+    }
+    let text = fs::read_to_string(path).map_err(named)?;
+    let tokens = faultline_apiserver::Tokens::parse(&text)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    for i in 1..=nodes {
+        let role = faultline_apiserver::Role::Node(format!("n{i}"));
+        if tokens.token_for(&role).is_none() {
+            return Err(format!(
+                "{}: no token for node n{i} (the file is from a smaller cluster: remove it, or the directory)",
+                path.display()
+            ));
+        }
+    }
+    tokens
+        .token_for(&faultline_apiserver::Role::Admin)
+        .ok_or_else(|| format!("{}: no user in system:masters", path.display()))
+}
+
+/// Starts `faultline ARGS`, its output into `log`.
+fn spawn(name: &str, args: &[String], log: PathBuf) -> Result<Proc, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("finding this executable: {e}"))?;
+    let out = fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
+    let err = out
+        .try_clone()
+        .map_err(|e| format!("{}: {e}", log.display()))?;
+    let child = Command::new(exe)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .map_err(|e| format!("starting {name}: {e}"))?;
+    Ok(Proc {
+        name: name.to_string(),
+        child,
+        log,
+    })
+}
+
+/// One HTTP/1.1 GET with a bearer token: (status, body).
+fn get(addr: &str, path: &str, token: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let code = out.split(' ').nth(1)?.parse().ok()?;
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
+    Some((code, body))
+}
+
+/// Names of the nodes whose Ready condition is True.
+fn ready_nodes(api: &str, token: &str) -> Vec<String> {
+    let Some((200, body)) = get(api, "/api/v1/nodes", token) else {
+        return Vec::new();
+    };
+    let Ok(list) = serde_json::from_str::<faultline_api::List<faultline_api::Node>>(&body) else {
+        return Vec::new();
+    };
+    list.items
+        .iter()
+        .filter(|n| n.is_ready())
+        .map(|n| n.metadata.name.clone())
+        .collect()
+}
+
+/// Reports processes that have exited; true if any has.
+fn check_exits(procs: &mut Procs) -> bool {
+    let mut any = false;
+    for p in &mut procs.0 {
+        if let Ok(Some(status)) = p.child.try_wait() {
+            eprintln!("{} exited ({status}); see {}", p.name, p.log.display());
+            any = true;
+        }
+    }
+    any
+}
+
+pub fn run(args: UpArgs) -> ExitCode {
+    let net_ok = {
+        let octets: Vec<&str> = args.node_net.split('.').collect();
+        octets.len() == 3 && octets.iter().all(|o| o.parse::<u8>().is_ok())
+    };
+    if !net_ok {
+        return fail(format_args!(
+            "--node-net {:?}: expected three octets such as 127.0.1",
+            args.node_net
+        ));
+    }
+    let last_port = |base: u16, n: u16| base.checked_add(n - 1);
+    let (Some(_), Some(_)) = (
+        last_port(args.api_port, args.masters),
+        last_port(args.store_port, args.masters),
+    ) else {
+        return fail("--api-port or --store-port: the masters' ports run past 65535");
+    };
+    if let Err(e) = fs::create_dir_all(&args.dir) {
+        return fail(format_args!("{}: {e}", args.dir.display()));
+    }
+    let token_file = args.dir.join("tokens.csv");
+    let admin = match tokens(&token_file, args.nodes) {
+        Ok(t) => t,
+        Err(e) => return fail(e),
+    };
+    let store_members: Vec<String> = (1..=args.masters)
+        .map(|i| format!("{i}=127.0.0.1:{}", args.store_port + i - 1))
+        .collect();
+    let api_servers: Vec<String> = (1..=args.masters)
+        .map(|i| format!("127.0.0.1:{}", args.api_port + i - 1))
+        .collect();
+    let path = |p: &Path| p.display().to_string();
+    let mut procs = Procs(Vec::new());
+    for i in 1..=args.masters {
+        let data = args.dir.join(format!("m{i}"));
+        // A master that has data was a member before: it restarts with
+        // `--rejoin`, which also makes a lost data directory safe.
+        let rejoin = fs::read_dir(&data).is_ok_and(|mut d| d.next().is_some());
+        let mut a = vec![
+            "master".to_string(),
+            "--id".into(),
+            i.to_string(),
+            "--members".into(),
+            store_members.join(","),
+            "--data-dir".into(),
+            path(&data),
+            "--listen-ip".into(),
+            "127.0.0.1".into(),
+            "--api-port".into(),
+            (args.api_port + i - 1).to_string(),
+            "--token-file".into(),
+            path(&token_file),
+            "--api-servers".into(),
+            api_servers.join(","),
+        ];
+        if rejoin {
+            a.push("--rejoin".into());
+        }
+        match spawn(
+            &format!("master m{i}"),
+            &a,
+            args.dir.join(format!("m{i}.log")),
+        ) {
+            Ok(p) => procs.0.push(p),
+            Err(e) => return fail(e),
+        }
+    }
+    for i in 1..=args.nodes {
+        let dc = format!("dc-{}", (b'a' + ((i - 1) % args.datacenters) as u8) as char);
+        let a = vec![
+            "node".to_string(),
+            "--name".into(),
+            format!("n{i}"),
+            "--api-servers".into(),
+            api_servers.join(","),
+            "--token-file".into(),
+            path(&token_file),
+            "--listen-ip".into(),
+            format!("{}.{i}", args.node_net),
+            "--pod-ip-prefix".into(),
+            format!("127.{}", 10 + i),
+            "--datacenter".into(),
+            dc,
+            "--data-dir".into(),
+            path(&args.dir.join(format!("n{i}"))),
+        ];
+        match spawn(
+            &format!("node n{i}"),
+            &a,
+            args.dir.join(format!("n{i}.log")),
+        ) {
+            Ok(p) => procs.0.push(p),
+            Err(e) => return fail(e),
+        }
+    }
+    // Wait for the API, then for every node to be Ready.
+    let deadline = Instant::now() + Duration::from_secs(args.wait);
+    let api = &api_servers[0];
+    loop {
+        if check_exits(&mut procs) {
+            return fail("a process of the cluster exited while it came up");
+        }
+        let api_up = matches!(get(api, "/readyz", &admin), Some((200, _)));
+        if api_up && ready_nodes(api, &admin).len() >= args.nodes as usize {
+            break;
+        }
+        if Instant::now() >= deadline {
+            return fail(format_args!(
+                "the cluster did not come up within {} s (API ready: {api_up}); logs in {}",
+                args.wait,
+                args.dir.display()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    println!(
+        "cluster up: {} master(s), {} node(s) in {}",
+        args.masters,
+        args.nodes,
+        args.dir.display()
+    );
+    println!("API servers: {}", api_servers.join(", "));
+    println!(
+        "admin token: {admin} (every token is in {})",
+        token_file.display()
+    );
+    if args.nodes > 0 {
+        println!(
+            "nodes: {} serve every Service port (a Service's pods answer there)",
+            (1..=args.nodes)
+                .map(|i| format!("n{i}={}.{i}", args.node_net))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    println!("try: curl -H 'Authorization: Bearer {admin}' http://{api}/api/v1/nodes");
+    println!(
+        "Ctrl-C stops the cluster (its data stays in {}).",
+        args.dir.display()
+    );
+    let _ = std::io::stdout().flush();
+    // Serve until a signal; report processes that die meanwhile.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    rt.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("a SIGTERM handler");
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => break,
+                _ = term.recv() => break,
+                _ = tick.tick() => {
+                    check_exits(&mut procs);
+                    procs.0.retain_mut(|p| !matches!(p.child.try_wait(), Ok(Some(_))));
+                }
+            }
+        }
+    });
+    println!("stopping the cluster");
+    drop(procs);
+    ExitCode::SUCCESS
+}
