@@ -101,15 +101,20 @@ pub fn run(args: MasterArgs) -> ExitCode {
         }
     };
     let host = format!("m{}", args.id);
-    let seed = match args.seed.map_or_else(faultline_env::real::random_seed, Ok) {
+    // A given seed is mixed with the replica's name, so replicas started
+    // with one seed still draw apart.
+    let seed = match args
+        .seed
+        .map_or_else(faultline_env::real::random_seed, |s| {
+            Ok(faultline_env::host_seed(s, &host))
+        }) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: no seed given and none from /dev/urandom: {e}");
             return ExitCode::from(2);
         }
     };
-    let env = match faultline_env::real::env(&host, seed ^ args.id, &args.data_dir, &args.listen_ip)
-    {
+    let env = match faultline_env::real::env(&host, seed, &args.data_dir, &args.listen_ip) {
         Ok(e) => e,
         Err(e) => {
             eprintln!("error: data dir {}: {e}", args.data_dir.display());
