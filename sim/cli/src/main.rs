@@ -32,7 +32,8 @@ mod up;
     long_about = "Deterministic cluster simulator and chaos-testing framework.\n\n\
                   Runs a real Raft-replicated store inside a simulated network, clock and disk, \
                   injects faults from a seed, and checks invariants. The same seed replays the \
-                  same run, bit for bit.\n\n\
+                  same run, bit for bit. `master`, `node` and `up` run the same orchestrator \
+                  for real, over TCP.\n\n\
                   Exit codes: 0 = pass, 1 = an invariant was violated, 2 = bad input."
 )]
 struct Cli {
