@@ -41,9 +41,12 @@ pub struct UpArgs {
     #[arg(long, default_value_t = 2380)]
     store_port: u16,
     /// Node i listens on NODE_NET.i (Service ports, the proxy's health
-    /// check on 10256); its pods get 127.(10+i).x.y.
+    /// check on 10256).
     #[arg(long, default_value = "127.0.1")]
     node_net: String,
+    /// Node i's pods get 127.(POD_OCTET+i).x.y.
+    #[arg(long, default_value_t = 10)]
+    pod_octet: u8,
     /// How long to wait for the API and the nodes, in seconds.
     #[arg(long, default_value_t = 60)]
     wait: u64,
@@ -201,6 +204,12 @@ pub fn run(args: UpArgs) -> ExitCode {
             args.node_net
         ));
     }
+    if u16::from(args.pod_octet) + args.nodes > 255 {
+        return fail(format_args!(
+            "--pod-octet {} with {} nodes: pod addresses 127.(POD_OCTET+i).x.y run past 127.255",
+            args.pod_octet, args.nodes
+        ));
+    }
     let last_port = |base: u16, n: u16| base.checked_add(n - 1);
     let (Some(_), Some(_)) = (
         last_port(args.api_port, args.masters),
@@ -271,7 +280,7 @@ pub fn run(args: UpArgs) -> ExitCode {
             "--listen-ip".into(),
             format!("{}.{i}", args.node_net),
             "--pod-ip-prefix".into(),
-            format!("127.{}", 10 + i),
+            format!("127.{}", u16::from(args.pod_octet) + i),
             "--datacenter".into(),
             dc,
             "--data-dir".into(),

@@ -152,8 +152,8 @@ fn up_brings_a_cluster_that_serves_a_deployment_through_every_node() {
     let pid = std::process::id();
     let base = 20000 + (pid % 20000) as u16;
     let (api, store) = (base + 200, base + 300);
-    // Node addresses of their own, so that a cluster left over by another
-    // run cannot answer for this one.
+    // Node and pod addresses of their own, so that a cluster left over by
+    // another run (or one a person runs) cannot answer for this one.
     let node_net = format!("127.0.{}", 2 + pid % 250);
     let mut child = Command::new(env!("CARGO_BIN_EXE_faultline"))
         .arg("up")
@@ -168,6 +168,8 @@ fn up_brings_a_cluster_that_serves_a_deployment_through_every_node() {
             &store.to_string(),
             "--node-net",
             &node_net,
+            "--pod-octet",
+            &(100 + pid % 100).to_string(),
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
