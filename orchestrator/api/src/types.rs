@@ -222,9 +222,9 @@ object!(PodStatus {
     phase: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     conditions: Vec<PodCondition>,
-    #[serde(rename = "hostIP", skip_serializing_if = "String::is_empty")]
+    #[serde(skip_serializing_if = "String::is_empty")]
     host_ip: String,
-    #[serde(rename = "podIP", skip_serializing_if = "String::is_empty")]
+    #[serde(skip_serializing_if = "String::is_empty")]
     pod_ip: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     start_time: Option<String>,
@@ -254,7 +254,7 @@ object!(ContainerStatus {
     #[serde(skip_serializing_if = "String::is_empty")]
     image: String,
     /// The runtime's id for the running instance.
-    #[serde(rename = "containerID", skip_serializing_if = "String::is_empty")]
+    #[serde(skip_serializing_if = "String::is_empty")]
     container_id: String,
     /// `waiting`, `running` or `terminated`.
     #[serde(skip_serializing_if = "String::is_empty")]
