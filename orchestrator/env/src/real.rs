@@ -4,6 +4,7 @@
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
@@ -53,6 +54,42 @@ pub fn random_seed() -> io::Result<u64> {
     let mut bytes = [0u8; 8];
     File::open("/dev/urandom")?.read_exact(&mut bytes)?;
     Ok(u64::from_le_bytes(bytes))
+}
+
+/// The seed of a real host: `seed` mixed with the host's name (so hosts
+/// started with one seed still draw apart), or, when none is given, one
+/// from the operating system's randomness.
+pub fn seed_for(host: &str, seed: Option<u64>) -> io::Result<u64> {
+    match seed {
+        Some(s) => Ok(crate::host_seed(s, host)),
+        None => random_seed(),
+    }
+}
+
+/// Prints a real host's trace lines on stderr, each after the wall-clock
+/// time in milliseconds since the epoch and the host's name: a real
+/// process's log. Observations (the simulator's checkers' food) are
+/// dropped.
+pub struct LogObserver;
+
+impl Observer for LogObserver {
+    fn trace(&self, host: &str, line: fmt::Arguments<'_>) {
+        let ms = RealClock.wall_ms();
+        eprintln!("{}.{:03} {host} {line}", ms / 1000, ms % 1000);
+    }
+
+    fn observe(&self, _host: &str, _observation: crate::Observation) {}
+}
+
+/// Runs `fut` to completion on a current-thread runtime inside a
+/// `LocalSet`, the way every real role runs: one thread, tasks spawned
+/// with [`Env::spawn`] beside it.
+pub fn block_on_local<F: std::future::Future>(fut: F) -> F::Output {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a current-thread tokio runtime");
+    tokio::task::LocalSet::new().block_on(&rt, fut)
 }
 
 /// The system clock.

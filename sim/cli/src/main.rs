@@ -476,3 +476,53 @@ fn print_summary(s: &faultline_reports::Summary, has_workload: bool) {
         );
     }
 }
+
+/// A usage or input error of a real-mode command: `error: …` on stderr,
+/// exit code 2.
+fn usage_error(e: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {e}");
+    ExitCode::from(2)
+}
+
+/// The environment of a real host named `host`: its seed mixed with the
+/// name (or from the operating system), its files under `data_dir`, its
+/// listeners on `listen_ip`, its trace lines logged on stderr.
+fn real_env(
+    host: &str,
+    seed: Option<u64>,
+    data_dir: &Path,
+    listen_ip: &str,
+) -> Result<faultline_env::Env, String> {
+    let seed = faultline_env::real::seed_for(host, seed)
+        .map_err(|e| format!("no seed given and none from /dev/urandom: {e}"))?;
+    faultline_env::real::env_with_observer(
+        host,
+        seed,
+        data_dir,
+        listen_ip,
+        std::rc::Rc::new(faultline_env::real::LogObserver),
+    )
+    .map_err(|e| format!("data dir {}: {e}", data_dir.display()))
+}
+
+/// Reads and parses a static token file (`--token-file`).
+fn read_tokens(path: &Path) -> Result<faultline_apiserver::Tokens, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("--token-file {}: {e}", path.display()))?;
+    faultline_apiserver::Tokens::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Checks that `value` (of `flag`) is `count` dot-separated octets, like
+/// `example`.
+fn check_octets(flag: &str, value: &str, count: usize, example: &str) -> Result<(), String> {
+    let octets: Vec<&str> = value.split('.').collect();
+    if octets.len() == count && octets.iter().all(|o| o.parse::<u8>().is_ok()) {
+        Ok(())
+    } else {
+        let words = ["", "one octet", "two octets", "three octets"];
+        Err(format!(
+            "{flag} {value:?}: expected {} such as {example}",
+            words[count]
+        ))
+    }
+}

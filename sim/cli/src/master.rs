@@ -1,18 +1,19 @@
-//! `faultline master`: one store replica for real, over TCP, with its log and
-//! snapshots in a data directory (fsync on every batch).
+//! `faultline master`: one master for real, over TCP: its store replica
+//! (log and snapshots in a data directory, fsync on every batch) and, with
+//! `--api-port`, the API server, scheduler and controller manager, wired by
+//! `faultline-roles` exactly as the simulator wires them.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use std::rc::Rc;
-
 use clap::Args;
-use faultline_apiserver::{ApiServerConfig, Role, Tokens};
-use faultline_client::{Client, ClientConfig};
-use faultline_store::client::{ClientConfig as StoreClientConfig, StoreClient};
-use faultline_store::server::{serve, StoreConfig};
+use faultline_apiserver::{ApiServerConfig, Role};
+use faultline_controllers::manager::ManagerConfig;
+use faultline_roles::master::{ManagerSpec, SchedulerSpec};
+use faultline_roles::{master, ControlPlaneSpec, MasterSpec, StoreRestart};
+use faultline_store::server::StoreConfig;
 
 #[derive(Args)]
 pub struct MasterArgs {
@@ -82,137 +83,88 @@ fn parse_members(list: &[String]) -> Result<BTreeMap<u64, String>, String> {
 }
 
 pub fn run(args: MasterArgs) -> ExitCode {
-    let members = match parse_members(&args.members) {
-        Ok(m) => m,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let Some(me) = members.get(&args.id) else {
-        eprintln!("error: --id {} is not in --members", args.id);
-        return ExitCode::from(2);
-    };
-    let port: u16 = match me.rsplit_once(':').and_then(|(_, p)| p.parse().ok()) {
-        Some(p) => p,
-        None => {
-            eprintln!("error: member {} has a bad port in {me:?}", args.id);
-            return ExitCode::from(2);
-        }
-    };
+    match start(args) {
+        Ok(code) => code,
+        Err(e) => crate::usage_error(e),
+    }
+}
+
+fn start(args: MasterArgs) -> Result<ExitCode, String> {
+    let members = parse_members(&args.members)?;
+    let me = members
+        .get(&args.id)
+        .ok_or_else(|| format!("--id {} is not in --members", args.id))?;
+    let port: u16 = me
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse().ok())
+        .ok_or_else(|| format!("member {} has a bad port in {me:?}", args.id))?;
     let host = format!("m{}", args.id);
-    // A given seed is mixed with the replica's name, so replicas started
-    // with one seed still draw apart.
-    let seed = match args
-        .seed
-        .map_or_else(faultline_env::real::random_seed, |s| {
-            Ok(faultline_env::host_seed(s, &host))
-        }) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: no seed given and none from /dev/urandom: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let env = match faultline_env::real::env(&host, seed, &args.data_dir, &args.listen_ip) {
-        Ok(e) => e,
-        Err(e) => {
-            eprintln!("error: data dir {}: {e}", args.data_dir.display());
-            return ExitCode::from(2);
-        }
-    };
+    let env = crate::real_env(&host, args.seed, &args.data_dir, &args.listen_ip)?;
+    let store_endpoints: Vec<String> = members.values().cloned().collect();
     let control_plane = match (args.api_port, &args.token_file) {
         (None, _) => None,
-        (Some(_), None) => {
-            eprintln!("error: --api-port needs --token-file");
-            return ExitCode::from(2);
-        }
+        (Some(_), None) => return Err("--api-port needs --token-file".into()),
         (Some(api_port), Some(path)) => {
-            let text = match std::fs::read_to_string(path) {
-                Ok(t) => t,
-                Err(e) => {
-                    eprintln!("error: --token-file {}: {e}", path.display());
-                    return ExitCode::from(2);
-                }
-            };
-            let tokens = match Tokens::parse(&text) {
-                Ok(t) => t,
-                Err(e) => {
-                    eprintln!("error: {}: {e}", path.display());
-                    return ExitCode::from(2);
-                }
-            };
-            let (Some(sched), Some(ctl)) = (
+            let tokens = crate::read_tokens(path)?;
+            let (Some(scheduler), Some(controller)) = (
                 tokens.token_for(&Role::Scheduler),
                 tokens.token_for(&Role::Controller),
             ) else {
-                eprintln!(
-                    "error: {}: needs a user in system:kube-scheduler and one in system:kube-controller-manager",
+                return Err(format!(
+                    "{}: needs a user in system:kube-scheduler and one in system:kube-controller-manager",
                     path.display()
-                );
-                return ExitCode::from(2);
+                ));
             };
-            Some((api_port, tokens, sched, ctl))
+            let api_servers = if args.api_servers.is_empty() {
+                members
+                    .values()
+                    .filter_map(|a| a.rsplit_once(':').map(|(h, _)| format!("{h}:{api_port}")))
+                    .collect()
+            } else {
+                args.api_servers.clone()
+            };
+            Some(ControlPlaneSpec {
+                api: ApiServerConfig::new(api_port, tokens),
+                store_endpoints,
+                api_servers,
+                scheduler: Some(SchedulerSpec {
+                    token: scheduler,
+                    count: 1,
+                }),
+                controller_manager: Some(ManagerSpec {
+                    token: controller,
+                    config: ManagerConfig::new(&host),
+                }),
+            })
         }
     };
-    let store_endpoints: Vec<String> = members.values().cloned().collect();
-    let api_servers: Vec<String> = match control_plane.as_ref() {
-        Some(_) if !args.api_servers.is_empty() => args.api_servers.clone(),
-        Some((api_port, ..)) => members
-            .values()
-            .filter_map(|a| a.rsplit_once(':').map(|(h, _)| format!("{h}:{api_port}")))
-            .collect(),
-        None => Vec::new(),
-    };
-    let mut cfg = StoreConfig::new(args.id, port, members);
-    cfg.tick = Duration::from_millis(args.tick_ms.max(1));
-    cfg.rejoin = args.rejoin;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    let local = tokio::task::LocalSet::new();
+    let mut store = StoreConfig::new(args.id, port, members);
+    store.tick = Duration::from_millis(args.tick_ms.max(1));
+    store.rejoin = args.rejoin;
     eprintln!(
         "faultline master {} serving on {}:{port}",
         args.id, args.listen_ip
     );
-    if let Some((api_port, tokens, sched, ctl)) = control_plane {
-        let env2 = env.clone();
-        local.spawn_local(async move {
-            let env = env2;
-            let store = Rc::new(StoreClient::new(
-                env.clone(),
-                StoreClientConfig::new(store_endpoints),
-            ));
-            let api = ApiServerConfig::new(api_port, tokens);
-            let env3 = env.clone();
-            env.spawn(async move {
-                if let Err(e) = faultline_apiserver::serve(env3, api, store).await {
-                    eprintln!("error: API server on port {api_port}: {e}");
-                }
-            });
-            let me = format!("m{}", args.id);
-            let sched = Client::new(env.clone(), ClientConfig::new(api_servers.clone(), &sched));
-            env.spawn(faultline_scheduler::run(
-                sched,
-                faultline_scheduler::SchedulerConfig::new(&me),
-            ));
-            let ctl = Client::new(env.clone(), ClientConfig::new(api_servers, &ctl));
-            env.spawn(faultline_controllers::manager::run(
-                ctl,
-                faultline_controllers::manager::ManagerConfig::new(&me),
-            ));
-        });
+    if let Some(api_port) = args.api_port {
         eprintln!(
             "faultline master {} serving the API on port {api_port}",
             args.id
         );
     }
-    match local.block_on(&rt, serve(env, cfg)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(2)
-        }
-    }
+    let spec = MasterSpec {
+        store,
+        // A replica that cannot start exits: its service manager (or
+        // `faultline up`'s operator) decides what comes next.
+        restart: StoreRestart::Never,
+        control_plane,
+    };
+    Ok(
+        match faultline_env::real::block_on_local(master(env, spec)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
+    )
 }

@@ -15,10 +15,10 @@ use std::rc::Rc;
 
 use clap::Args;
 use faultline_api::{labels, Quantity};
-use faultline_apiserver::{Role, Tokens};
-use faultline_client::{Client, ClientConfig};
+use faultline_apiserver::Role;
 use faultline_kubelet::{KubeletConfig, SimRuntime};
 use faultline_proxy::ProxyConfig;
+use faultline_roles::{start_node, NodeSpec};
 
 #[derive(Args)]
 pub struct NodeArgs {
@@ -57,28 +57,21 @@ pub struct NodeArgs {
     /// Where the node may keep files (the built-in runtime keeps none).
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// Seed for the node's randomness (container ids, client jitter);
-    /// default: from the operating system.
+    /// Seed for the node's randomness (container ids, client jitter),
+    /// mixed with the node's name; default: from the operating system.
     #[arg(long)]
     seed: Option<u64>,
 }
 
-fn usage(e: impl std::fmt::Display) -> ExitCode {
-    eprintln!("error: {e}");
-    ExitCode::from(2)
+pub fn run(args: NodeArgs) -> ExitCode {
+    match start(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => crate::usage_error(e),
+    }
 }
 
-pub fn run(args: NodeArgs) -> ExitCode {
-    let prefix_ok = {
-        let octets: Vec<&str> = args.pod_ip_prefix.split('.').collect();
-        octets.len() == 2 && octets.iter().all(|o| o.parse::<u8>().is_ok())
-    };
-    if !prefix_ok {
-        return usage(format_args!(
-            "--pod-ip-prefix {:?}: expected two octets such as 127.11",
-            args.pod_ip_prefix
-        ));
-    }
+fn start(args: NodeArgs) -> Result<(), String> {
+    crate::check_octets("--pod-ip-prefix", &args.pod_ip_prefix, 2, "127.11")?;
     let mut cfg = KubeletConfig::new(&args.name, &args.pod_ip_prefix);
     cfg.address = args.listen_ip.clone();
     cfg.labels
@@ -90,54 +83,24 @@ pub fn run(args: NodeArgs) -> ExitCode {
         ("memory", args.memory.clone(), "--memory"),
         ("pods", args.pods.to_string(), "--pods"),
     ] {
-        match Quantity::parse(&value) {
-            Ok(q) => {
-                cfg.capacity.insert(key.into(), q);
-            }
-            Err(e) => return usage(format_args!("{flag} {value:?}: {e}")),
-        }
+        let q = Quantity::parse(&value).map_err(|e| format!("{flag} {value:?}: {e}"))?;
+        cfg.capacity.insert(key.into(), q);
     }
-    let text = match std::fs::read_to_string(&args.token_file) {
-        Ok(t) => t,
-        Err(e) => {
-            return usage(format_args!(
-                "--token-file {}: {e}",
-                args.token_file.display()
-            ))
-        }
-    };
-    let tokens = match Tokens::parse(&text) {
-        Ok(t) => t,
-        Err(e) => return usage(format_args!("{}: {e}", args.token_file.display())),
-    };
-    let Some(token) = tokens.token_for(&Role::Node(args.name.clone())) else {
-        return usage(format_args!(
-            "{}: no token for user system:node:{} in group system:nodes",
-            args.token_file.display(),
-            args.name
-        ));
-    };
+    let tokens = crate::read_tokens(&args.token_file)?;
+    let token = tokens
+        .token_for(&Role::Node(args.name.clone()))
+        .ok_or_else(|| {
+            format!(
+                "{}: no token for user system:node:{} in group system:nodes",
+                args.token_file.display(),
+                args.name
+            )
+        })?;
     let data_dir = args
         .data_dir
         .clone()
         .unwrap_or_else(|| std::env::temp_dir().join(format!("faultline-node-{}", args.name)));
-    let seed = match args.seed.map_or_else(faultline_env::real::random_seed, Ok) {
-        Ok(s) => s,
-        Err(e) => {
-            return usage(format_args!(
-                "no seed given and none from /dev/urandom: {e}"
-            ))
-        }
-    };
-    let env = match faultline_env::real::env(&args.name, seed, &data_dir, &args.listen_ip) {
-        Ok(e) => e,
-        Err(e) => return usage(format_args!("data dir {}: {e}", data_dir.display())),
-    };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    let local = tokio::task::LocalSet::new();
+    let env = crate::real_env(&args.name, args.seed, &data_dir, &args.listen_ip)?;
     eprintln!(
         "faultline node {} on {} (pods on {}.x.y), API servers {}",
         args.name,
@@ -145,15 +108,17 @@ pub fn run(args: NodeArgs) -> ExitCode {
         args.pod_ip_prefix,
         args.api_servers.join(",")
     );
-    local.block_on(&rt, async move {
-        let client = Client::new(env.clone(), ClientConfig::new(args.api_servers, &token));
-        env.spawn(faultline_proxy::run(
-            env.clone(),
-            client.clone(),
-            ProxyConfig::new(&args.name),
-        ));
+    let spec = NodeSpec {
+        api_servers: args.api_servers,
+        token,
+        kubelet: Some(cfg),
+        proxy: Some(ProxyConfig::new(&args.name)),
+    };
+    faultline_env::real::block_on_local(async move {
         let runtime = Rc::new(SimRuntime::new(env.clone()));
-        faultline_kubelet::run(env, client, runtime, cfg).await;
+        start_node(&env, &spec, runtime);
+        // The node runs until the process is stopped.
+        std::future::pending::<()>().await
     });
-    ExitCode::SUCCESS
+    Ok(())
 }

@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 
+use crate::usage_error as fail;
+
 #[derive(Args)]
 pub struct UpArgs {
     /// Masters (store replicas with an API server each).
@@ -71,11 +73,6 @@ impl Drop for Procs {
             let _ = p.child.wait();
         }
     }
-}
-
-fn fail(e: impl std::fmt::Display) -> ExitCode {
-    eprintln!("error: {e}");
-    ExitCode::from(2)
 }
 
 /// A fresh random token (from the OS), hex.
@@ -194,15 +191,8 @@ fn check_exits(procs: &mut Procs) -> bool {
 }
 
 pub fn run(args: UpArgs) -> ExitCode {
-    let net_ok = {
-        let octets: Vec<&str> = args.node_net.split('.').collect();
-        octets.len() == 3 && octets.iter().all(|o| o.parse::<u8>().is_ok())
-    };
-    if !net_ok {
-        return fail(format_args!(
-            "--node-net {:?}: expected three octets such as 127.0.1",
-            args.node_net
-        ));
+    if let Err(e) = crate::check_octets("--node-net", &args.node_net, 3, "127.0.1") {
+        return fail(e);
     }
     if u16::from(args.pod_octet) + args.nodes > 255 {
         return fail(format_args!(

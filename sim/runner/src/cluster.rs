@@ -25,14 +25,18 @@ use faultline_api::{
     RollingUpdateDeployment, Service, ServicePort,
 };
 use faultline_apiserver::server::RequestObserver;
-use faultline_apiserver::{ApiServerConfig, Bugs as ApiBugs, Role, Tokens};
+use faultline_apiserver::{ApiServerConfig, Bugs as ApiBugs};
 use faultline_client::{Client, ClientConfig, ListParams};
+use faultline_controllers::manager::ManagerConfig;
 use faultline_engine::HostMain;
 use faultline_env::Env;
 use faultline_kubelet::{
     ContainerId, ContainerInfo, ContainerRuntime, ContainerSpec, KubeletConfig, RuntimeError,
     SimRuntime,
 };
+use faultline_proxy::ProxyConfig;
+use faultline_roles::master::{ManagerSpec, SchedulerSpec};
+use faultline_roles::{start_node, ControlPlaneSpec, Credentials, MasterSpec, NodeSpec};
 use faultline_store::client::{prefix_end, ClientConfig as StoreClientConfig, StoreClient};
 use faultline_store::ops::{EventKind, StoreError};
 use faultline_store::server::StoreConfig;
@@ -58,28 +62,10 @@ pub fn api_servers(s: &Scenario) -> Vec<String> {
         .collect()
 }
 
-fn node_token(node: &str) -> String {
-    format!("node-{node}-token")
-}
-
-/// The static tokens of a simulated cluster: one per role and per node.
-pub fn tokens(s: &Scenario) -> Tokens {
-    let mut t = Tokens::default();
-    t.add("admin-token", "admin", Role::Admin);
-    t.add("scheduler-token", "system:kube-scheduler", Role::Scheduler);
-    t.add(
-        "controller-token",
-        "system:kube-controller-manager",
-        Role::Controller,
-    );
-    for n in node_names(s) {
-        t.add(
-            &node_token(&n),
-            &format!("system:node:{n}"),
-            Role::Node(n.clone()),
-        );
-    }
-    t
+/// The cluster's credentials: well-known tokens (nobody outside the
+/// simulation reaches the API).
+pub fn credentials(s: &Scenario) -> Credentials {
+    Credentials::well_known(&node_names(s))
 }
 
 fn store_client(env: &Env, s: &Scenario) -> Rc<StoreClient> {
@@ -96,51 +82,37 @@ pub fn master_main(
     store: StoreConfig,
     on_request: Option<RequestObserver>,
 ) -> HostMain {
-    let s = Rc::new(s.clone());
-    // After the first start the replica rejoins an existing cluster (see
-    // `run::master_main`).
-    let started = Rc::new(std::cell::Cell::new(false));
-    Rc::new(move |env: Env| {
-        let (s, mut store, on_request) = (s.clone(), store.clone(), on_request.clone());
-        store.rejoin = started.replace(true);
-        Box::pin(async move {
-            let mut api = ApiServerConfig::new(API_PORT, tokens(&s));
-            api.on_request = on_request;
-            api.bugs = ApiBugs {
-                unchecked_binding: s
-                    .control_plane
-                    .bugs
-                    .iter()
-                    .any(|b| *b.get_ref() == ControlPlaneBug::UncheckedBinding),
-            };
-            env.spawn(faultline_apiserver::serve(
-                env.clone(),
-                api,
-                store_client(&env, &s),
-            ));
-            let me = env.host().to_string();
-            let sched = Client::new(
-                env.clone(),
-                ClientConfig::new(api_servers(&s), "scheduler-token"),
-            );
-            for k in 1..=s.control_plane.schedulers {
-                let mut cfg = faultline_scheduler::driver::SchedulerConfig::new(&me);
-                if k > 1 {
-                    cfg.elector.name = format!("kube-scheduler-{k}");
-                }
-                env.spawn(faultline_scheduler::driver::run(sched.clone(), cfg));
-            }
-            let ctl = Client::new(
-                env.clone(),
-                ClientConfig::new(api_servers(&s), "controller-token"),
-            );
-            let mut mcfg = faultline_controllers::manager::ManagerConfig::new(&me);
-            mcfg.node_lifecycle.grace_ms = s.control_plane.node_grace.0.as_millis() as u64;
-            mcfg.node_lifecycle.eviction_timeout_ms =
-                s.control_plane.eviction_timeout.0.as_millis() as u64;
-            env.spawn(faultline_controllers::manager::run(ctl, mcfg));
-            crate::run::run_store(env, store).await;
-        })
+    let creds = credentials(s);
+    let mut api = ApiServerConfig::new(API_PORT, creds.tokens());
+    api.on_request = on_request;
+    api.bugs = ApiBugs {
+        unchecked_binding: s
+            .control_plane
+            .bugs
+            .iter()
+            .any(|b| *b.get_ref() == ControlPlaneBug::UncheckedBinding),
+    };
+    let mut manager = ManagerConfig::new("");
+    manager.node_lifecycle.grace_ms = s.control_plane.node_grace.0.as_millis() as u64;
+    manager.node_lifecycle.eviction_timeout_ms =
+        s.control_plane.eviction_timeout.0.as_millis() as u64;
+    let control_plane = ControlPlaneSpec {
+        api,
+        store_endpoints: crate::run::endpoints(s),
+        api_servers: api_servers(s),
+        scheduler: Some(SchedulerSpec {
+            token: creds.scheduler.clone(),
+            count: s.control_plane.schedulers,
+        }),
+        controller_manager: Some(ManagerSpec {
+            token: creds.controller.clone(),
+            config: manager,
+        }),
+    };
+    crate::run::master_host(MasterSpec {
+        store,
+        restart: crate::run::STORE_RESTART,
+        control_plane: Some(control_plane),
     })
 }
 
@@ -148,13 +120,18 @@ pub fn master_main(
 /// container ledger, and the node's service proxy.
 pub fn node_main(s: &Scenario, index: usize, dc: &str, ledger: Rc<Ledger>) -> HostMain {
     let servers = api_servers(s);
+    let creds = credentials(s);
     let node = s.cluster.node.clone();
     let dc = dc.to_string();
     Rc::new(move |env: Env| {
         let (servers, node, dc, ledger) =
             (servers.clone(), node.clone(), dc.clone(), ledger.clone());
+        let name = env.host().to_string();
+        let token = creds
+            .node(&name)
+            .expect("every node has a token")
+            .to_string();
         Box::pin(async move {
-            let name = env.host().to_string();
             // The container runtime lives on the host: its containers
             // outlive a kubelet restart (the new kubelet adopts them).
             let runtime = Rc::new(LedgerRuntime {
@@ -175,26 +152,18 @@ pub fn node_main(s: &Scenario, index: usize, dc: &str, ledger: Rc<Ledger>) -> Ho
                 "pods".into(),
                 Quantity::parse(&node.pods.to_string()).expect("a number"),
             );
+            let spec = NodeSpec {
+                api_servers: servers,
+                token,
+                kubelet: Some(cfg),
+                proxy: Some(ProxyConfig::new(&name)),
+            };
             let bell = ledger.kubelet_bell(&name);
             loop {
-                // The kubelet and the node's service proxy (kube-proxy's
-                // place) as one process, with the node's credentials.
+                // The node's process; a kubelet restart aborts it and
+                // starts a new one over the same runtime.
                 let (penv, process) = env.process();
-                let client = Client::new(
-                    penv.clone(),
-                    ClientConfig::new(servers.clone(), &node_token(&name)),
-                );
-                penv.spawn(faultline_proxy::run(
-                    penv.clone(),
-                    client.clone(),
-                    faultline_proxy::ProxyConfig::new(&name),
-                ));
-                penv.spawn(faultline_kubelet::run(
-                    penv.clone(),
-                    client,
-                    runtime.clone(),
-                    cfg.clone(),
-                ));
+                start_node(&penv, &spec, runtime.clone());
                 bell.notified().await;
                 process.abort_all();
                 env.trace(format_args!("kubelet restart"));
@@ -310,7 +279,7 @@ pub fn user_main(s: &Scenario) -> HostMain {
             let start = env.now();
             let c = Client::new(
                 env.clone(),
-                ClientConfig::new(api_servers(&s), "admin-token"),
+                ClientConfig::new(api_servers(&s), &credentials(&s).admin),
             );
             for d in &s.deployments {
                 let d = d.get_ref();
@@ -589,7 +558,7 @@ pub fn cluster_probe_main(s: &Scenario, spec: ProbeSpec, findings: Findings) -> 
         Box::pin(async move {
             let c = Client::new(
                 env.clone(),
-                ClientConfig::new(api_servers(&s), "admin-token"),
+                ClientConfig::new(api_servers(&s), &credentials(&s).admin),
             );
             let start = env.now();
             let expected_nodes = node_names(&s);

@@ -15,8 +15,8 @@ use faultline_reports::{
     FaultRecord, InvariantResult, LeaderChange, NodeTimeline, ReadyChange, RunStats, Summary,
     TimelinePoint,
 };
-use faultline_store::server::{serve, Bugs, ServeError, StoreConfig};
-use faultline_store::storage::StorageError;
+use faultline_roles::{MasterSpec, StoreRestart};
+use faultline_store::server::{Bugs, StoreConfig};
 use tokio::time::Instant;
 
 use crate::cluster::{self, Findings, Ledger};
@@ -93,37 +93,28 @@ pub fn store_config(s: &Scenario, i: u64) -> StoreConfig {
     cfg
 }
 
+/// How a simulated master's store restarts when it cannot start: as a
+/// service manager would (systemd's `Restart=on-failure`), every second; a
+/// replica whose hard state is gone needs an operator and stays down.
+pub const STORE_RESTART: StoreRestart = StoreRestart::OnFailure {
+    after: Duration::from_secs(1),
+};
+
 /// The host main of a master.
-pub fn master_main(cfg: StoreConfig) -> HostMain {
+///
+/// After its first start a master rejoins an existing cluster, as an
+/// operator switches etcd to `initial-cluster-state = existing` once the
+/// cluster is up: an empty disk then means lost data.
+pub fn master_host(spec: MasterSpec) -> HostMain {
     let started = Rc::new(Cell::new(false));
     Rc::new(move |env: Env| {
-        let mut cfg = cfg.clone();
-        cfg.rejoin = started.replace(true);
-        Box::pin(run_store(env, cfg))
+        let mut spec = spec.clone();
+        spec.store.rejoin = started.replace(true);
+        Box::pin(async move {
+            // Its errors are in the trace; the host just stops.
+            let _ = faultline_roles::master(env, spec).await;
+        })
     })
-}
-
-/// (After its first start a master rejoins an existing cluster, as an
-/// operator switches etcd to `initial-cluster-state = existing` once the
-/// cluster is up: an empty disk then means lost data.)
-///
-/// Runs a store replica like a service manager would (systemd's
-/// Restart=on-failure): a replica that cannot start because its disk fails
-/// is retried; one whose hard state is gone needs an operator.
-pub async fn run_store(env: Env, cfg: StoreConfig) {
-    loop {
-        match serve(env.clone(), cfg.clone()).await {
-            Ok(()) => return,
-            Err(ServeError::Storage(e @ StorageError::HardStateLost { .. })) => {
-                env.trace(format_args!("store cannot start, operator needed: {e}"));
-                return;
-            }
-            Err(e) => {
-                env.trace(format_args!("store failed to start, retrying: {e}"));
-                env.sleep(Duration::from_secs(1)).await;
-            }
-        }
-    }
 }
 
 /// Store endpoints of every master.
@@ -156,7 +147,11 @@ pub fn hosts(
         let main = if cluster::enabled(s) {
             cluster::master_main(s, store, api.map(|a| a.observer()))
         } else {
-            master_main(store)
+            master_host(MasterSpec {
+                store,
+                restart: STORE_RESTART,
+                control_plane: None,
+            })
         };
         out.push((m.clone(), dc_of(s, i), main));
     }
