@@ -3,54 +3,19 @@
 //! binding, watch, and bad input answered with a precise 4xx `Status`,
 //! nothing stored, the server still serving.
 
-use std::cell::RefCell;
-use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
 
 use faultline_api::{Pod, Status};
-use faultline_apiserver::{serve as serve_api, ApiServerConfig, Role, Tokens};
-use faultline_client::{Client, ClientConfig, DeleteParams, ListParams, WatchItem};
-use faultline_engine::{run, HostMain, World, WorldConfig};
+use faultline_client::{Client, DeleteParams, ListParams, WatchItem};
+use faultline_engine::HostMain;
 use faultline_env::Env;
-use faultline_store::client::{ClientConfig as StoreClientConfig, StoreClient};
-use faultline_store::server::{serve as serve_store, StoreConfig};
+use faultline_testkit::{simulate, Log, Masters};
 use http::Method;
 
-fn tokens() -> Tokens {
-    let mut t = Tokens::default();
-    t.add("admin-token", "admin", Role::Admin);
-    t.add("sched-token", "scheduler", Role::Scheduler);
-    t.add("n1-token", "system:node:n1", Role::Node("n1".into()));
-    t
-}
-
-fn master(id: u64) -> HostMain {
-    Rc::new(move |env: Env| {
-        Box::pin(async move {
-            let members: BTreeMap<u64, String> =
-                (1..=3).map(|i| (i, format!("m{i}:2379"))).collect();
-            let endpoints = members.values().cloned().collect();
-            let store = Rc::new(StoreClient::new(
-                env.clone(),
-                StoreClientConfig::new(endpoints),
-            ));
-            env.spawn(serve_api(
-                env.clone(),
-                ApiServerConfig::new(6443, tokens()),
-                store,
-            ));
-            serve_store(env, StoreConfig::new(id, 2379, members))
-                .await
-                .expect("replica starts");
-        })
-    })
-}
-
-type Log = Rc<RefCell<Vec<String>>>;
-
-fn servers() -> Vec<String> {
-    (1..=3).map(|i| format!("m{i}:6443")).collect()
+/// The test cluster: three masters, a store replica and an API server each.
+fn masters() -> Masters {
+    Masters::api(3)
 }
 
 /// Sends raw bytes as a request body and returns the Status (or "ok").
@@ -85,7 +50,7 @@ fn user(log: Log) -> HostMain {
         let log = log.clone();
         Box::pin(async move {
             env.sleep(Duration::from_secs(4)).await;
-            let admin = Client::new(env.clone(), ClientConfig::new(servers(), "admin-token"));
+            let admin = masters().admin(&env);
             let say = |s: String| log.borrow_mut().push(s);
 
             // Create, get, list, stale update, update.
@@ -153,7 +118,7 @@ fn user(log: Log) -> HostMain {
             say(format!("older watch: {}", seen.join(", ")));
 
             // Binding: once, then 409.
-            let sched = Client::new(env.clone(), ClientConfig::new(servers(), "sched-token"));
+            let sched = masters().client(&env, &masters().credentials.scheduler);
             let b1 = sched
                 .bind("default", "web-1", &updated.metadata.uid, "n1")
                 .await;
@@ -168,7 +133,7 @@ fn user(log: Log) -> HostMain {
             ));
 
             // A node may write the status of its own pods only.
-            let node = Client::new(env.clone(), ClientConfig::new(servers(), "n1-token"));
+            let node = masters().client(&env, masters().credentials.node("n1").unwrap());
             let mut p1: Pod = node.get("default", "web-1").await.expect("get");
             p1.status.phase = "Running".into();
             say(format!(
@@ -239,7 +204,7 @@ fn user(log: Log) -> HostMain {
                 "wrong role: {}",
                 describe_err(sched.create(&pod("web-3")).await.map(|_| ()))
             ));
-            let nobody = Client::new(env.clone(), ClientConfig::new(servers(), "wrong"));
+            let nobody = masters().client(&env, "wrong");
             say(format!(
                 "no token: {}",
                 describe_err(nobody.get::<Pod>("default", "web-1").await.map(|_| ()))
@@ -291,14 +256,8 @@ fn describe_err(r: Result<(), faultline_client::ApiError>) -> String {
 fn the_api_serves_kubernetes_semantics_and_refuses_bad_input() {
     let log: Log = Default::default();
     let l = log.clone();
-    run(3, move || async move {
-        let world = World::new(WorldConfig::new(3));
-        for id in 1..=3 {
-            world.add_host(&format!("m{id}"), "dc-a", master(id));
-        }
+    simulate(3, 60, &masters(), move |world| {
         world.add_host("user", "dc-a", user(l));
-        tokio::time::sleep(Duration::from_secs(60)).await;
-        world.shutdown();
     });
     let log = log.borrow();
     let expected = [
@@ -335,7 +294,7 @@ fn fencing_user(log: Log) -> HostMain {
         let log = log.clone();
         Box::pin(async move {
             env.sleep(Duration::from_secs(4)).await;
-            let admin = Client::new(env.clone(), ClientConfig::new(servers(), "admin-token"));
+            let admin = masters().admin(&env);
             let say = |s: String| log.borrow_mut().push(s);
             let lease = faultline_api::Lease {
                 metadata: faultline_api::ObjectMeta::named("kube-system", "demo"),
@@ -382,14 +341,8 @@ fn fencing_user(log: Log) -> HostMain {
 fn a_deposed_leaders_writes_are_fenced_off() {
     let log: Log = Default::default();
     let l = log.clone();
-    run(5, move || async move {
-        let world = World::new(WorldConfig::new(5));
-        for id in 1..=3 {
-            world.add_host(&format!("m{id}"), "dc-a", master(id));
-        }
+    simulate(5, 30, &masters(), move |world| {
         world.add_host("user", "dc-a", fencing_user(l));
-        tokio::time::sleep(Duration::from_secs(30)).await;
-        world.shutdown();
     });
     assert_eq!(
         *log.borrow(),

@@ -6,7 +6,7 @@
 //! that drives a scenario and logs what it observes.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::rc::Rc;
 use std::time::Duration;
@@ -15,30 +15,16 @@ use faultline_api::{
     Deployment, Endpoints, Lease, LeaseSpec, Node, NodeCondition, ObjectMeta, Pod, PodCondition,
     ReplicaSet, Service,
 };
-use faultline_apiserver::{serve as serve_api, ApiServerConfig, Role, Tokens};
-use faultline_client::{Client, ClientConfig, DeleteParams, ListParams};
+use faultline_client::{Client, DeleteParams, ListParams};
 use faultline_controllers::manager::{ELECTION_NAME, ELECTION_NAMESPACE};
-use faultline_controllers::{run as run_manager, ManagerConfig, NodeLifecycleConfig};
+use faultline_controllers::{ManagerConfig, NodeLifecycleConfig};
 use faultline_engine::{run, HostMain, World, WorldConfig};
 use faultline_env::Env;
-use faultline_store::client::{ClientConfig as StoreClientConfig, StoreClient};
-use faultline_store::server::{serve as serve_store, StoreConfig};
+use faultline_testkit::{retry, Log, Masters};
 
 const NODES: [&str; 3] = ["n1", "n2", "n3"];
 
-fn tokens() -> Tokens {
-    let mut t = Tokens::default();
-    t.add("admin-token", "admin", Role::Admin);
-    t.add("sched-token", "scheduler", Role::Scheduler);
-    t.add("ctl-token", "controller-manager", Role::Controller);
-    t
-}
-
-fn servers() -> Vec<String> {
-    (1..=3).map(|i| format!("m{i}:6443")).collect()
-}
-
-fn manager_config(identity: &str) -> ManagerConfig {
+fn manager_config() -> ManagerConfig {
     ManagerConfig {
         node_lifecycle: NodeLifecycleConfig {
             grace_ms: 10_000,
@@ -47,32 +33,14 @@ fn manager_config(identity: &str) -> ManagerConfig {
             ..Default::default()
         },
         gc_every: Duration::from_secs(5),
-        ..ManagerConfig::new(identity)
+        ..ManagerConfig::new("")
     }
 }
 
-fn master(id: u64) -> HostMain {
-    Rc::new(move |env: Env| {
-        Box::pin(async move {
-            let members: BTreeMap<u64, String> =
-                (1..=3).map(|i| (i, format!("m{i}:2379"))).collect();
-            let endpoints = members.values().cloned().collect();
-            let store = Rc::new(StoreClient::new(
-                env.clone(),
-                StoreClientConfig::new(endpoints),
-            ));
-            env.spawn(serve_api(
-                env.clone(),
-                ApiServerConfig::new(6443, tokens()),
-                store,
-            ));
-            let ctl = Client::new(env.clone(), ClientConfig::new(servers(), "ctl-token"));
-            env.spawn(run_manager(ctl, manager_config(env.host())));
-            serve_store(env, StoreConfig::new(id, 2379, members))
-                .await
-                .expect("replica starts");
-        })
-    })
+/// Three masters, each a store replica, an API server and the controller
+/// manager.
+fn masters() -> Masters {
+    Masters::api(3).with_manager(manager_config())
 }
 
 /// Nodes whose kubelet has stopped: no lease renewals, no new pods, no
@@ -83,23 +51,13 @@ fn now_micro(env: &Env) -> String {
     faultline_api::time::rfc3339_micros(env.wall_ms())
 }
 
-/// Retries `f` every 500 ms until it succeeds (the API comes up late).
-async fn retry<T, E, Fut: Future<Output = Result<T, E>>>(env: &Env, f: impl Fn() -> Fut) -> T {
-    loop {
-        if let Ok(t) = f().await {
-            return t;
-        }
-        env.sleep(Duration::from_millis(500)).await;
-    }
-}
-
 fn agent(dead: Dead) -> HostMain {
     Rc::new(move |env: Env| {
         let dead = dead.clone();
         Box::pin(async move {
             env.sleep(Duration::from_secs(3)).await;
-            let admin = Client::new(env.clone(), ClientConfig::new(servers(), "admin-token"));
-            let sched = Client::new(env.clone(), ClientConfig::new(servers(), "sched-token"));
+            let admin = masters().admin(&env);
+            let sched = masters().client(&env, &masters().credentials.scheduler);
             for name in NODES {
                 let mut node = Node {
                     metadata: ObjectMeta::named("", name),
@@ -312,8 +270,6 @@ impl State {
     }
 }
 
-type Log = Rc<RefCell<Vec<String>>>;
-
 /// Polls every 500 ms until `pred` holds, for at most `secs`; logs `what`
 /// (or what was seen last, on timeout).
 async fn until(
@@ -379,9 +335,7 @@ where
         let mut wc = WorldConfig::new(seed);
         wc.keep_trace = true;
         let world = World::new(wc);
-        for id in 1..=3 {
-            world.add_host(&format!("m{id}"), "dc-a", master(id));
-        }
+        masters().add_to(&world, "dc-a");
         let dead: Dead = Default::default();
         world.add_host("agent", "dc-a", agent(dead.clone()));
         let script = Rc::new(script);
@@ -399,7 +353,7 @@ where
 }
 
 fn admin(env: &Env) -> Client {
-    Client::new(env.clone(), ClientConfig::new(servers(), "admin-token"))
+    masters().admin(env)
 }
 
 #[test]

@@ -2,60 +2,19 @@
 //! registration, restart policies with CrashLoopBackOff, terminal phases,
 //! readiness, graceful deletion.
 
-use std::cell::RefCell;
-use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
 
 use faultline_api::{Node, Pod};
-use faultline_apiserver::{serve as serve_api, ApiServerConfig, Role, Tokens};
-use faultline_client::{Client, ClientConfig, DeleteParams};
-use faultline_engine::{run, HostMain, World, WorldConfig};
+use faultline_client::DeleteParams;
+use faultline_engine::HostMain;
 use faultline_env::Env;
-use faultline_kubelet::{KubeletConfig, SimRuntime};
-use faultline_store::client::{ClientConfig as StoreClientConfig, StoreClient};
-use faultline_store::server::{serve as serve_store, StoreConfig};
+use faultline_kubelet::KubeletConfig;
+use faultline_testkit::{simulate, Log, Masters};
 
-fn tokens() -> Tokens {
-    let mut t = Tokens::default();
-    t.add("admin", "admin", Role::Admin);
-    t.add("n1", "system:node:n1", Role::Node("n1".into()));
-    t
-}
-
-fn master(id: u64) -> HostMain {
-    Rc::new(move |env: Env| {
-        Box::pin(async move {
-            let members: BTreeMap<u64, String> =
-                (1..=3).map(|i| (i, format!("m{i}:2379"))).collect();
-            let store = Rc::new(StoreClient::new(
-                env.clone(),
-                StoreClientConfig::new(members.values().cloned().collect()),
-            ));
-            env.spawn(serve_api(
-                env.clone(),
-                ApiServerConfig::new(6443, tokens()),
-                store,
-            ));
-            serve_store(env, StoreConfig::new(id, 2379, members))
-                .await
-                .expect("replica starts");
-        })
-    })
-}
-
-fn servers() -> Vec<String> {
-    (1..=3).map(|i| format!("m{i}:6443")).collect()
-}
-
-fn node() -> HostMain {
-    Rc::new(move |env: Env| {
-        Box::pin(async move {
-            let client = Client::new(env.clone(), ClientConfig::new(servers(), "n1"));
-            let runtime = Rc::new(SimRuntime::new(env.clone()));
-            faultline_kubelet::run(env, client, runtime, KubeletConfig::new("n1", "10.1")).await;
-        })
-    })
+/// Three masters (a store replica and an API server each).
+fn masters() -> Masters {
+    Masters::api(3)
 }
 
 fn pod(name: &str, image: &str, args: &[&str], policy: &str) -> Pod {
@@ -67,14 +26,12 @@ fn pod(name: &str, image: &str, args: &[&str], policy: &str) -> Pod {
     .unwrap()
 }
 
-type Log = Rc<RefCell<Vec<String>>>;
-
 fn user(log: Log) -> HostMain {
     Rc::new(move |env: Env| {
         let log = log.clone();
         Box::pin(async move {
             env.sleep(Duration::from_secs(5)).await;
-            let c = Client::new(env.clone(), ClientConfig::new(servers(), "admin"));
+            let c = masters().admin(&env);
             for p in [
                 pod("flaky", "crash", &["after=5s"], "Always"),
                 pod("once", "crash", &["after=5s"], "Never"),
@@ -128,15 +85,10 @@ fn user(log: Log) -> HostMain {
 fn the_kubelet_runs_restarts_reports_and_deletes_its_pods() {
     let log: Log = Default::default();
     let l = log.clone();
-    run(11, move || async move {
-        let world = World::new(WorldConfig::new(11));
-        for id in 1..=3 {
-            world.add_host(&format!("m{id}"), "dc-a", master(id));
-        }
-        world.add_host("n1", "dc-a", node());
+    let kubelet = KubeletConfig::new("n1", "10.1");
+    simulate(11, 120, &masters(), move |world| {
+        world.add_host("n1", "dc-a", masters().node("n1", Some(kubelet), None));
         world.add_host("user", "dc-a", user(l));
-        tokio::time::sleep(Duration::from_secs(120)).await;
-        world.shutdown();
     });
     assert_eq!(
         *log.borrow(),

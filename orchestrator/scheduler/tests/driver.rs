@@ -9,52 +9,15 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use faultline_api::{Event, Lease, Node, Pod};
-use faultline_apiserver::{serve as serve_api, ApiServerConfig, Role, Tokens};
-use faultline_client::{Client, ClientConfig, ListParams, WatchItem};
+use faultline_client::{Client, ListParams, WatchItem};
 use faultline_engine::{run, HostMain, World, WorldConfig};
 use faultline_env::Env;
 use faultline_scheduler::driver::{LEASE_NAME, LEASE_NAMESPACE};
-use faultline_scheduler::SchedulerConfig;
-use faultline_store::client::{ClientConfig as StoreClientConfig, StoreClient};
-use faultline_store::server::{serve as serve_store, StoreConfig};
+use faultline_testkit::Masters;
 
-fn tokens() -> Tokens {
-    let mut t = Tokens::default();
-    t.add("admin-token", "admin", Role::Admin);
-    t.add("sched-token", "scheduler", Role::Scheduler);
-    t
-}
-
-fn servers() -> Vec<String> {
-    (1..=3).map(|i| format!("m{i}:6443")).collect()
-}
-
-/// A master: store replica, API server and scheduler.
-fn master(id: u64) -> HostMain {
-    Rc::new(move |env: Env| {
-        Box::pin(async move {
-            let members: BTreeMap<u64, String> =
-                (1..=3).map(|i| (i, format!("m{i}:2379"))).collect();
-            let endpoints = members.values().cloned().collect();
-            let store = Rc::new(StoreClient::new(
-                env.clone(),
-                StoreClientConfig::new(endpoints),
-            ));
-            env.spawn(serve_api(
-                env.clone(),
-                ApiServerConfig::new(6443, tokens()),
-                store,
-            ));
-            let sched = Client::new(env.clone(), ClientConfig::new(servers(), "sched-token"));
-            env.spawn(faultline_scheduler::run(
-                sched,
-                SchedulerConfig::new(env.host()),
-            ));
-            serve_store(env, StoreConfig::new(id, 2379, members))
-                .await
-                .expect("replica starts");
-        })
-    })
+/// Three masters, each a store replica, an API server and the scheduler.
+fn masters() -> Masters {
+    Masters::api(3).with_scheduler()
 }
 
 /// What the admin host reports to the test, and asks of the world.
@@ -179,7 +142,7 @@ fn admin_script(shared: Handle, failover: bool) -> HostMain {
         let shared = shared.clone();
         Box::pin(async move {
             env.sleep(Duration::from_secs(3)).await;
-            let admin = Client::new(env.clone(), ClientConfig::new(servers(), "admin-token"));
+            let admin = masters().admin(&env);
             let say = |s: String| shared.borrow_mut().log.push(s);
             setup(&env, &admin, &say).await;
             if failover {
@@ -322,9 +285,7 @@ fn simulate(seed: u64, failover: bool) -> (Vec<String>, u64) {
         let mut cfg = WorldConfig::new(seed);
         cfg.keep_trace = std::env::var_os("FAULTLINE_TRACE").is_some();
         let world = World::new(cfg);
-        for id in 1..=3 {
-            world.add_host(&format!("m{id}"), "dc-a", master(id));
-        }
+        masters().add_to(&world, "dc-a");
         world.add_host("admin", "dc-a", admin_script(s.clone(), failover));
         let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
         loop {

@@ -2,44 +2,14 @@
 //! requests, impostor peers and idle connections get an error or a closed
 //! connection, and the replica keeps serving everyone else.
 
-use std::cell::RefCell;
-use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
 
-use faultline_engine::{run, HostMain, World, WorldConfig};
+use faultline_engine::HostMain;
 use faultline_env::Env;
-use faultline_store::client::{ClientConfig, StoreClient};
 use faultline_store::proto::{self, Frame};
-use faultline_store::server::{serve, StoreConfig};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-fn members() -> BTreeMap<u64, String> {
-    (1..=3).map(|i| (i, format!("m{i}:2379"))).collect()
-}
-
-fn master(id: u64) -> HostMain {
-    Rc::new(move |env: Env| {
-        Box::pin(async move {
-            serve(env, StoreConfig::new(id, 2379, members()))
-                .await
-                .expect("replica starts");
-        })
-    })
-}
-
-/// What the vandal saw on each abusive connection.
-type Log = Rc<RefCell<Vec<String>>>;
-
-async fn closed_within(env: &Env, conn: &mut faultline_env::BoxConn, d: Duration) -> String {
-    let mut buf = [0u8; 4096];
-    match env.timeout(d, conn.read(&mut buf)).await {
-        Ok(Ok(0)) => "closed".into(),
-        Ok(Ok(n)) => format!("answered {n} bytes"),
-        Ok(Err(e)) => format!("error {}", e.kind()),
-        Err(_) => "still open".into(),
-    }
-}
+use faultline_testkit::{read_within, simulate, Log, Masters};
+use tokio::io::AsyncWriteExt;
 
 fn vandal(log: Log) -> HostMain {
     Rc::new(move |env: Env| {
@@ -53,12 +23,12 @@ fn vandal(log: Log) -> HostMain {
                 .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
                 .collect();
             let _ = garbage.write_all(&bytes).await;
-            let seen = closed_within(&env, &mut garbage, Duration::from_secs(2)).await;
+            let seen = read_within(&env, &mut garbage, Duration::from_secs(2)).await;
             log.borrow_mut().push(format!("garbage: {seen}"));
             // 2. A frame claiming 2 GiB.
             let mut huge = connect().await;
             let _ = huge.write_all(&[0, 0, 0, 0x80, 1, 2, 3, 4]).await;
-            let seen = closed_within(&env, &mut huge, Duration::from_secs(2)).await;
+            let seen = read_within(&env, &mut huge, Duration::from_secs(2)).await;
             log.borrow_mut().push(format!("huge: {seen}"));
             // 3. A valid frame with one flipped bit.
             let mut flipped = connect().await;
@@ -66,14 +36,14 @@ fn vandal(log: Log) -> HostMain {
             let last = frame.len() - 1;
             frame[last] ^= 1;
             let _ = flipped.write_all(&frame).await;
-            let seen = closed_within(&env, &mut flipped, Duration::from_secs(2)).await;
+            let seen = read_within(&env, &mut flipped, Duration::from_secs(2)).await;
             log.borrow_mut().push(format!("flipped: {seen}"));
             // 4. An impostor claiming to be member 9.
             let mut impostor = connect().await;
             let _ = impostor
                 .write_all(&proto::encode_frame(&Frame::Hello { from: 9 }).unwrap())
                 .await;
-            let seen = closed_within(&env, &mut impostor, Duration::from_secs(2)).await;
+            let seen = read_within(&env, &mut impostor, Duration::from_secs(2)).await;
             log.borrow_mut().push(format!("impostor: {seen}"));
             // 5. Half a request, then silence; and 200 idle connections.
             let mut half = connect().await;
@@ -94,8 +64,7 @@ fn honest(log: Log) -> HostMain {
         let log = log.clone();
         Box::pin(async move {
             env.sleep(Duration::from_secs(8)).await;
-            let endpoints = (1..=3).map(|i| format!("m{i}:2379")).collect();
-            let client = StoreClient::new(env.clone(), ClientConfig::new(endpoints));
+            let client = Masters::store(3).store_client(&env);
             let mut ok = 0;
             for i in 0..20 {
                 let key = format!("k{i}");
@@ -118,15 +87,9 @@ fn honest(log: Log) -> HostMain {
 fn bad_input_is_refused_and_the_replica_keeps_serving() {
     let log: Log = Default::default();
     let l = log.clone();
-    run(5, move || async move {
-        let world = World::new(WorldConfig::new(5));
-        for id in 1..=3 {
-            world.add_host(&format!("m{id}"), "dc-a", master(id));
-        }
+    simulate(5, 40, &Masters::store(3), move |world| {
         world.add_host("vandal", "dc-a", vandal(l.clone()));
         world.add_host("honest", "dc-a", honest(l.clone()));
-        tokio::time::sleep(Duration::from_secs(40)).await;
-        world.shutdown();
     });
     let log = log.borrow();
     let text = log.join("\n");

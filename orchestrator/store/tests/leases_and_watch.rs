@@ -2,8 +2,6 @@
 //! every write, reaches watchers; a compacted revision cannot be watched;
 //! a replica that catches up by installing a snapshot keeps its watchers.
 
-use std::cell::RefCell;
-use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -11,33 +9,14 @@ use faultline_engine::{run, HostMain, World, WorldConfig};
 use faultline_env::Env;
 use faultline_store::client::{ClientConfig, StoreClient};
 use faultline_store::ops::{EventKind, Op, StoreError};
-use faultline_store::server::{serve, StoreConfig};
-
-fn master(id: u64) -> HostMain {
-    master_with(id, |_| {})
-}
-
-fn master_with(id: u64, tune: fn(&mut StoreConfig)) -> HostMain {
-    Rc::new(move |env: Env| {
-        Box::pin(async move {
-            let members: BTreeMap<u64, String> =
-                (1..=3).map(|i| (i, format!("m{i}:2379"))).collect();
-            let mut cfg = StoreConfig::new(id, 2379, members);
-            tune(&mut cfg);
-            serve(env, cfg).await.expect("replica starts");
-        })
-    })
-}
-
-type Log = Rc<RefCell<Vec<String>>>;
+use faultline_testkit::{simulate, Log, Masters};
 
 fn user(log: Log) -> HostMain {
     Rc::new(move |env: Env| {
         let log = log.clone();
         Box::pin(async move {
             env.sleep(Duration::from_secs(3)).await;
-            let endpoints = (1..=3).map(|i| format!("m{i}:2379")).collect();
-            let c = Rc::new(StoreClient::new(env.clone(), ClientConfig::new(endpoints)));
+            let c = Masters::store(3).store_client(&env);
             let mut watch = c.watch(&[0], &[0], 1).await.expect("watch");
             let short = c.lease_grant(2000).await.unwrap();
             let kept = c.lease_grant(2000).await.unwrap();
@@ -89,14 +68,8 @@ fn user(log: Log) -> HostMain {
 fn leases_expire_unless_kept_alive_and_watchers_see_it() {
     let log: Log = Default::default();
     let l = log.clone();
-    run(9, move || async move {
-        let world = World::new(WorldConfig::new(9));
-        for id in 1..=3 {
-            world.add_host(&format!("m{id}"), "dc-a", master(id));
-        }
+    simulate(9, 40, &Masters::store(3), move |world| {
         world.add_host("user", "dc-a", user(l));
-        tokio::time::sleep(Duration::from_secs(40)).await;
-        world.shutdown();
     });
     let log = log.borrow();
     assert_eq!(
@@ -121,16 +94,14 @@ fn a_watch_survives_its_replica_installing_a_snapshot() {
         let mut config = WorldConfig::new(5);
         config.keep_trace = true;
         let world = World::new(config);
-        let small_snapshots: fn(&mut StoreConfig) = |c| c.snapshot_every = 16;
-        let ids: Vec<_> = (1..=3)
-            .map(|id| world.add_host(&format!("m{id}"), "dc-a", master_with(id, small_snapshots)))
-            .collect();
+        let ids = Masters::store(3)
+            .tune_store(|c| c.snapshot_every = 16)
+            .add_to(&world, "dc-a");
         let writer = Rc::new(
             |env: Env| -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> {
                 Box::pin(async move {
                     env.sleep(Duration::from_secs(3)).await;
-                    let endpoints = (1..=3).map(|i| format!("m{i}:2379")).collect();
-                    let c = StoreClient::new(env.clone(), ClientConfig::new(endpoints));
+                    let c = Masters::store(3).store_client(&env);
                     for i in 0..120 {
                         let key = format!("k{i:03}");
                         while c.put(key.as_bytes(), b"v").await.is_err() {

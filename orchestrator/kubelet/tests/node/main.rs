@@ -9,20 +9,18 @@ mod echo;
 mod lifecycle;
 mod probes;
 
-use std::cell::RefCell;
-use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context};
 use bytes::Bytes;
 use faultline_api::ContainerPort;
-use faultline_engine::{HostId, HostMain, World, WorldConfig};
-use faultline_env::{BoxConn, Env};
+use faultline_engine::{HostId, World, WorldConfig};
+use faultline_env::Env;
 use faultline_kubelet::{ContainerSpec, SimRuntime};
+pub use faultline_testkit::{capture, read_within, try_connect, Envs};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
-use tokio::io::AsyncReadExt;
 
 /// A world with a node `n1` (running a [`SimRuntime`]) and a client host
 /// `c1`, both in `dc-a`. The test body (the root task) drives both through
@@ -34,18 +32,6 @@ pub struct Cluster {
     pub node: Env,
     pub client: Env,
     pub runtime: Rc<SimRuntime>,
-}
-
-type Envs = Rc<RefCell<BTreeMap<String, Env>>>;
-
-/// A host that hands its environment to the test and idles.
-fn capture(envs: Envs) -> HostMain {
-    Rc::new(move |env: Env| {
-        let envs = envs.clone();
-        Box::pin(async move {
-            envs.borrow_mut().insert(env.host().to_string(), env);
-        })
-    })
 }
 
 impl Cluster {
@@ -138,25 +124,4 @@ async fn get_inner(env: &Env, addr: &str, path: &str) -> anyhow::Result<Answer> 
         pod_header,
         body: String::from_utf8_lossy(&body).into_owned(),
     })
-}
-
-/// Connects within `d`, or says why not.
-pub async fn try_connect(env: &Env, addr: &str, d: Duration) -> Result<BoxConn, String> {
-    match env.timeout(d, env.net().connect(addr)).await {
-        Ok(Ok(conn)) => Ok(conn),
-        Ok(Err(e)) => Err(format!("error: {e}")),
-        Err(_) => Err("timed out".into()),
-    }
-}
-
-/// What the peer did within `d`: answered (the first bytes, as text),
-/// closed, failed, or nothing.
-pub async fn read_within(env: &Env, conn: &mut BoxConn, d: Duration) -> String {
-    let mut buf = [0u8; 4096];
-    match env.timeout(d, conn.read(&mut buf)).await {
-        Ok(Ok(0)) => "closed".into(),
-        Ok(Ok(n)) => format!("answered {}", String::from_utf8_lossy(&buf[..n])),
-        Ok(Err(e)) => format!("error {}", e.kind()),
-        Err(_) => "still open".into(),
-    }
 }

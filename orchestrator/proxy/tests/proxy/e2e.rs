@@ -7,30 +7,12 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use faultline_api::Pod;
-use faultline_client::{Client, ClientConfig};
-use faultline_engine::{run, HostMain, World, WorldConfig};
-use faultline_env::Env;
-use faultline_kubelet::{KubeletConfig, SimRuntime};
+use faultline_controllers::ManagerConfig;
+use faultline_engine::{run, World, WorldConfig};
+use faultline_kubelet::KubeletConfig;
 use faultline_proxy::ProxyConfig;
 
-use crate::{capture, eventually, get, master, servers, service, tally, Envs, ADDR, POD_PORT};
-
-/// Node `n1`: the kubelet and the proxy, sharing the node's credentials.
-fn node() -> HostMain {
-    Rc::new(move |env: Env| {
-        Box::pin(async move {
-            let client = Client::new(env.clone(), ClientConfig::new(servers(), "n1"));
-            let runtime = Rc::new(SimRuntime::new(env.clone()));
-            env.spawn(faultline_kubelet::run(
-                env.clone(),
-                client.clone(),
-                runtime,
-                KubeletConfig::new("n1", "10.1"),
-            ));
-            faultline_proxy::run(env, client, ProxyConfig::new("n1")).await;
-        })
-    })
-}
+use crate::{capture, eventually, get, masters, service, tally, Envs, ADDR, POD_PORT};
 
 fn pod(name: &str) -> Pod {
     serde_json::from_value(serde_json::json!({
@@ -48,16 +30,17 @@ fn scenario(seed: u64) -> (Vec<String>, u64) {
     run(seed, move || async move {
         let world = World::new(WorldConfig::new(seed));
         let envs: Envs = Rc::default();
-        for id in 1..=3 {
-            world.add_host(&format!("m{id}"), "dc-a", master(id, true));
-        }
-        world.add_host("n1", "dc-a", node());
+        let masters = masters().with_manager(ManagerConfig::new(""));
+        masters.add_to(&world, "dc-a");
+        let kubelet = KubeletConfig::new("n1", "10.1");
+        let proxy = ProxyConfig::new("n1");
+        world.add_host("n1", "dc-a", masters.node("n1", Some(kubelet), Some(proxy)));
         world.add_host("c1", "dc-a", capture(envs.clone()));
         world.add_host("user", "dc-a", capture(envs.clone()));
         tokio::time::sleep(Duration::from_millis(1)).await;
         let client = envs.borrow()["c1"].clone();
         let user = envs.borrow()["user"].clone();
-        let admin = Client::new(user.clone(), ClientConfig::new(servers(), "admin"));
+        let admin = masters.admin(&user);
 
         let mut pending: Vec<Pod> = ["web-1", "web-2", "web-3"].map(pod).to_vec();
         let svc = service("default", "web", 80, POD_PORT);

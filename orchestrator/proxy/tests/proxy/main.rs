@@ -21,7 +21,6 @@ mod forwarding;
 mod load;
 mod stability;
 
-use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::rc::Rc;
@@ -33,84 +32,24 @@ use faultline_api::{
     ContainerPort, EndpointAddress, EndpointPort, EndpointSubset, Endpoints, IntOrString,
     ObjectMeta, Resource, Service, ServicePort,
 };
-use faultline_apiserver::{serve as serve_api, ApiServerConfig, Role, Tokens};
-use faultline_client::{Client, ClientConfig};
-use faultline_engine::{HostId, HostMain, World, WorldConfig};
-use faultline_env::{BoxConn, Env};
+use faultline_client::Client;
+use faultline_engine::{HostId, World, WorldConfig};
+use faultline_env::Env;
 use faultline_kubelet::{ContainerId, ContainerRuntime, ContainerSpec, SimRuntime};
 use faultline_proxy::ProxyConfig;
-use faultline_store::client::{ClientConfig as StoreClientConfig, StoreClient};
-use faultline_store::server::{serve as serve_store, StoreConfig};
+use faultline_testkit::Masters;
 use http::{Method, Request};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
-use tokio::io::AsyncReadExt;
 use tokio::task::JoinHandle;
 
-pub fn tokens() -> Tokens {
-    let mut t = Tokens::default();
-    t.add("admin", "admin", Role::Admin);
-    t.add("ctl", "controller-manager", Role::Controller);
-    t.add("n1", "system:node:n1", Role::Node("n1".into()));
-    t
-}
+pub use faultline_testkit::{capture, read_to_close, read_within, trace_lines, try_connect, Envs};
 
-pub fn servers() -> Vec<String> {
-    (1..=3).map(|i| format!("m{i}:6443")).collect()
-}
-
-/// A master: a store replica and an API server, and the controller
-/// manager when `manager`.
-pub fn master(id: u64, manager: bool) -> HostMain {
-    Rc::new(move |env: Env| {
-        Box::pin(async move {
-            let members: BTreeMap<u64, String> =
-                (1..=3).map(|i| (i, format!("m{i}:2379"))).collect();
-            let store = Rc::new(StoreClient::new(
-                env.clone(),
-                StoreClientConfig::new(members.values().cloned().collect()),
-            ));
-            env.spawn(serve_api(
-                env.clone(),
-                ApiServerConfig::new(6443, tokens()),
-                store,
-            ));
-            if manager {
-                let ctl = Client::new(env.clone(), ClientConfig::new(servers(), "ctl"));
-                env.spawn(faultline_controllers::run(
-                    ctl,
-                    faultline_controllers::ManagerConfig::new(env.host()),
-                ));
-            }
-            serve_store(env, StoreConfig::new(id, 2379, members))
-                .await
-                .expect("replica starts");
-        })
-    })
-}
-
-/// Node `n1`: the proxy alone.
-pub fn proxy_node(cfg: ProxyConfig) -> HostMain {
-    Rc::new(move |env: Env| {
-        let cfg = cfg.clone();
-        Box::pin(async move {
-            let client = Client::new(env.clone(), ClientConfig::new(servers(), "n1"));
-            faultline_proxy::run(env, client, cfg).await;
-        })
-    })
-}
-
-pub type Envs = Rc<RefCell<BTreeMap<String, Env>>>;
-
-/// A host that hands its environment to the test and idles.
-pub fn capture(envs: Envs) -> HostMain {
-    Rc::new(move |env: Env| {
-        let envs = envs.clone();
-        Box::pin(async move {
-            envs.borrow_mut().insert(env.host().to_string(), env);
-        })
-    })
+/// Three masters, a store replica and an API server each (no controller
+/// manager: the tests write Endpoints themselves).
+pub fn masters() -> Masters {
+    Masters::api(3)
 }
 
 /// The service port every test serves on `n1`.
@@ -147,17 +86,17 @@ impl Cluster {
 
     /// Like [`Cluster::new`]; without masters when `masters` is false (add
     /// them later with [`Cluster::add_masters`]).
-    pub async fn build(seed: u64, cfg: ProxyConfig, masters: bool) -> Cluster {
+    pub async fn build(seed: u64, cfg: ProxyConfig, with_masters: bool) -> Cluster {
         let mut wc = WorldConfig::new(seed);
         wc.keep_trace = true;
         let world = World::new(wc);
         let envs: Envs = Rc::default();
-        let ids = if masters {
+        let ids = if with_masters {
             add_masters(&world)
         } else {
             Vec::new()
         };
-        let node = world.add_host("n1", "dc-a", proxy_node(cfg));
+        let node = world.add_host("n1", "dc-a", masters().node("n1", None, Some(cfg)));
         for host in POD_HOSTS.into_iter().chain(["c1", "c2", "user"]) {
             world.add_host(host, "dc-a", capture(envs.clone()));
         }
@@ -176,7 +115,7 @@ impl Cluster {
             pods,
             client: env("c1"),
             other: env("c2"),
-            admin: Client::new(env("user"), ClientConfig::new(servers(), "admin")),
+            admin: masters().admin(&env("user")),
             world,
         }
     }
@@ -291,9 +230,7 @@ impl Cluster {
 }
 
 fn add_masters(world: &World) -> Vec<HostId> {
-    (1..=3)
-        .map(|id| world.add_host(&format!("m{id}"), "dc-a", master(id, false)))
-        .collect()
+    masters().add_to(world, "dc-a")
 }
 
 /// Service `ns/name`: one TCP port `http` on `port` forwarding to `target`.
@@ -439,46 +376,6 @@ impl KeepAlive {
     }
 }
 
-/// Connects within `d`, or says why not.
-pub async fn try_connect(env: &Env, addr: &str, d: Duration) -> Result<BoxConn, String> {
-    match env.timeout(d, env.net().connect(addr)).await {
-        Ok(Ok(conn)) => Ok(conn),
-        Ok(Err(e)) => Err(format!("error: {e}")),
-        Err(_) => Err("timed out".into()),
-    }
-}
-
-/// What the peer did within `d`: answered (the first bytes, as text),
-/// closed, failed, or nothing.
-pub async fn read_within(env: &Env, conn: &mut BoxConn, d: Duration) -> String {
-    let mut buf = [0u8; 4096];
-    match env.timeout(d, conn.read(&mut buf)).await {
-        Ok(Ok(0)) => "closed".into(),
-        Ok(Ok(n)) => format!("answered {}", String::from_utf8_lossy(&buf[..n])),
-        Ok(Err(e)) => format!("error {}", e.kind()),
-        Err(_) => "still open".into(),
-    }
-}
-
-/// Reads until the peer closes (or `d` passes); returns everything read
-/// and whether it closed.
-pub async fn read_to_close(env: &Env, conn: &mut BoxConn, d: Duration) -> (String, bool) {
-    let mut all = Vec::new();
-    let closed = env
-        .timeout(d, async {
-            let mut buf = [0u8; 4096];
-            loop {
-                match conn.read(&mut buf).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => all.extend_from_slice(&buf[..n]),
-                }
-            }
-        })
-        .await
-        .is_ok();
-    (String::from_utf8_lossy(&all).into_owned(), closed)
-}
-
 /// How many answers came from each pod.
 pub fn tally(answers: &[Answer]) -> BTreeMap<String, usize> {
     let mut t = BTreeMap::new();
@@ -491,14 +388,4 @@ pub fn tally(answers: &[Answer]) -> BTreeMap<String, usize> {
         .or_default() += 1;
     }
     t
-}
-
-/// The trace lines (of any host) containing `needle`.
-pub fn trace_lines(world: &World, needle: &str) -> Vec<String> {
-    world
-        .trace()
-        .lines()
-        .into_iter()
-        .filter(|l| l.contains(needle))
-        .collect()
 }
