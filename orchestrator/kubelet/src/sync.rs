@@ -214,8 +214,8 @@ pub enum StartOutcome {
 
 /// The step planned and not yet recorded.
 #[derive(Debug)]
-struct Pending<'a> {
-    latest: Option<&'a ContainerInfo>,
+struct Pending<'c> {
+    latest: Option<&'c ContainerInfo>,
     start: Option<u32>,
 }
 
@@ -223,15 +223,15 @@ struct Pending<'a> {
 /// [`PodSync::next_step`] then a [`PodSync::record`]; at the end,
 /// [`PodSync::status`].
 #[derive(Debug)]
-pub struct PodSync<'a> {
+pub struct PodSync<'a, 'c> {
     pod: &'a Pod,
-    containers: &'a [&'a ContainerInfo],
+    containers: &'c [&'c ContainerInfo],
     policy: &'a str,
     now: Instant,
     /// Index of the next container spec to plan.
     next: usize,
     /// Invariant: `Some` exactly between a `next_step` and its `record`.
-    pending: Option<Pending<'a>>,
+    pending: Option<Pending<'c>>,
     statuses: Vec<ContainerStatus>,
     all_running: bool,
     all_ready: bool,
@@ -241,11 +241,11 @@ pub struct PodSync<'a> {
     failed: bool,
 }
 
-impl<'a> PodSync<'a> {
+impl<'a, 'c> PodSync<'a, 'c> {
     /// A pass over `pod` (neither being deleted nor terminal: see
     /// [`plan_pod`]), whose containers in the runtime are `containers`,
     /// at `now` on tokio's clock.
-    pub fn new(pod: &'a Pod, containers: &'a [&'a ContainerInfo], now: Instant) -> PodSync<'a> {
+    pub fn new(pod: &'a Pod, containers: &'c [&'c ContainerInfo], now: Instant) -> PodSync<'a, 'c> {
         assert!(
             pod.metadata.deletion_timestamp.is_none() && !pod.is_terminal(),
             "only pods that keep running are synced container by container"
@@ -451,5 +451,495 @@ impl<'a> PodSync<'a> {
             }
         }
         (next.status != pod.status).then_some(next.status)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use faultline_api::{ContainerStatus, ObjectMeta, PodCondition};
+
+    use super::*;
+    use crate::runtime::ContainerState;
+
+    const W1: &str = "2024-01-01T00:00:01Z";
+    const W2: &str = "2024-01-01T00:00:02Z";
+    const W3: &str = "2024-01-01T00:00:03Z";
+
+    /// A base instant far enough from the clock's origin to subtract
+    /// initial delays from.
+    fn t0() -> Instant {
+        Instant::now() + Duration::from_secs(3_600)
+    }
+
+    fn spec(name: &str, probed: bool) -> Container {
+        Container {
+            name: name.into(),
+            image: "echo".into(),
+            readiness_probe: probed.then(|| Probe {
+                initial_delay_seconds: 5,
+                period_seconds: 1,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn pod(policy: &str, containers: Vec<Container>) -> Pod {
+        let mut p = Pod {
+            metadata: ObjectMeta {
+                uid: "uid-p".into(),
+                ..ObjectMeta::named("default", "p")
+            },
+            ..Default::default()
+        };
+        p.spec.node_name = "n1".into();
+        p.spec.restart_policy = policy.into();
+        p.spec.containers = containers;
+        p
+    }
+
+    fn container(name: &str, attempt: u32, state: ContainerState) -> ContainerInfo {
+        ContainerInfo {
+            id: ContainerId::new(format!("{name}-{attempt}")),
+            pod_uid: "uid-p".into(),
+            pod_namespace: "default".into(),
+            pod_name: "p".into(),
+            container_name: name.into(),
+            image: "echo".into(),
+            pod_ip: "10.1.0.1".into(),
+            state,
+            started_at: t0(),
+            attempt,
+        }
+    }
+
+    fn running(name: &str, attempt: u32) -> ContainerInfo {
+        container(name, attempt, ContainerState::Running)
+    }
+
+    fn exited(name: &str, attempt: u32, code: i32) -> ContainerInfo {
+        container(name, attempt, ContainerState::Exited { code, at: t0() })
+    }
+
+    fn key(name: &str) -> BackoffKey {
+        ("uid-p".into(), name.into())
+    }
+
+    /// The kubelet's tables, as the shell keeps them.
+    #[derive(Default)]
+    struct Tables {
+        ready: Readiness,
+        backoff: BTreeMap<BackoffKey, Backoff>,
+    }
+
+    /// Drives a pass the way the shell does: every start succeeds as
+    /// `new-<name>`, and the tables change as the shell changes them.
+    fn pass<'a>(
+        pod: &'a Pod,
+        containers: &[&ContainerInfo],
+        now: Instant,
+        t: &mut Tables,
+        wall: &str,
+    ) -> (Vec<ContainerStep<'a>>, Option<PodStatus>) {
+        let mut sync = PodSync::new(pod, containers, now);
+        let mut steps = Vec::new();
+        while let Some(step) = sync.next_step(&t.ready, &t.backoff) {
+            if let Some((k, b)) = step.backoff.clone() {
+                t.backoff.insert(k, b);
+            }
+            if let Some(a) = &step.adopt {
+                t.ready.insert(a.id.as_str().into(), a.ready);
+            }
+            let outcome = match &step.start {
+                None => StartOutcome::NotAsked,
+                Some(s) => {
+                    let id = ContainerId::new(format!("new-{}", step.spec.name));
+                    if s.probe_from.is_some() {
+                        t.ready.insert(id.as_str().into(), false);
+                    }
+                    StartOutcome::Started(id)
+                }
+            };
+            sync.record(outcome, &t.ready);
+            steps.push(step);
+        }
+        (steps, sync.status("192.0.2.1", "10.1.0.1", wall))
+    }
+
+    fn condition<'s>(status: &'s PodStatus, kind: &str) -> &'s PodCondition {
+        status
+            .conditions
+            .iter()
+            .find(|c| c.kind == kind)
+            .unwrap_or_else(|| panic!("no {kind} in {status:?}"))
+    }
+
+    #[test]
+    fn a_deleting_pod_loses_its_containers_and_is_deleted_once() {
+        let mut p = pod("Always", vec![spec("a", false), spec("b", false)]);
+        p.metadata.deletion_timestamp = Some(W1.into());
+        let (a, b) = (running("a", 0), exited("b", 2, 1));
+        let ids = vec![a.id.clone(), b.id.clone()];
+        assert_eq!(
+            plan_pod(&p, &[&a, &b], false),
+            PodPlan::Delete {
+                remove: ids.clone(),
+                delete: true
+            }
+        );
+        // Finalised: the containers are still removed, the pod not deleted again.
+        assert_eq!(
+            plan_pod(&p, &[&a, &b], true),
+            PodPlan::Delete {
+                remove: ids,
+                delete: false
+            }
+        );
+        // Deletion wins over a terminal phase.
+        p.status.phase = "Succeeded".into();
+        assert!(matches!(
+            plan_pod(&p, &[], false),
+            PodPlan::Delete { delete: true, .. }
+        ));
+    }
+
+    #[test]
+    fn a_terminal_pod_has_its_running_containers_stopped() {
+        for phase in ["Succeeded", "Failed"] {
+            let mut p = pod("Never", vec![spec("a", false), spec("b", false)]);
+            p.status.phase = phase.into();
+            let (a, b) = (exited("a", 0, 0), running("b", 0));
+            assert_eq!(
+                plan_pod(&p, &[&a, &b], false),
+                PodPlan::Stop(vec![b.id.clone()])
+            );
+        }
+        let p = pod("Never", vec![spec("a", false)]);
+        assert_eq!(plan_pod(&p, &[], false), PodPlan::Run);
+    }
+
+    #[test]
+    fn a_new_pod_starts_every_container_and_runs() {
+        let p = pod("", vec![spec("a", false), spec("b", false)]);
+        let now = t0();
+        let (steps, status) = pass(&p, &[], now, &mut Tables::default(), W1);
+        let starts: Vec<_> = steps.iter().map(|s| s.start.clone()).collect();
+        let fresh = Start {
+            attempt: 0,
+            replaces: None,
+            probe_from: None,
+        };
+        assert_eq!(starts, vec![Some(fresh.clone()), Some(fresh)]);
+        assert_eq!(steps[1].spec.name, "b", "in spec order");
+        let st = status.expect("a new pod gets a status");
+        assert_eq!(st.phase, "Running");
+        assert_eq!(
+            (st.host_ip.as_str(), st.pod_ip.as_str()),
+            ("192.0.2.1", "10.1.0.1")
+        );
+        assert_eq!(st.start_time.as_deref(), Some(W1));
+        let ids: Vec<_> = st
+            .container_statuses
+            .iter()
+            .map(|c| c.container_id.as_str())
+            .collect();
+        assert_eq!(ids, ["new-a", "new-b"]);
+        assert!(st
+            .container_statuses
+            .iter()
+            .all(|c| c.ready && c.state == "running"));
+        for kind in ["Initialized", "PodScheduled", "ContainersReady", "Ready"] {
+            assert_eq!(condition(&st, kind).status, "True", "{kind}");
+        }
+    }
+
+    #[test]
+    fn the_restart_count_continues_where_the_api_left_off() {
+        let mut p = pod("Always", vec![spec("a", false)]);
+        p.status.container_statuses.push(ContainerStatus {
+            name: "a".into(),
+            restart_count: 3,
+            ..Default::default()
+        });
+        let (steps, status) = pass(&p, &[], t0(), &mut Tables::default(), W1);
+        assert_eq!(steps[0].start.as_ref().map(|s| s.attempt), Some(4));
+        assert_eq!(status.unwrap().container_statuses[0].restart_count, 4);
+    }
+
+    #[test]
+    fn the_latest_attempt_is_the_current_container() {
+        let p = pod("Always", vec![spec("a", false)]);
+        let (old, cur) = (exited("a", 0, 1), running("a", 1));
+        let (steps, status) = pass(&p, &[&cur, &old], t0(), &mut Tables::default(), W1);
+        assert_eq!(
+            (steps[0].start.clone(), steps[0].adopt.clone()),
+            (None, None)
+        );
+        let c = &status.unwrap().container_statuses[0];
+        assert_eq!((c.container_id.as_str(), c.restart_count), ("a-1", 1));
+    }
+
+    #[test]
+    fn always_restarts_every_exit() {
+        for code in [0, 1] {
+            let p = pod("Always", vec![spec("a", false)]);
+            let old = exited("a", 2, code);
+            let (steps, status) = pass(&p, &[&old], t0(), &mut Tables::default(), W1);
+            assert_eq!(
+                steps[0].start,
+                Some(Start {
+                    attempt: 3,
+                    replaces: Some(old.id.clone()),
+                    probe_from: None
+                })
+            );
+            assert_eq!(status.unwrap().phase, "Running");
+        }
+    }
+
+    #[test]
+    fn on_failure_restarts_only_failures() {
+        let p = pod("OnFailure", vec![spec("a", false)]);
+        let failed = exited("a", 0, 2);
+        let (steps, _) = pass(&p, &[&failed], t0(), &mut Tables::default(), W1);
+        assert_eq!(steps[0].start.as_ref().map(|s| s.attempt), Some(1));
+        let done = exited("a", 0, 0);
+        let (steps, status) = pass(&p, &[&done], t0(), &mut Tables::default(), W1);
+        assert_eq!(steps[0].start, None);
+        let st = status.unwrap();
+        assert_eq!(st.phase, "Succeeded");
+        assert_eq!(
+            (
+                st.container_statuses[0].state.as_str(),
+                st.container_statuses[0].ready
+            ),
+            ("waiting", false)
+        );
+        assert_eq!(condition(&st, "Ready").status, "False");
+    }
+
+    #[test]
+    fn never_restarts_and_fails_or_succeeds() {
+        let p = pod("Never", vec![spec("a", false), spec("b", false)]);
+        let phase = |a: &ContainerInfo, b: &ContainerInfo| {
+            let (steps, status) = pass(&p, &[a, b], t0(), &mut Tables::default(), W1);
+            assert!(steps
+                .iter()
+                .all(|s| s.start.is_none() && s.backoff.is_none()));
+            status.unwrap().phase
+        };
+        assert_eq!(phase(&exited("a", 0, 0), &exited("b", 0, 0)), "Succeeded");
+        assert_eq!(phase(&exited("a", 0, 0), &exited("b", 0, 1)), "Failed");
+        assert_eq!(phase(&running("a", 0), &exited("b", 0, 1)), "Failed");
+        // One done, one still running: neither all running nor all done.
+        assert_eq!(phase(&exited("a", 0, 0), &running("b", 0)), "Pending");
+        assert_eq!(phase(&running("a", 0), &running("b", 0)), "Running");
+    }
+
+    #[test]
+    fn crash_loop_backoff_doubles_up_to_five_minutes() {
+        let p = pod("Always", vec![spec("a", false)]);
+        let mut t = Tables::default();
+        let mut now = t0();
+        let mut attempt = 0;
+        for wait in [10, 20, 40, 80, 160, 300, 300] {
+            let wait = Duration::from_secs(wait);
+            let crashed = exited("a", attempt, 1);
+            let (steps, _) = pass(&p, &[&crashed], now, &mut t, W1);
+            assert_eq!(
+                steps[0].start.as_ref().map(|s| s.attempt),
+                Some(attempt + 1)
+            );
+            assert_eq!(
+                steps[0].backoff,
+                Some((
+                    key("a"),
+                    Backoff {
+                        until: now + wait,
+                        delay: (wait * 2).min(MAX_BACKOFF)
+                    }
+                ))
+            );
+            attempt += 1;
+            // The new one crashes at once: no restart until the wait is over.
+            let crashed = exited("a", attempt, 1);
+            let early = now + wait - Duration::from_millis(1);
+            let (steps, status) = pass(&p, &[&crashed], early, &mut t, W1);
+            assert_eq!(
+                (steps[0].start.clone(), steps[0].backoff.clone()),
+                (None, None)
+            );
+            assert_eq!(status.unwrap().phase, "Pending");
+            now += wait;
+        }
+    }
+
+    #[test]
+    fn adoption_keeps_the_readiness_the_api_recorded() {
+        let mut p = pod("Always", vec![spec("a", true)]);
+        let c = running("a", 0);
+        let recorded = |id: &str, ready: bool| ContainerStatus {
+            name: "a".into(),
+            container_id: id.into(),
+            ready,
+            ..Default::default()
+        };
+        p.status.container_statuses = vec![recorded("a-0", true)];
+        let now = t0();
+        let mut t = Tables::default();
+        let (steps, status) = pass(&p, &[&c], now, &mut t, W1);
+        assert_eq!(
+            steps[0].adopt,
+            Some(Adopt {
+                id: c.id.clone(),
+                ready: true,
+                probe_from: now - Duration::from_secs(5)
+            })
+        );
+        assert_eq!(steps[0].start, None);
+        assert_eq!(t.ready.get("a-0"), Some(&true));
+        assert!(status.unwrap().container_statuses[0].ready);
+        // Known now: not adopted again.
+        let (steps, _) = pass(&p, &[&c], now, &mut t, W1);
+        assert_eq!(steps[0].adopt, None);
+        // What the API recorded about another container does not count.
+        p.status.container_statuses = vec![recorded("a-old", true)];
+        let (steps, _) = pass(&p, &[&c], now, &mut Tables::default(), W1);
+        assert_eq!(steps[0].adopt.as_ref().map(|a| a.ready), Some(false));
+        // Unprobed containers are never adopted; exited ones neither.
+        let q = pod("Always", vec![spec("a", false)]);
+        let (steps, _) = pass(&q, &[&c], now, &mut Tables::default(), W1);
+        assert_eq!(steps[0].adopt, None);
+        let gone = exited("a", 0, 0);
+        let r = pod("Never", vec![spec("a", true)]);
+        let (steps, _) = pass(&r, &[&gone], now, &mut Tables::default(), W1);
+        assert_eq!(steps[0].adopt, None);
+    }
+
+    #[test]
+    fn a_started_probed_container_is_not_ready_until_probed() {
+        let p = pod("Always", vec![spec("a", true)]);
+        let now = t0();
+        let mut t = Tables::default();
+        let (steps, status) = pass(&p, &[], now, &mut t, W1);
+        assert_eq!(
+            steps[0].start.as_ref().and_then(|s| s.probe_from),
+            Some(now)
+        );
+        let st = status.unwrap();
+        assert_eq!(st.phase, "Running");
+        assert!(!st.container_statuses[0].ready);
+        assert_eq!(condition(&st, "ContainersReady").status, "False");
+        assert_eq!(t.ready.get("new-a"), Some(&false));
+    }
+
+    #[test]
+    fn a_failed_start_leaves_the_container_waiting() {
+        let p = pod("Always", vec![spec("a", false)]);
+        let old = exited("a", 4, 1);
+        let containers = [&old];
+        let mut sync = PodSync::new(&p, &containers, t0());
+        let step = sync.next_step(&Readiness::new(), &BTreeMap::new()).unwrap();
+        assert_eq!(step.start.map(|s| s.attempt), Some(5));
+        sync.record(StartOutcome::Failed, &Readiness::new());
+        assert!(sync
+            .next_step(&Readiness::new(), &BTreeMap::new())
+            .is_none());
+        let st = sync.status("192.0.2.1", "10.1.0.1", W1).unwrap();
+        assert_eq!(st.phase, "Pending");
+        let c = &st.container_statuses[0];
+        assert_eq!(
+            (
+                c.container_id.as_str(),
+                c.state.as_str(),
+                c.restart_count,
+                c.ready
+            ),
+            ("", "waiting", 0, false)
+        );
+    }
+
+    #[test]
+    fn transition_times_change_only_on_a_change() {
+        let mut p = pod("Always", vec![spec("a", true)]);
+        p.status.conditions.push(PodCondition {
+            kind: "PodScheduled".into(),
+            status: "True".into(),
+            last_transition_time: Some("scheduled".into()),
+            ..Default::default()
+        });
+        let c = running("a", 0);
+        let mut t = Tables::default();
+        t.ready.insert("a-0".into(), false);
+        let (_, status) = pass(&p, &[&c], t0(), &mut t, W1);
+        p.status = status.unwrap();
+        for kind in ["ContainersReady", "Ready"] {
+            let c = condition(&p.status, kind);
+            assert_eq!(
+                (c.status.as_str(), c.last_transition_time.as_deref()),
+                ("False", Some(W1))
+            );
+        }
+        assert_eq!(
+            condition(&p.status, "Initialized").last_transition_time,
+            None
+        );
+        let scheduled = condition(&p.status, "PodScheduled");
+        assert_eq!(scheduled.last_transition_time.as_deref(), Some("scheduled"));
+        // Nothing changed: nothing to write, whatever the time.
+        assert_eq!(pass(&p, &[&c], t0(), &mut t, W2).1, None);
+        // The probe passes: both conditions flip, at the new time.
+        t.ready.insert("a-0".into(), true);
+        let (_, status) = pass(&p, &[&c], t0(), &mut t, W3);
+        p.status = status.unwrap();
+        for kind in ["ContainersReady", "Ready"] {
+            let c = condition(&p.status, kind);
+            assert_eq!(
+                (c.status.as_str(), c.last_transition_time.as_deref()),
+                ("True", Some(W3))
+            );
+        }
+        assert_eq!(p.status.start_time.as_deref(), Some(W1), "set once");
+        assert_eq!(pass(&p, &[&c], t0(), &mut t, W3).1, None);
+    }
+
+    #[test]
+    fn each_step_sees_the_tables_as_they_are_then() {
+        // Two probed containers the kubelet already knows; between the
+        // steps a prober marks `b` ready and forgets `a`.
+        let p = pod("Always", vec![spec("a", true), spec("b", true)]);
+        let (a, b) = (running("a", 0), running("b", 0));
+        let containers = [&a, &b];
+        let mut ready = Readiness::from([("a-0".into(), true), ("b-0".into(), false)]);
+        let mut sync = PodSync::new(&p, &containers, t0());
+        let step = sync.next_step(&ready, &BTreeMap::new()).unwrap();
+        assert_eq!(step.adopt, None);
+        sync.record(StartOutcome::NotAsked, &ready);
+        ready.insert("b-0".into(), true);
+        ready.remove("a-0");
+        let step = sync.next_step(&ready, &BTreeMap::new()).unwrap();
+        assert_eq!(step.adopt, None);
+        sync.record(StartOutcome::NotAsked, &ready);
+        let st = sync.status("192.0.2.1", "10.1.0.1", W1).unwrap();
+        let readiness: Vec<bool> = st.container_statuses.iter().map(|c| c.ready).collect();
+        assert_eq!(
+            readiness,
+            [true, true],
+            "a as recorded in its step, b as in its own"
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "planned start None")]
+    fn an_outcome_for_a_start_not_asked_for_is_a_bug() {
+        let p = pod("Always", vec![spec("a", false)]);
+        let c = running("a", 0);
+        let containers = [&c];
+        let mut sync = PodSync::new(&p, &containers, t0());
+        sync.next_step(&Readiness::new(), &BTreeMap::new()).unwrap();
+        sync.record(
+            StartOutcome::Started(ContainerId::new("x")),
+            &Readiness::new(),
+        );
     }
 }
