@@ -8,6 +8,11 @@
 //! it differs. Nothing it needs survives in memory across a crash: after a
 //! restart it rebuilds from the API (restart counts, pod IPs) and from the
 //! runtime.
+//!
+//! What to do about each pod is decided by the pure functions of
+//! [`crate::sync`]; this module is their shell: it feeds them the informer's
+//! pods, the runtime's containers and its own tables, and runs the runtime
+//! calls, API calls, traces and probers they ask for, in their order.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -15,8 +20,8 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use faultline_api::{
-    labels, ContainerStatus, Lease, LeaseSpec, Node, NodeAddress, NodeCondition, ObjectMeta, Pod,
-    PodStatus, Quantity, ResourceList,
+    labels, Lease, LeaseSpec, Node, NodeAddress, NodeCondition, ObjectMeta, Pod, Quantity,
+    ResourceList,
 };
 use faultline_client::{Change, Client, DeleteParams, Informer, ListParams};
 use faultline_env::Env;
@@ -25,6 +30,9 @@ use tokio::time::Instant;
 
 use crate::probe::{probe, ProbeState};
 use crate::runtime::{ContainerInfo, ContainerRuntime, ContainerSpec};
+use crate::sync::{
+    self, Backoff, BackoffKey, ContainerStep, PodPlan, PodSync, Readiness, Start, StartOutcome,
+};
 
 /// How to run one kubelet.
 #[derive(Debug, Clone)]
@@ -64,14 +72,11 @@ impl KubeletConfig {
     }
 }
 
-/// Longest CrashLoopBackOff.
-const MAX_BACKOFF: Duration = Duration::from_secs(300);
-
 struct Worker {
     /// Readiness per running container id.
-    ready: BTreeMap<String, bool>,
+    ready: Readiness,
     /// When each (pod uid, container) may restart next, and the backoff.
-    backoff: BTreeMap<(String, String), (Instant, Duration)>,
+    backoff: BTreeMap<BackoffKey, Backoff>,
     /// Pod IPs handed out, by pod uid.
     ips: BTreeMap<String, String>,
     next_ip: u32,
@@ -281,234 +286,150 @@ impl Kubelet {
         }
     }
 
+    /// One pod's pass: [`sync::plan_pod`] and [`PodSync`] decide, this
+    /// executes, in the order the decisions come.
     async fn sync_pod(self: &Rc<Self>, pod: &Pod, containers: &[&ContainerInfo]) {
+        let finalized = self.state.borrow().finalized.contains(&pod.metadata.uid);
+        match sync::plan_pod(pod, containers, finalized) {
+            PodPlan::Delete { remove, delete } => {
+                for id in &remove {
+                    let _ = self.runtime.remove(id).await;
+                }
+                if delete {
+                    self.delete_pod(pod).await;
+                }
+            }
+            PodPlan::Stop(running) => {
+                for id in &running {
+                    let _ = self.runtime.stop(id).await;
+                }
+            }
+            PodPlan::Run => self.run_pod(pod, containers).await,
+        }
+    }
+
+    /// Deletes a pod whose containers are gone from the API for good, and
+    /// remembers it unless the API may still hold it.
+    async fn delete_pod(&self, pod: &Pod) {
         let uid = pod.metadata.uid.clone();
-        if pod.metadata.deletion_timestamp.is_some() {
-            for c in containers {
-                let _ = self.runtime.remove(&c.id).await;
-            }
-            if self.state.borrow().finalized.contains(&uid) {
-                return;
-            }
-            let params = DeleteParams {
-                grace_period_seconds: Some(0),
-                precondition_uid: uid.clone(),
-                ..Default::default()
-            };
-            let ns = &pod.metadata.namespace;
-            match self
-                .client
-                .delete::<Pod>(ns, &pod.metadata.name, &params)
-                .await
-            {
-                Ok(_) => {
-                    self.env.trace(format_args!(
-                        "kubelet {}: pod {ns}/{} stopped and deleted",
-                        self.cfg.node_name, pod.metadata.name
-                    ));
-                    self.state.borrow_mut().finalized.insert(uid);
-                }
-                Err(e) if e.is_not_found() || e.is_conflict() => {
-                    self.state.borrow_mut().finalized.insert(uid);
-                }
-                Err(_) => {}
-            }
-            return;
-        }
-        if pod.is_terminal() {
-            for c in containers {
-                if c.state.is_running() {
-                    let _ = self.runtime.stop(&c.id).await;
-                }
-            }
-            return;
-        }
-        let ip = self.pod_ip(pod);
-        let policy = match pod.spec.restart_policy.as_str() {
-            "" => "Always",
-            p => p,
-        };
-        let now = self.env.now();
-        let mut statuses = Vec::new();
-        let mut all_running = true;
-        let mut all_ready = true;
-        let mut exited_ok = 0;
-        let mut failed = false;
-        for spec in &pod.spec.containers {
-            let latest = containers
-                .iter()
-                .filter(|c| c.container_name == spec.name)
-                .max_by_key(|c| c.attempt);
-            let before = pod
-                .status
-                .container_statuses
-                .iter()
-                .find(|s| s.name == spec.name)
-                .map(|s| s.restart_count.max(0) as u32);
-            let key = (uid.clone(), spec.name.clone());
-            let start = match latest {
-                None => Some(before.map(|n| n + 1).unwrap_or(0)),
-                Some(c) if c.state.is_running() => None,
-                Some(c) => {
-                    let code = c.state.exit_code().unwrap_or(1);
-                    let again = match policy {
-                        "Always" => true,
-                        "OnFailure" => code != 0,
-                        _ => false,
-                    };
-                    if !again {
-                        if code == 0 {
-                            exited_ok += 1;
-                        } else {
-                            failed = true;
-                        }
-                        None
-                    } else {
-                        let mut st = self.state.borrow_mut();
-                        let (at, delay) = st
-                            .backoff
-                            .get(&key)
-                            .copied()
-                            .unwrap_or((now, Duration::from_secs(10)));
-                        if now >= at {
-                            st.backoff
-                                .insert(key.clone(), (now + delay, (delay * 2).min(MAX_BACKOFF)));
-                            Some(c.attempt + 1)
-                        } else {
-                            None
-                        }
-                    }
-                }
-            };
-            let mut info: Option<(String, bool, u32)> =
-                latest.map(|c| (c.id.as_str().to_string(), c.state.is_running(), c.attempt));
-            // A running container this kubelet did not start (it restarted,
-            // the container did not): adopt it, keeping the readiness the
-            // API last recorded for it, and probe it from now on.
-            if let (None, Some(c), Some(p)) = (start, latest, &spec.readiness_probe) {
-                let id = c.id.as_str().to_string();
-                let adopt = c.state.is_running() && !self.state.borrow().ready.contains_key(&id);
-                if adopt {
-                    let was_ready = pod
-                        .status
-                        .container_statuses
-                        .iter()
-                        .any(|s| s.name == spec.name && s.container_id == id && s.ready);
-                    self.state.borrow_mut().ready.insert(id.clone(), was_ready);
-                    let delay = Duration::from_secs(p.initial_delay_seconds.max(0) as u64);
-                    self.env.spawn(self.clone().prober(
-                        id,
-                        ip.clone(),
-                        p.clone(),
-                        spec.ports.clone(),
-                        now.checked_sub(delay).unwrap_or(now),
-                    ));
-                }
-            }
-            if let Some(attempt) = start {
-                if let Some(old) = latest {
-                    let _ = self.runtime.remove(&old.id).await;
-                }
-                let cs = ContainerSpec::from_pod(pod, spec, &ip, attempt);
-                match self.runtime.start(cs).await {
-                    Ok(id) => {
-                        self.env.trace(format_args!(
-                            "kubelet {}: started {}/{} container {} attempt {attempt}",
-                            self.cfg.node_name,
-                            pod.metadata.namespace,
-                            pod.metadata.name,
-                            spec.name
-                        ));
-                        if let Some(p) = &spec.readiness_probe {
-                            self.state
-                                .borrow_mut()
-                                .ready
-                                .insert(id.as_str().to_string(), false);
-                            self.env.spawn(self.clone().prober(
-                                id.as_str().to_string(),
-                                ip.clone(),
-                                p.clone(),
-                                spec.ports.clone(),
-                                now,
-                            ));
-                        }
-                        info = Some((id.as_str().to_string(), true, attempt));
-                    }
-                    Err(e) => {
-                        self.env.trace(format_args!(
-                            "kubelet {}: cannot start {}/{}: {e}",
-                            self.cfg.node_name, pod.metadata.name, spec.name
-                        ));
-                        info = None;
-                    }
-                }
-            }
-            let (id, running, attempt) = info.unwrap_or_default();
-            let ready = running
-                && (spec.readiness_probe.is_none()
-                    || self.state.borrow().ready.get(&id).copied().unwrap_or(false));
-            all_running &= running;
-            all_ready &= ready;
-            statuses.push(ContainerStatus {
-                name: spec.name.clone(),
-                ready,
-                restart_count: attempt as i32,
-                image: spec.image.clone(),
-                container_id: id,
-                state: if running { "running" } else { "waiting" }.into(),
-            });
-        }
-        let n = pod.spec.containers.len();
-        let phase = if failed && policy == "Never" {
-            "Failed"
-        } else if exited_ok == n && n > 0 {
-            "Succeeded"
-        } else if all_running {
-            "Running"
-        } else {
-            "Pending"
-        };
-        // The new status is built on a pod that carries nothing else, so a
-        // pass that changes nothing copies no spec or metadata.
-        let mut next = Pod {
-            status: PodStatus {
-                phase: phase.into(),
-                conditions: pod.status.conditions.clone(),
-                host_ip: self.cfg.address.clone(),
-                pod_ip: ip,
-                start_time: pod.status.start_time.clone().or_else(|| Some(self.now())),
-                container_statuses: statuses,
-                reason: String::new(),
-                message: String::new(),
-            },
+        let params = DeleteParams {
+            grace_period_seconds: Some(0),
+            precondition_uid: uid.clone(),
             ..Default::default()
         };
-        let ready = if all_ready && all_running {
-            "True"
-        } else {
-            "False"
-        };
-        for kind in ["Initialized", "PodScheduled"] {
-            next.set_condition(kind, "True", "", "");
-        }
-        for kind in ["ContainersReady", "Ready"] {
-            let changed = next.condition(kind) != Some(ready);
-            next.set_condition(kind, ready, "", "");
-            if changed {
-                if let Some(c) = next.status.conditions.iter_mut().find(|c| c.kind == kind) {
-                    c.last_transition_time = Some(self.now());
-                }
+        let ns = &pod.metadata.namespace;
+        match self
+            .client
+            .delete::<Pod>(ns, &pod.metadata.name, &params)
+            .await
+        {
+            Ok(_) => {
+                self.env.trace(format_args!(
+                    "kubelet {}: pod {ns}/{} stopped and deleted",
+                    self.cfg.node_name, pod.metadata.name
+                ));
+                self.state.borrow_mut().finalized.insert(uid);
             }
+            // Gone already, or a new pod took the name: nothing left to do.
+            Err(e) if e.is_not_found() || e.is_conflict() => {
+                self.state.borrow_mut().finalized.insert(uid);
+            }
+            Err(_) => {}
         }
-        if next.status != pod.status {
+    }
+
+    /// Keeps a pod's containers running and its status written.
+    async fn run_pod(self: &Rc<Self>, pod: &Pod, containers: &[&ContainerInfo]) {
+        let ip = self.pod_ip(pod);
+        let mut pass = PodSync::new(pod, containers, self.env.now());
+        loop {
+            // Read the tables afresh for every container: the previous
+            // container's runtime calls awaited, and probers ran meanwhile.
+            let step = {
+                let st = self.state.borrow();
+                pass.next_step(&st.ready, &st.backoff)
+            };
+            let Some(step) = step else { break };
+            let spec = step.spec;
+            if let Some((key, backoff)) = step.backoff.clone() {
+                self.state.borrow_mut().backoff.insert(key, backoff);
+            }
+            if let (Some(adopt), Some(p)) = (&step.adopt, step.probe()) {
+                let id = adopt.id.as_str().to_string();
+                self.state
+                    .borrow_mut()
+                    .ready
+                    .insert(id.clone(), adopt.ready);
+                self.env.spawn(self.clone().prober(
+                    id,
+                    ip.clone(),
+                    p.clone(),
+                    spec.ports.clone(),
+                    adopt.probe_from,
+                ));
+            }
+            let outcome = match &step.start {
+                Some(start) => self.start_container(pod, &step, start, &ip).await,
+                None => StartOutcome::NotAsked,
+            };
+            pass.record(outcome, &self.state.borrow().ready);
+        }
+        let status = pass.status(&self.cfg.address, &ip, &self.now());
+        if let Some(status) = status {
             let next = Pod {
-                status: next.status,
+                status,
                 ..pod.clone()
             };
             match self.client.update_status(&next).await {
                 Ok(_) => {}
                 Err(e) if e.is_conflict() => self.wake.notify_one(),
                 Err(_) => {}
+            }
+        }
+    }
+
+    /// Executes one [`Start`]: removes the container it replaces, starts
+    /// the new one and, when the spec has a readiness probe, probes it.
+    async fn start_container(
+        self: &Rc<Self>,
+        pod: &Pod,
+        step: &ContainerStep<'_>,
+        start: &Start,
+        ip: &str,
+    ) -> StartOutcome {
+        let spec = step.spec;
+        if let Some(old) = &start.replaces {
+            let _ = self.runtime.remove(old).await;
+        }
+        let attempt = start.attempt;
+        let cs = ContainerSpec::from_pod(pod, spec, ip, attempt);
+        match self.runtime.start(cs).await {
+            Ok(id) => {
+                self.env.trace(format_args!(
+                    "kubelet {}: started {}/{} container {} attempt {attempt}",
+                    self.cfg.node_name, pod.metadata.namespace, pod.metadata.name, spec.name
+                ));
+                if let (Some(p), Some(from)) = (step.probe(), start.probe_from) {
+                    self.state
+                        .borrow_mut()
+                        .ready
+                        .insert(id.as_str().to_string(), false);
+                    self.env.spawn(self.clone().prober(
+                        id.as_str().to_string(),
+                        ip.to_string(),
+                        p.clone(),
+                        spec.ports.clone(),
+                        from,
+                    ));
+                }
+                StartOutcome::Started(id)
+            }
+            Err(e) => {
+                self.env.trace(format_args!(
+                    "kubelet {}: cannot start {}/{}: {e}",
+                    self.cfg.node_name, pod.metadata.name, spec.name
+                ));
+                StartOutcome::Failed
             }
         }
     }

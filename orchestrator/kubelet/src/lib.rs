@@ -13,11 +13,18 @@
 //! run from the pods bound to its node, and reconciles the runtime's
 //! [`ContainerRuntime::list`] against them. The runtime keeps no state that
 //! survives a crash; after a restart the kubelet rebuilds from the API.
+//!
+//! - [`sync`]: the sync loop's decisions about one pod as pure functions
+//!   (what to remove, stop, start and adopt, CrashLoopBackOff, the status
+//!   to write);
+//! - [`kubelet`]: the async shell that executes them against the runtime
+//!   and the API, registers the node and renews its lease.
 
 pub mod apps;
 pub mod kubelet;
 pub mod probe;
 pub mod runtime;
+pub mod sync;
 
 pub use apps::App;
 pub use kubelet::{run, KubeletConfig};
