@@ -3,7 +3,8 @@
 
 use std::fmt::Write as _;
 
-use crate::charts::{pct, Chart};
+use crate::charts::Chart;
+use crate::format::pct;
 use crate::{esc, Summary};
 
 const STYLE: &str = "

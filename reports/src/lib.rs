@@ -15,8 +15,10 @@ use std::path::Path;
 use anyhow::Context;
 
 pub mod charts;
+pub mod format;
 pub mod html;
 pub mod sweep;
+pub use format::{hms, pct};
 use serde::{Deserialize, Serialize};
 
 /// The outcome of one scenario run at one seed.

@@ -16,6 +16,7 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use serde::{Deserialize, Serialize};
 
 use crate::esc;
+use crate::format::{hms, utc};
 
 /// A whole sweep (or one shard of it): what ran, how each run ended, and
 /// the tally per scenario. Serialized as `sweep.json`.
@@ -761,41 +762,6 @@ fn wall_svg(report: &SweepReport) -> anyhow::Result<String> {
     Ok(svg)
 }
 
-/// `95` -> `1m35s`, `3.14` -> `3.1s`: a short human duration.
-fn hms(secs: f64) -> String {
-    let t = secs.max(0.0).round() as u64;
-    let (h, m, s) = (t / 3600, t / 60 % 60, t % 60);
-    if h > 0 {
-        format!("{h}h{m:02}m{s:02}s")
-    } else if m > 0 {
-        format!("{m}m{s:02}s")
-    } else {
-        format!("{:.1}s", secs.max(0.0))
-    }
-}
-
-/// Seconds since the Unix epoch as `YYYY-MM-DD HH:MM:SS UTC`.
-fn utc(unix_s: f64) -> String {
-    let t = unix_s.max(0.0) as i64;
-    let (days, secs) = (t.div_euclid(86_400), t.rem_euclid(86_400));
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1118,11 +1084,5 @@ mod tests {
         let mut overlapping = b.clone();
         overlapping.runs.push(a.runs[0].clone());
         assert!(err(&[("a", &a), ("b", &overlapping)]).contains("seed 1 is in two shards"));
-    }
-
-    #[test]
-    fn utc_formats_the_epoch_and_leap_days() {
-        assert_eq!(utc(0.0), "1970-01-01 00:00:00 UTC");
-        assert_eq!(utc(951_782_400.0), "2000-02-29 00:00:00 UTC");
     }
 }
