@@ -33,7 +33,7 @@ pub fn pct(x: f64) -> String {
 ///
 /// ```
 /// use faultline_reports::hms;
-/// assert_eq!(hms(3.14), "3.1s");
+/// assert_eq!(hms(3.36), "3.4s");
 /// assert_eq!(hms(95.0), "1m35s");
 /// assert_eq!(hms(3725.0), "1h02m05s");
 /// ```
@@ -81,7 +81,7 @@ mod tests {
     fn durations_read_naturally() {
         assert_eq!(hms(0.0), "0.0s");
         assert_eq!(hms(-1.0), "0.0s");
-        assert_eq!(hms(3.14), "3.1s");
+        assert_eq!(hms(3.36), "3.4s");
         assert_eq!(hms(59.4), "59.4s");
         assert_eq!(hms(60.0), "1m00s");
         assert_eq!(hms(95.0), "1m35s");
