@@ -9,7 +9,6 @@
 //! - two runs side by side: [`compare`];
 //! - the sweep report of `faultline sim explore`: [`sweep`].
 
-use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::Context;
@@ -17,6 +16,7 @@ use anyhow::Context;
 pub mod charts;
 pub mod format;
 pub mod html;
+mod junit;
 pub mod sweep;
 pub use format::{hms, pct};
 use serde::{Deserialize, Serialize};
@@ -295,36 +295,7 @@ impl Summary {
     /// JUnit XML: one test suite per run, one test case per invariant; a
     /// failure message carries the reproduce command.
     pub fn junit(&self) -> String {
-        let failures = self.invariants.iter().filter(|i| !i.holds).count();
-        let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-        let _ = writeln!(
-            x,
-            "<testsuites><testsuite name=\"{}\" tests=\"{}\" failures=\"{}\" time=\"{:.3}\">",
-            esc(&format!("{} seed {}", self.scenario, self.seed)),
-            self.invariants.len(),
-            failures,
-            self.wall_seconds
-        );
-        for inv in &self.invariants {
-            let _ = write!(
-                x,
-                "  <testcase classname=\"{}\" name=\"{}\">",
-                esc(&self.scenario),
-                esc(&inv.name)
-            );
-            if !inv.holds {
-                let _ = write!(
-                    x,
-                    "<failure message=\"{}\">{}\nreproduce: {}</failure>",
-                    esc(&inv.detail),
-                    esc(&inv.detail),
-                    esc(&self.reproduce)
-                );
-            }
-            x.push_str("</testcase>\n");
-        }
-        x.push_str("</testsuite></testsuites>\n");
-        x
+        junit::run(self)
     }
 }
 
@@ -456,8 +427,16 @@ mod tests {
             ..Default::default()
         };
         let x = s.junit();
-        assert!(x.contains("tests=\"2\" failures=\"1\""));
+        let doc = roxmltree::Document::parse(&x).unwrap();
+        let suite = doc.descendants().find(|n| n.has_tag_name("testsuite"));
+        let suite = suite.unwrap();
+        assert_eq!(suite.attribute("name"), Some("s seed 3"));
+        assert_eq!(suite.attribute("tests"), Some("2"));
+        assert_eq!(suite.attribute("failures"), Some("1"));
+        assert_eq!(suite.attribute("time"), Some("0.100"));
         assert!(x.contains("name=\"b&lt;&amp;&gt;\""));
+        let failure = doc.descendants().find(|n| n.has_tag_name("failure"));
+        assert_eq!(failure.unwrap().attribute("message"), Some("lost \"x\""));
         assert!(x.contains("reproduce: faultline sim run scenarios/s.toml --seed 3"));
     }
 }

@@ -289,53 +289,7 @@ fn render(report: &SweepReport, dir: &Path) -> anyhow::Result<()> {
 /// (or the reason) and the reproduce command; one per scenario with no
 /// failing run (skipped when none of its runs finished).
 pub fn junit(report: &SweepReport) -> String {
-    let failures = report.failing().count();
-    let clean: Vec<&ScenarioTally> = report.scenarios.iter().filter(|t| t.failed == 0).collect();
-    let skipped = clean.iter().filter(|t| t.runs == 0).count();
-    let mut name = format!("faultline sim explore --seeds {}", report.seeds);
-    if let Some(shard) = &report.shard {
-        let _ = write!(name, " --shard {shard}");
-    }
-    let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    let _ = writeln!(
-        x,
-        "<testsuites><testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" skipped=\"{skipped}\" time=\"{:.3}\">",
-        esc(&name),
-        failures + clean.len(),
-        report.elapsed_s
-    );
-    for r in report.failing() {
-        let what = if r.failed_invariants.is_empty() {
-            r.reason.clone()
-        } else {
-            format!("violated: {}", r.failed_invariants.join(", "))
-        };
-        let _ = writeln!(
-            x,
-            "  <testcase classname=\"{}\" name=\"{}\" time=\"{:.3}\"><failure message=\"{}\">{}\nreproduce: {}</failure></testcase>",
-            esc(&r.scenario),
-            esc(&format!("{} seed {}", r.scenario, r.seed)),
-            r.wall_seconds,
-            esc(&what),
-            esc(&r.reason),
-            esc(&r.reproduce)
-        );
-    }
-    for t in clean {
-        let wall = t.mean_wall_s.unwrap_or(0.0) * t.runs as f64;
-        let _ = write!(
-            x,
-            "  <testcase classname=\"{}\" name=\"{}\" time=\"{wall:.3}\">",
-            esc(&t.name),
-            esc(&format!("{} ({} seeds)", t.name, t.runs))
-        );
-        if t.runs == 0 {
-            x.push_str("<skipped message=\"no seed of this scenario ran\"/>");
-        }
-        x.push_str("</testcase>\n");
-    }
-    x.push_str("</testsuite></testsuites>\n");
-    x
+    crate::junit::sweep(report)
 }
 
 const CSS: &str = "\
@@ -855,7 +809,7 @@ mod tests {
             for (i, _) in t.match_indices('&') {
                 let ent = &t[i..t[i..].find(';').map_or(t.len(), |j| i + j + 1)];
                 assert!(
-                    ["&amp;", "&lt;", "&gt;", "&quot;", "&#39;"].contains(&ent),
+                    ["&amp;", "&lt;", "&gt;", "&quot;", "&#39;", "&apos;"].contains(&ent),
                     "bad entity {ent:?} in {t:?}"
                 );
             }
@@ -907,8 +861,12 @@ mod tests {
         assert_eq!(names.iter().filter(|n| *n == "testcase").count(), 4);
         assert_eq!(names.iter().filter(|n| *n == "failure").count(), 1);
         assert_eq!(names.iter().filter(|n| *n == "skipped").count(), 1);
-        assert!(
-            x.contains("tests=\"4\" failures=\"1\" skipped=\"1\""),
+        let doc = roxmltree::Document::parse(&x).unwrap();
+        let suite = doc.descendants().find(|n| n.has_tag_name("testsuite"));
+        let count = |a: &str| suite.unwrap().attribute(a);
+        assert_eq!(
+            (count("tests"), count("failures"), count("skipped")),
+            (Some("4"), Some("1"), Some("1")),
             "{x}"
         );
         assert!(x.contains("name=\"b&lt;a&gt;d&amp; seed 2\""), "{x}");
