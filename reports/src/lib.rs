@@ -368,26 +368,6 @@ fn relative(from: &Path, to: &Path) -> std::path::PathBuf {
     out
 }
 
-/// Escapes text for HTML and XML (content and quoted attributes), and
-/// drops the control characters XML 1.0 forbids (a child's stderr may
-/// carry terminal colour codes).
-pub(crate) fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            '\n' | '\t' => out.push(c),
-            c if c.is_control() => {}
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,15 +7,14 @@
 //! draws the page and the JUnit file from it, the same way
 //! [`render_sweep_dir`] redraws them later from a `sweep.json` alone.
 
-use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::Context;
+use maud::{html, Markup, PreEscaped};
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use serde::{Deserialize, Serialize};
 
-use crate::esc;
 use crate::format::{hms, utc};
 
 /// A whole sweep (or one shard of it): what ran, how each run ended, and
@@ -309,189 +308,200 @@ svg{max-width:100%;height:auto}
 /// The sweep's page: one self-contained HTML document.
 pub fn html(report: &SweepReport) -> anyhow::Result<String> {
     let failing: Vec<&SweepRun> = report.failing().collect();
-    let passed = report.runs.len() - failing.len();
-    let verdict = report.verdict.as_str();
-    let class = if verdict == "pass" { "pass" } else { "fail" };
-    let mut h = String::new();
-    let _ = write!(
-        h,
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>Sweep {} — {}</title><style>{CSS}</style></head><body>\n",
-        esc(&report.seeds),
-        esc(&verdict.to_uppercase())
-    );
-    let _ = writeln!(
-        h,
-        "<h1>Sweep: <span class=\"{class}\">{}</span></h1>",
-        esc(&verdict.to_uppercase())
-    );
-    h.push_str("<dl>\n");
-    let mut item = |k: &str, v: String| {
-        let _ = writeln!(h, "<dt>{}</dt><dd>{v}</dd>", esc(k));
-    };
-    item("seeds", format!("<code>{}</code>", esc(&report.seeds)));
-    item(
-        "shard",
-        report
-            .shard
-            .as_deref()
-            .map(esc)
-            .unwrap_or_else(|| "none (every run)".into()),
-    );
-    let mut runs = format!("{} finished", report.runs.len());
-    if report.runs.len() < report.planned_runs {
-        let _ = write!(
-            runs,
-            " of {} planned ({} not started: the sweep stopped at the first failure)",
-            report.planned_runs,
-            report.planned_runs - report.runs.len()
-        );
-    }
-    item("runs", runs);
-    item("passed", format!("{passed} (as expected)"));
-    item(
-        "failed",
-        format!(
-            "<span class=\"{}\">{}</span> (not as expected)",
-            if failing.is_empty() { "pass" } else { "fail" },
-            failing.len()
-        ),
-    );
-    item(
-        "wall time",
-        format!(
-            "{} ({} at a time, {:.2} s per run)",
-            hms(report.elapsed_s),
-            report.jobs,
-            report.runs.iter().map(|r| r.wall_seconds).sum::<f64>()
-                / report.runs.len().max(1) as f64
-        ),
-    );
-    item("runs per hour", format!("{:.0}", report.runs_per_hour()));
-    item("started", esc(&utc(report.started_unix_s)));
-    item(
-        "verdict",
-        format!("<span class=\"{class}\">{}</span>", esc(verdict)),
-    );
-    h.push_str("</dl>\n");
-
-    h.push_str("<h2>Scenarios</h2>\n<table><tr><th>scenario</th><th>file</th><th>expect</th><th>runs</th><th>passed</th><th>failed</th><th>mean wall</th></tr>\n");
-    for t in &report.scenarios {
-        let _ = writeln!(
-            h,
-            "<tr{}><td>{}</td><td><code>{}</code></td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
-            if t.failed > 0 { " class=\"bad\"" } else { "" },
-            esc(&t.name),
-            esc(&t.path),
-            esc(&t.expect),
-            t.runs,
-            t.passed,
-            t.failed,
-            t.mean_wall_s
-                .map(|s| format!("{s:.2} s"))
-                .unwrap_or_else(|| "-".into())
-        );
-    }
-    h.push_str("</table>\n");
-
-    let _ = writeln!(h, "<h2>Failing seeds ({})</h2>", failing.len());
-    if failing.is_empty() {
-        h.push_str("<p class=\"pass\">Every run ended as expected.</p>\n");
-    } else {
-        run_table(&mut h, &failing);
-    }
     let expected: Vec<&SweepRun> = report
         .runs
         .iter()
         .filter(|r| r.ok && r.verdict == "fail")
         .collect();
-    if !expected.is_empty() {
-        let _ = writeln!(
-            h,
-            "<details><summary>Expected failures ({}): scenarios that must be caught, and were</summary>",
-            expected.len()
-        );
-        run_table(&mut h, &expected);
-        h.push_str("</details>\n");
-    }
-
-    h.push_str("<h2>Invariants that failed</h2>\n");
-    match invariant_svg(report)? {
-        Some(svg) => {
-            let _ = writeln!(
-                h,
-                "<p class=\"muted\">Runs in which each invariant was violated: \
-                 <span style=\"color:{}\">&#9632;</span> failed, not as expected; \
-                 <span style=\"color:{}\">&#9632;</span> expected failures \
-                 (<code>expect = &quot;fail&quot;</code>).</p>",
-                css(FAILED_COLOR),
-                css(EXPECTED_COLOR)
-            );
-            h.push_str(&svg);
-        }
-        None => h.push_str("<p>No invariant failed.</p>\n"),
-    }
-    h.push_str("<h2>Wall time per seed</h2>\n");
-    if report.runs.is_empty() {
-        h.push_str("<p>No run finished.</p>\n");
+    let verdict = report.verdict.as_str();
+    let class = if verdict == "pass" { "pass" } else { "fail" };
+    let invariants = invariant_svg(report)?;
+    let wall = if report.runs.is_empty() {
+        None
     } else {
-        let _ = writeln!(
-            h,
-            "<p class=\"muted\">Wall seconds of each run, one colour per scenario; \
-             <span style=\"color:{}\">&#10005;</span> marks a run that did not end as expected.</p>",
-            css(FAILED_COLOR)
-        );
-        // The legend is on the page: inside the plot it would cover points.
-        h.push_str("<p>");
-        for (k, t) in report.scenarios.iter().enumerate() {
-            let _ = write!(
-                h,
-                "<span style=\"color:{}\">&#9679;</span> {} <span class=\"muted\">({})</span> &nbsp; ",
-                css(PALETTE[k % PALETTE.len()]),
-                esc(&t.name),
-                esc(&t.path)
-            );
+        Some(wall_svg(report)?)
+    };
+    let body = html! {
+        h1 { "Sweep: " span class=(class) { (verdict.to_uppercase()) } }
+        (facts(report, &failing, class))
+
+        h2 { "Scenarios" }
+        table {
+            tr {
+                th { "scenario" } th { "file" } th { "expect" } th { "runs" }
+                th { "passed" } th { "failed" } th { "mean wall" }
+            }
+            @for t in &report.scenarios {
+                tr class=[(t.failed > 0).then_some("bad")] {
+                    td { (t.name) }
+                    td { code { (t.path) } }
+                    td { (t.expect) }
+                    td class="n" { (t.runs) }
+                    td class="n" { (t.passed) }
+                    td class="n" { (t.failed) }
+                    td class="n" {
+                        @match t.mean_wall_s {
+                            Some(s) => (format_args!("{s:.2} s")),
+                            None => "-",
+                        }
+                    }
+                }
+            }
         }
-        h.push_str("</p>\n");
-        h.push_str(&wall_svg(report)?);
+
+        h2 { "Failing seeds (" (failing.len()) ")" }
+        @if failing.is_empty() {
+            p class="pass" { "Every run ended as expected." }
+        } @else {
+            (run_table(&failing))
+        }
+        @if !expected.is_empty() {
+            details {
+                summary {
+                    "Expected failures (" (expected.len()) "): "
+                    "scenarios that must be caught, and were"
+                }
+                (run_table(&expected))
+            }
+        }
+
+        h2 { "Invariants that failed" }
+        @match &invariants {
+            Some(svg) => {
+                p class="muted" {
+                    "Runs in which each invariant was violated: "
+                    span style={ "color:" (css(FAILED_COLOR)) } { (SQUARE) }
+                    " failed, not as expected; "
+                    span style={ "color:" (css(EXPECTED_COLOR)) } { (SQUARE) }
+                    " expected failures (" code { "expect = \"fail\"" } ")."
+                }
+                (PreEscaped(svg))
+            }
+            None => p { "No invariant failed." },
+        }
+
+        h2 { "Wall time per seed" }
+        @match &wall {
+            None => p { "No run finished." },
+            Some(svg) => {
+                p class="muted" {
+                    "Wall seconds of each run, one colour per scenario; "
+                    span style={ "color:" (css(FAILED_COLOR)) } { (CROSS) }
+                    " marks a run that did not end as expected."
+                }
+                // The legend is on the page: inside the plot it would
+                // cover points.
+                p {
+                    @for (k, t) in report.scenarios.iter().enumerate() {
+                        span style={ "color:" (css(PALETTE[k % PALETTE.len()])) } { (DOT) }
+                        " " (t.name) " " span class="muted" { "(" (t.path) ")" } " " (NBSP) " "
+                    }
+                }
+                (PreEscaped(svg))
+            }
+        }
+    };
+    Ok(crate::html::page(
+        &format!("Sweep {} — {}", report.seeds, verdict.to_uppercase()),
+        CSS,
+        "width=device-width, initial-scale=1",
+        body,
+    ))
+}
+
+// The marks in the page's legends, as character references.
+const SQUARE: PreEscaped<&str> = PreEscaped("&#9632;");
+const CROSS: PreEscaped<&str> = PreEscaped("&#10005;");
+const DOT: PreEscaped<&str> = PreEscaped("&#9679;");
+const NBSP: PreEscaped<&str> = PreEscaped("&nbsp;");
+
+/// The sweep at a glance: seeds, shard, runs, wall time, verdict.
+fn facts(report: &SweepReport, failing: &[&SweepRun], class: &str) -> Markup {
+    let finished = report.runs.len();
+    let per_run = report.runs.iter().map(|r| r.wall_seconds).sum::<f64>() / finished.max(1) as f64;
+    html! {
+        dl {
+            dt { "seeds" } dd { code { (report.seeds) } }
+            dt { "shard" } dd { (report.shard.as_deref().unwrap_or("none (every run)")) }
+            dt { "runs" }
+            dd {
+                (finished) " finished"
+                @if finished < report.planned_runs {
+                    (format_args!(
+                        " of {} planned ({} not started: the sweep stopped at the first failure)",
+                        report.planned_runs,
+                        report.planned_runs - finished
+                    ))
+                }
+            }
+            dt { "passed" } dd { (finished - failing.len()) " (as expected)" }
+            dt { "failed" }
+            dd {
+                span class=(if failing.is_empty() { "pass" } else { "fail" }) { (failing.len()) }
+                " (not as expected)"
+            }
+            dt { "wall time" }
+            dd {
+                (hms(report.elapsed_s))
+                (format_args!(" ({} at a time, {per_run:.2} s per run)", report.jobs))
+            }
+            dt { "runs per hour" } dd { (format_args!("{:.0}", report.runs_per_hour())) }
+            dt { "started" } dd { (utc(report.started_unix_s)) }
+            dt { "verdict" } dd { span class=(class) { (report.verdict) } }
+        }
     }
-    h.push_str("\n</body></html>\n");
-    Ok(h)
 }
 
 /// A table of runs: scenario, seed, how it ended, its report and the
 /// command that replays it.
-fn run_table(h: &mut String, runs: &[&SweepRun]) {
-    h.push_str("<table><tr><th>scenario</th><th>seed</th><th>exit</th><th>invariants violated / reason</th><th>wall</th><th>report</th><th>reproduce</th></tr>\n");
-    for r in runs {
-        let why = if r.failed_invariants.is_empty() {
-            esc(&r.reason)
-        } else {
-            format!(
-                "{}<br><span class=\"muted\">{}</span>",
-                esc(&r.failed_invariants.join(", ")),
-                esc(&r.reason)
-            )
-        };
-        let report = match (&r.page, &r.report) {
-            (Some(page), _) => format!("<a href=\"{}\">{}</a>", esc(page), esc(page)),
-            (None, Some(dir)) => format!("<code>{}</code> (data only)", esc(dir)),
-            (None, None) => "none (the run ended early)".into(),
-        };
-        let _ = writeln!(
-            h,
-            "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{why}</td><td class=\"n\">{:.2} s</td><td>{report}</td><td><code>{}</code></td></tr>",
-            esc(&r.scenario),
-            r.seed,
-            r.exit_code
-                .map(|c| c.to_string())
-                .unwrap_or_else(|| "signal".into()),
-            r.wall_seconds,
-            esc(&r.reproduce)
-        );
+fn run_table(runs: &[&SweepRun]) -> Markup {
+    html! {
+        table {
+            tr {
+                th { "scenario" } th { "seed" } th { "exit" } th { "invariants violated / reason" }
+                th { "wall" } th { "report" } th { "reproduce" }
+            }
+            @for r in runs {
+                tr {
+                    td { (r.scenario) }
+                    td class="n" { (r.seed) }
+                    td class="n" {
+                        @match r.exit_code {
+                            Some(c) => (c),
+                            None => "signal",
+                        }
+                    }
+                    td {
+                        @if r.failed_invariants.is_empty() {
+                            (text(&r.reason))
+                        } @else {
+                            (r.failed_invariants.join(", "))
+                            br;
+                            span class="muted" { (text(&r.reason)) }
+                        }
+                    }
+                    td class="n" { (format_args!("{:.2} s", r.wall_seconds)) }
+                    td {
+                        @match (&r.page, &r.report) {
+                            (Some(page), _) => a href=(page) { (page) },
+                            (None, Some(dir)) => { code { (dir) } " (data only)" },
+                            (None, None) => "none (the run ended early)",
+                        }
+                    }
+                    td { code { (r.reproduce) } }
+                }
+            }
+        }
     }
-    h.push_str("</table>\n");
+}
+
+/// A child's own words as a page shows them: without terminal colour
+/// codes or other control characters (tabs and line ends stay).
+fn text(s: &str) -> String {
+    strip_ansi_escapes::strip_str(s)
+        .chars()
+        .filter(|c| !c.is_control() || matches!(c, '\n' | '\t'))
+        .collect()
 }
 
 fn err(e: impl std::fmt::Display) -> anyhow::Error {
@@ -914,6 +924,16 @@ mod tests {
         assert!(h.contains("Sweep: <span class=\"fail\">FAIL</span>"));
         assert!(h.contains("6 finished of 8 planned"));
         assert!(h.contains("2023-11-14 22:13:20 UTC"));
+    }
+
+    #[test]
+    fn a_childs_colour_codes_stay_off_the_page() {
+        let mut s = sample();
+        let r = s.runs.iter_mut().find(|r| !r.ok).unwrap();
+        r.failed_invariants.clear();
+        r.reason = "\u{1b}[31mERROR\u{1b}[0m the cluster\u{7} panicked".into();
+        let h = html(&s).unwrap();
+        assert!(h.contains("<td>ERROR the cluster panicked</td>"), "{h}");
     }
 
     #[test]
