@@ -1,5 +1,8 @@
 //! The run report as one self-contained HTML page (inline CSS, charts as
 //! inline SVG, no scripts, nothing fetched), and two runs side by side.
+//!
+//! The pages are maud templates: every value spliced in is escaped, and
+//! only the charts' SVG and the CSS go in as they are.
 
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 
@@ -26,8 +29,8 @@ td.pass,td.fail{color:#fff;font-weight:600;text-align:center}
 .pair .chart svg{width:100%}
 ";
 
-/// A whole page: `<!DOCTYPE html>`, the head with `title` and `style`,
-/// and `body`.
+/// A whole page (the sweep's too): `<!DOCTYPE html>`, a head with
+/// `title`, the `viewport` meta tag and `style`, and `body`.
 pub(crate) fn page(title: &str, style: &str, viewport: &str, body: Markup) -> String {
     let page = html! {
         (DOCTYPE)
