@@ -12,6 +12,7 @@ use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
+use crate::format::pct;
 use crate::{FaultRecord, Summary};
 
 static FONT: &[u8] = include_bytes!("../fonts/DejaVuSans.ttf");
@@ -459,24 +460,6 @@ fn availability<DB: DrawingBackend>(
     legend(&mut plot, SeriesLabelPosition::LowerLeft)
 }
 
-/// `99.9%`, with as many decimals as the ratio needs.
-pub fn pct(x: f64) -> String {
-    let p = x * 100.0;
-    if (99.0..100.0).contains(&p) {
-        format!("{}%", trim(&format!("{p:.3}")))
-    } else {
-        format!("{}%", trim(&format!("{p:.1}")))
-    }
-}
-
-fn trim(s: &str) -> String {
-    if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        s.to_string()
-    }
-}
-
 fn latency<DB: DrawingBackend>(
     s: &Summary,
     i: usize,
@@ -765,13 +748,5 @@ mod tests {
             Some((3.0, 1.0)),
         ]);
         assert_eq!(r, vec![vec![(0.0, 1.0)], vec![(2.0, 1.0), (3.0, 1.0)]]);
-    }
-
-    #[test]
-    fn percentages_read_naturally() {
-        assert_eq!(pct(0.999), "99.9%");
-        assert_eq!(pct(0.9995), "99.95%");
-        assert_eq!(pct(1.0), "100%");
-        assert_eq!(pct(0.5), "50%");
     }
 }

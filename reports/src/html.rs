@@ -1,10 +1,14 @@
 //! The run report as one self-contained HTML page (inline CSS, charts as
 //! inline SVG, no scripts, nothing fetched), and two runs side by side.
+//!
+//! The pages are maud templates: every value spliced in is escaped, and
+//! only the charts' SVG and the CSS go in as they are.
 
-use std::fmt::Write as _;
+use maud::{html, Markup, PreEscaped, DOCTYPE};
 
-use crate::charts::{pct, Chart};
-use crate::{esc, Summary};
+use crate::charts::Chart;
+use crate::format::pct;
+use crate::Summary;
 
 const STYLE: &str = "
 body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:0 auto;max-width:1060px;padding:16px 20px;color:#1d2329;background:#fff}
@@ -25,13 +29,27 @@ td.pass,td.fail{color:#fff;font-weight:600;text-align:center}
 .pair .chart svg{width:100%}
 ";
 
-fn head(title: &str) -> String {
-    format!(
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
-         <title>{}</title><style>{STYLE}</style></head><body>\n",
-        esc(title)
-    )
+/// A whole page (the sweep's too): `<!DOCTYPE html>`, a head with
+/// `title`, the `viewport` meta tag and `style`, and `body`.
+pub(crate) fn page(title: &str, style: &str, viewport: &str, body: Markup) -> String {
+    let page = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content=(viewport);
+                title { (title) }
+                style { (PreEscaped(style)) }
+            }
+            body { (body) }
+        }
+    };
+    page.into_string() + "\n"
+}
+
+/// A page of this module, in its style.
+fn run_style_page(title: &str, body: Markup) -> String {
+    page(title, STYLE, "width=device-width,initial-scale=1", body)
 }
 
 fn secs(x: f64) -> String {
@@ -42,222 +60,225 @@ fn secs(x: f64) -> String {
     }
 }
 
-fn badge(verdict: &str) -> String {
+fn badge(verdict: &str) -> Markup {
     let class = if verdict == "pass" { "pass" } else { "fail" };
-    format!(
-        "<span class=\"verdict {class}\">{}</span>",
-        esc(&verdict.to_uppercase())
-    )
+    html! { span class={ "verdict " (class) } { (verdict.to_uppercase()) } }
 }
 
 /// The verdict as the reader should take it: an expected failure that
 /// failed is a success of the checker.
-fn verdict_note(s: &Summary) -> String {
+fn verdict_note(s: &Summary) -> &'static str {
     match (s.expect.as_str(), s.verdict.as_str()) {
-        ("fail", "fail") => {
-            " (expected: this scenario proves a checker catches a real problem)".into()
-        }
-        ("fail", _) => " (UNEXPECTED: this scenario is marked expect = \"fail\")".into(),
-        _ => String::new(),
+        ("fail", "fail") => " (expected: this scenario proves a checker catches a real problem)",
+        ("fail", _) => " (UNEXPECTED: this scenario is marked expect = \"fail\")",
+        _ => "",
     }
 }
 
-fn chart(svg: &str, stem: &str) -> String {
-    format!(
-        "<div class=\"chart\" id=\"chart-{stem}\">{svg}<div class=\"note\"><a href=\"{stem}.png\">{stem}.png</a></div></div>\n"
-    )
+/// An inline SVG chart, with a link to its PNG.
+fn chart(svg: &str, stem: &str) -> Markup {
+    let png = format!("{stem}.png");
+    html! {
+        div class="chart" id={ "chart-" (stem) } {
+            (PreEscaped(svg))
+            div class="note" { a href=(png) { (png) } }
+        }
+    }
 }
 
 /// The run report page; `charts` are the SVGs of [`Chart::all`].
 pub fn run_page(s: &Summary, charts: &[(Chart, String)]) -> String {
-    let mut h = head(&format!("{} seed {} — {}", s.scenario, s.seed, s.verdict));
-    let svg = |want: &Chart| -> String {
-        charts
-            .iter()
-            .find(|(c, _)| c == want)
-            .map(|(c, svg)| chart(svg, &c.stem(s)))
-            .unwrap_or_default()
+    let svg = |want: &Chart| -> Markup {
+        match charts.iter().find(|(c, _)| c == want) {
+            Some((c, svg)) => chart(svg, &c.stem(s)),
+            None => html! {},
+        }
     };
-    let _ = writeln!(
-        h,
-        "<h1>{} {}</h1><div class=\"note\">{}</div>",
-        esc(&s.scenario),
-        badge(&s.verdict),
-        esc(&verdict_note(s))
-    );
+    let note = verdict_note(s);
     let speed = s.simulated_seconds / s.wall_seconds.max(1e-9);
-    let _ = writeln!(
-        h,
-        "<table class=\"kv\">\
-         <tr><th>scenario</th><td>{}</td></tr>\
-         <tr><th>seed</th><td>{}</td></tr>\
-         <tr><th>verdict</th><td>{}{}</td></tr>\
-         <tr><th>simulated</th><td>{}</td></tr>\
-         <tr><th>wall time</th><td>{:.2}s ({:.0}x real time), {} events, backend {}</td></tr>\
-         <tr><th>trace hash</th><td><code>{}</code></td></tr>\
-         <tr><th>reproduce</th><td><code>{}</code></td></tr></table>",
-        esc(&s.path),
-        s.seed,
-        esc(&s.verdict),
-        esc(&verdict_note(s)),
-        secs(s.simulated_seconds),
-        s.wall_seconds,
-        speed,
-        s.events,
-        esc(&s.backend),
-        esc(&s.trace_hash),
-        esc(&s.reproduce),
-    );
-
-    h.push_str("<h2 id=\"invariants\">Invariants</h2>\n<table><tr><th>invariant</th><th>kind</th><th>verdict</th><th>when</th><th>detail</th></tr>\n");
-    for i in &s.invariants {
-        let (class, word) = if i.holds {
-            ("pass", "held")
-        } else {
-            ("fail", "VIOLATED")
-        };
-        let when = i.at_s.map(|t| format!("{t:.3}s")).unwrap_or_default();
-        let _ = writeln!(
-            h,
-            "<tr><td>{}</td><td>{}</td><td class=\"{class}\">{word}</td><td>{when}</td><td>{}</td></tr>",
-            esc(&i.name),
-            esc(&i.kind),
-            esc(&i.detail)
-        );
-    }
-    h.push_str("</table>\n");
-
-    h.push_str("<h2 id=\"faults\">Faults</h2>\n");
-    h.push_str(&svg(&Chart::Faults));
-    if !s.faults.is_empty() {
-        h.push_str("<table><tr><th>kind</th><th>where</th><th>from</th><th>to</th><th>source</th><th>detail</th></tr>\n");
-        for f in &s.faults {
-            let _ = writeln!(
-                h,
-                "<tr><td>{}</td><td>{}</td><td>{:.1}s</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                esc(&f.kind),
-                esc(&f.target),
-                f.start_s,
-                f.end_s
-                    .map(|e| format!("{e:.1}s"))
-                    .unwrap_or_else(|| format!("healed at {:.1}s", s.faulty_phase_s)),
-                esc(&f.source),
-                esc(&f.detail)
-            );
-        }
-        h.push_str("</table>\n<div class=\"note\">The same schedule as scenario <code>[[fault]]</code> tables: <a href=\"faults.toml\">faults.toml</a>. Everything still broken heals at the end of the faulty phase; the vertical line marks it.</div>\n");
-    }
-
-    if !s.services.is_empty() {
-        h.push_str("<h2 id=\"services\">Services</h2>\n");
-    }
-    for (i, svc) in s.services.iter().enumerate() {
-        let _ = writeln!(
-            h,
-            "<h3>{}</h3><table class=\"kv\"><tr><th>requests</th><td>{} ({} succeeded)</td></tr>\
-             <tr><th>availability</th><td>{}{}</td></tr>\
-             <tr><th>latency</th><td>p50 {:.1} ms, p99 {:.1} ms</td></tr>\
-             <tr><th>pods answering</th><td>{}</td></tr></table>",
-            esc(&svc.service),
-            svc.requests,
-            svc.ok,
-            pct(svc.availability),
-            svc.slo
-                .map(|x| format!(" (SLO {})", pct(x)))
-                .unwrap_or_default(),
-            svc.p50_ms,
-            svc.p99_ms,
-            svc.pods_answering
-        );
-        if !svc.by_datacenter.is_empty() {
-            h.push_str("<table><tr><th>users in</th><th>requests</th><th>availability</th><th>p99</th></tr>\n");
-            for d in &svc.by_datacenter {
-                let _ = writeln!(
-                    h,
-                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.1} ms</td></tr>",
-                    esc(&d.datacenter),
-                    d.requests,
-                    pct(d.availability),
-                    d.p99_ms
-                );
+    let body = html! {
+        h1 { (s.scenario) " " (badge(&s.verdict)) }
+        div class="note" { (note) }
+        table class="kv" {
+            tr { th { "scenario" } td { (s.path) } }
+            tr { th { "seed" } td { (s.seed) } }
+            tr { th { "verdict" } td { (s.verdict) (note) } }
+            tr { th { "simulated" } td { (secs(s.simulated_seconds)) } }
+            tr {
+                th { "wall time" }
+                td {
+                    (format_args!("{:.2}s ({speed:.0}x real time), ", s.wall_seconds))
+                    (s.events) " events, backend " (s.backend)
+                }
             }
-            h.push_str("</table>\n");
+            tr { th { "trace hash" } td { code { (s.trace_hash) } } }
+            tr { th { "reproduce" } td { code { (s.reproduce) } } }
         }
-        h.push_str(&svg(&Chart::Availability(i)));
-        h.push_str(&svg(&Chart::Latency(i)));
-        if svc.unavailable.is_empty() {
-            h.push_str("<div class=\"note\">No request failed.</div>\n");
-        } else {
-            h.push_str(
-                "<table><tr><th>unavailable</th><th>failed</th><th>faults in force</th></tr>\n",
-            );
-            for w in svc.unavailable.iter().take(50) {
-                let _ = writeln!(
-                    h,
-                    "<tr><td>{:.1}s – {:.1}s</td><td>{} of {}</td><td>{}</td></tr>",
-                    w.start_s,
-                    w.end_s,
-                    w.failed,
-                    w.total,
-                    esc(&w.faults.join(", "))
-                );
-            }
-            h.push_str("</table>\n");
-            if svc.unavailable.len() > 50 {
-                let _ = writeln!(
-                    h,
-                    "<div class=\"note\">{} more windows in summary.json.</div>",
-                    svc.unavailable.len() - 50
-                );
+
+        h2 id="invariants" { "Invariants" }
+        table {
+            tr { th { "invariant" } th { "kind" } th { "verdict" } th { "when" } th { "detail" } }
+            @for i in &s.invariants {
+                @let (class, word) = if i.holds { ("pass", "held") } else { ("fail", "VIOLATED") };
+                tr {
+                    td { (i.name) }
+                    td { (i.kind) }
+                    td class=(class) { (word) }
+                    td { @if let Some(t) = i.at_s { (format_args!("{t:.3}s")) } }
+                    td { (i.detail) }
+                }
             }
         }
-    }
 
-    if !s.nodes.is_empty() {
-        h.push_str("<h2 id=\"cluster\">Cluster</h2>\n");
-        h.push_str(&svg(&Chart::PodsPerNode));
-        h.push_str(&svg(&Chart::PodsPerDatacenter));
-        h.push_str(&svg(&Chart::Readiness));
-    }
+        h2 id="faults" { "Faults" }
+        (svg(&Chart::Faults))
+        @if !s.faults.is_empty() {
+            table {
+                tr {
+                    th { "kind" } th { "where" } th { "from" } th { "to" }
+                    th { "source" } th { "detail" }
+                }
+                @for f in &s.faults {
+                    tr {
+                        td { (f.kind) }
+                        td { (f.target) }
+                        td { (format_args!("{:.1}s", f.start_s)) }
+                        td {
+                            @match f.end_s {
+                                Some(e) => (format_args!("{e:.1}s")),
+                                None => (format_args!("healed at {:.1}s", s.faulty_phase_s)),
+                            }
+                        }
+                        td { (f.source) }
+                        td { (f.detail) }
+                    }
+                }
+            }
+            div class="note" {
+                "The same schedule as scenario " code { "[[fault]]" } " tables: "
+                a href="faults.toml" { "faults.toml" }
+                ". Everything still broken heals at the end of the faulty phase; \
+                 the vertical line marks it."
+            }
+        }
 
-    h.push_str("<h2 id=\"control-plane\">Control plane</h2>\n");
-    let _ = writeln!(
-        h,
-        "<div class=\"note\">{} store leader(s) elected.{}</div>",
-        s.leaders.len(),
-        if s.control_plane_down.is_empty() {
-            String::new()
-        } else {
-            format!(
-                " Control plane down (no quorum reachable from the nodes; grey in the API chart): {}.",
-                s.control_plane_down
+        @if !s.services.is_empty() {
+            h2 id="services" { "Services" }
+        }
+        @for (i, svc) in s.services.iter().enumerate() {
+            (service(svc))
+            (svg(&Chart::Availability(i)))
+            (svg(&Chart::Latency(i)))
+            (unavailable(svc))
+        }
+
+        @if !s.nodes.is_empty() {
+            h2 id="cluster" { "Cluster" }
+            (svg(&Chart::PodsPerNode))
+            (svg(&Chart::PodsPerDatacenter))
+            (svg(&Chart::Readiness))
+        }
+
+        h2 id="control-plane" { "Control plane" }
+        div class="note" {
+            (s.leaders.len()) " store leader(s) elected."
+            @if !s.control_plane_down.is_empty() {
+                " Control plane down (no quorum reachable from the nodes; grey in the API chart): "
+                (s.control_plane_down
                     .iter()
                     .map(|(a, b)| format!("{a:.1}s – {b:.1}s"))
                     .collect::<Vec<_>>()
-                    .join(", ")
-            )
+                    .join(", "))
+                "."
+            }
         }
-    );
-    h.push_str(&svg(&Chart::Leaders));
-    h.push_str(&svg(&Chart::Api));
-    if charts.iter().any(|(c, _)| *c == Chart::StoreClients) {
-        h.push_str("<h2 id=\"store-clients\">Store clients</h2>\n");
-        let st = &s.stats;
-        let _ = writeln!(
-            h,
-            "<div class=\"note\">{} operations ok, {} failed, {} unknown (timed out); {} set adds acknowledged, {} lost; {} watch events.</div>",
-            st.ops_ok,
-            st.ops_failed,
-            st.ops_unknown,
-            st.set_acknowledged,
-            st.set_lost,
-            st.watch_events
-        );
-        h.push_str(&svg(&Chart::StoreClients));
+        (svg(&Chart::Leaders))
+        (svg(&Chart::Api))
+        @if charts.iter().any(|(c, _)| *c == Chart::StoreClients) {
+            @let st = &s.stats;
+            h2 id="store-clients" { "Store clients" }
+            div class="note" {
+                (st.ops_ok) " operations ok, " (st.ops_failed) " failed, "
+                (st.ops_unknown) " unknown (timed out); "
+                (st.set_acknowledged) " set adds acknowledged, " (st.set_lost) " lost; "
+                (st.watch_events) " watch events."
+            }
+            (svg(&Chart::StoreClients))
+        }
+        h2 id="files" { "Files" }
+        div class="note" {
+            a href="summary.json" { "summary.json" } " · "
+            a href="junit.xml" { "junit.xml" } " · "
+            a href="faults.toml" { "faults.toml" }
+            " · PNG of every chart beside this page"
+        }
+    };
+    run_style_page(
+        &format!("{} seed {} — {}", s.scenario, s.seed, s.verdict),
+        body,
+    )
+}
+
+/// A service's figures: requests, availability, latency, and availability
+/// by the users' datacenter.
+fn service(svc: &crate::ServiceReport) -> Markup {
+    html! {
+        h3 { (svc.service) }
+        table class="kv" {
+            tr { th { "requests" } td { (svc.requests) " (" (svc.ok) " succeeded)" } }
+            tr {
+                th { "availability" }
+                td {
+                    (pct(svc.availability))
+                    @if let Some(x) = svc.slo { " (SLO " (pct(x)) ")" }
+                }
+            }
+            tr {
+                th { "latency" }
+                td { (format_args!("p50 {:.1} ms, p99 {:.1} ms", svc.p50_ms, svc.p99_ms)) }
+            }
+            tr { th { "pods answering" } td { (svc.pods_answering) } }
+        }
+        @if !svc.by_datacenter.is_empty() {
+            table {
+                tr { th { "users in" } th { "requests" } th { "availability" } th { "p99" } }
+                @for d in &svc.by_datacenter {
+                    tr {
+                        td { (d.datacenter) }
+                        td { (d.requests) }
+                        td { (pct(d.availability)) }
+                        td { (format_args!("{:.1} ms", d.p99_ms)) }
+                    }
+                }
+            }
+        }
     }
-    h.push_str("<h2 id=\"files\">Files</h2><div class=\"note\"><a href=\"summary.json\">summary.json</a> · <a href=\"junit.xml\">junit.xml</a> · <a href=\"faults.toml\">faults.toml</a> · PNG of every chart beside this page</div>\n");
-    h.push_str("</body></html>\n");
-    h
+}
+
+/// The windows in which a service's requests failed (the first 50).
+fn unavailable(svc: &crate::ServiceReport) -> Markup {
+    const SHOWN: usize = 50;
+    html! {
+        @if svc.unavailable.is_empty() {
+            div class="note" { "No request failed." }
+        } @else {
+            table {
+                tr { th { "unavailable" } th { "failed" } th { "faults in force" } }
+                @for w in svc.unavailable.iter().take(SHOWN) {
+                    tr {
+                        td { (format_args!("{:.1}s – {:.1}s", w.start_s, w.end_s)) }
+                        td { (format_args!("{} of {}", w.failed, w.total)) }
+                        td { (w.faults.join(", ")) }
+                    }
+                }
+            }
+            @if svc.unavailable.len() > SHOWN {
+                div class="note" {
+                    (svc.unavailable.len() - SHOWN) " more windows in summary.json."
+                }
+            }
+        }
+    }
 }
 
 /// Two runs side by side (`faultline report --compare A B`); `a_href`
@@ -270,72 +291,40 @@ pub fn compare_page(
     charts: &[(Chart, Option<String>, Option<String>)],
 ) -> String {
     let name = |s: &Summary| format!("{} seed {}", s.scenario, s.seed);
-    let mut h = head(&format!("{} vs {}", name(a), name(b)));
-    let _ = writeln!(
-        h,
-        "<h1>Compare</h1><table><tr><th></th><th><a href=\"{}\">A: {}</a></th><th><a href=\"{}\">B: {}</a></th></tr>",
-        esc(a_href),
-        esc(&name(a)),
-        esc(b_href),
-        esc(&name(b))
-    );
-    let mut row = |what: &str, x: String, y: String| {
-        let mark = if x != y {
-            " style=\"background:#fff6d6\""
-        } else {
-            ""
-        };
-        let _ = writeln!(
-            h,
-            "<tr{mark}><th>{}</th><td>{}</td><td>{}</td></tr>",
-            esc(what),
-            x,
-            y
-        );
-    };
+    // (what, A's cell, B's cell): a row is marked where they differ.
+    let mut rows: Vec<(String, Markup, Markup)> = Vec::new();
+    let mut row = |what: &str, x: Markup, y: Markup| rows.push((what.to_string(), x, y));
+    let text = |x: &dyn std::fmt::Display| html! { (maud::display(x)) };
     row("verdict", badge(&a.verdict), badge(&b.verdict));
-    row("scenario file", esc(&a.path), esc(&b.path));
+    row("scenario file", text(&a.path), text(&b.path));
     row(
         "trace hash",
-        format!("<code>{}</code>", esc(&a.trace_hash)),
-        format!("<code>{}</code>", esc(&b.trace_hash)),
+        html! { code { (a.trace_hash) } },
+        html! { code { (b.trace_hash) } },
     );
     row(
         "simulated",
-        secs(a.simulated_seconds),
-        secs(b.simulated_seconds),
+        text(&secs(a.simulated_seconds)),
+        text(&secs(b.simulated_seconds)),
     );
     row(
         "wall time",
-        format!("{:.2}s", a.wall_seconds),
-        format!("{:.2}s", b.wall_seconds),
+        text(&format_args!("{:.2}s", a.wall_seconds)),
+        text(&format_args!("{:.2}s", b.wall_seconds)),
     );
-    row(
-        "faults",
-        a.faults.len().to_string(),
-        b.faults.len().to_string(),
-    );
+    row("faults", text(&a.faults.len()), text(&b.faults.len()));
     let mut names: Vec<&str> = a
         .invariants
         .iter()
         .chain(&b.invariants)
         .map(|i| i.name.as_str())
         .collect();
-    names.dedup();
     names.sort_unstable();
     names.dedup();
-    let inv = |s: &Summary, n: &str| {
-        s.invariants
-            .iter()
-            .find(|i| i.name == n)
-            .map(|i| {
-                if i.holds {
-                    "held".to_string()
-                } else {
-                    format!("<b>VIOLATED</b>: {}", esc(&i.detail))
-                }
-            })
-            .unwrap_or_else(|| "—".into())
+    let inv = |s: &Summary, n: &str| match s.invariants.iter().find(|i| i.name == n) {
+        Some(i) if i.holds => html! { "held" },
+        Some(i) => html! { b { "VIOLATED" } ": " (i.detail) },
+        None => html! { "—" },
     };
     for n in names {
         row(&format!("invariant {n}"), inv(a, n), inv(b, n));
@@ -348,43 +337,92 @@ pub fn compare_page(
         .collect();
     svcs.sort_unstable();
     svcs.dedup();
-    let svc = |s: &Summary, n: &str| {
-        s.services
-            .iter()
-            .find(|x| x.service == n)
-            .map(|x| {
-                format!(
-                    "{} of {} requests, p50 {:.1} ms, p99 {:.1} ms",
-                    pct(x.availability),
-                    x.requests,
-                    x.p50_ms,
-                    x.p99_ms
-                )
-            })
-            .unwrap_or_else(|| "—".into())
+    let svc = |s: &Summary, n: &str| match s.services.iter().find(|x| x.service == n) {
+        Some(x) => html! {
+            (pct(x.availability))
+            " of " (x.requests) " requests, "
+            (format_args!("p50 {:.1} ms, p99 {:.1} ms", x.p50_ms, x.p99_ms))
+        },
+        None => html! { "—" },
     };
     for n in svcs {
         row(&format!("service {n}"), svc(a, n), svc(b, n));
     }
     row(
         "store leaders",
-        a.leaders.len().to_string(),
-        b.leaders.len().to_string(),
+        text(&a.leaders.len()),
+        text(&b.leaders.len()),
     );
-    h.push_str("</table>\n");
-    for (c, x, y) in charts {
-        let title = x.as_ref().map(|_| c.title(a)).unwrap_or_else(|| c.title(b));
-        let _ = writeln!(h, "<h3>{}</h3><div class=\"pair\">", esc(&title));
-        for svg in [x, y] {
-            match svg {
-                Some(svg) => {
-                    let _ = writeln!(h, "<div class=\"chart\">{svg}</div>");
+    let body = html! {
+        h1 { "Compare" }
+        table {
+            tr {
+                th {}
+                th { a href=(a_href) { "A: " (name(a)) } }
+                th { a href=(b_href) { "B: " (name(b)) } }
+            }
+            @for (what, x, y) in &rows {
+                tr style=[(x.0 != y.0).then_some("background:#fff6d6")] {
+                    th { (what) }
+                    td { (x) }
+                    td { (y) }
                 }
-                None => h.push_str("<div class=\"note\">no such chart in this run</div>\n"),
             }
         }
-        h.push_str("</div>\n");
+        @for (c, x, y) in charts {
+            h3 { (x.as_ref().map_or_else(|| c.title(b), |_| c.title(a))) }
+            div class="pair" {
+                @for svg in [x, y] {
+                    @match svg {
+                        Some(svg) => div class="chart" { (PreEscaped(svg)) },
+                        None => div class="note" { "no such chart in this run" },
+                    }
+                }
+            }
+        }
+    };
+    run_style_page(&format!("{} vs {}", name(a), name(b)), body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::InvariantResult;
+
+    #[test]
+    fn text_is_escaped_and_charts_are_inlined_as_they_are() {
+        let s = Summary {
+            scenario: "a<b>&\"c\"".into(),
+            seed: 7,
+            verdict: "fail".into(),
+            expect: "fail".into(),
+            invariants: vec![InvariantResult {
+                name: "x<y".into(),
+                kind: "k".into(),
+                holds: false,
+                detail: "lost <3> & \"more\"".into(),
+                at_s: Some(1.5),
+            }],
+            ..Default::default()
+        };
+        let svg = "<svg width=\"1\"><text>a &amp; b</text></svg>".to_string();
+        let h = run_page(&s, &[(Chart::Faults, svg.clone())]);
+        assert!(
+            h.starts_with("<!DOCTYPE html><html lang=\"en\"><head>"),
+            "{h}"
+        );
+        assert!(h.ends_with("</body></html>\n"));
+        assert!(h.contains("<title>a&lt;b&gt;&amp;&quot;c&quot; seed 7 — fail</title>"));
+        assert!(h.contains(
+            "<h1>a&lt;b&gt;&amp;&quot;c&quot; <span class=\"verdict fail\">FAIL</span></h1>"
+        ));
+        assert!(h.contains("<td>x&lt;y</td>"));
+        assert!(h.contains("<td class=\"fail\">VIOLATED</td><td>1.500s</td>"));
+        assert!(h.contains("<td>lost &lt;3&gt; &amp; &quot;more&quot;</td>"));
+        assert!(h.contains(&format!(
+            "<div class=\"chart\" id=\"chart-faults\">{svg}<div class=\"note\">\
+             <a href=\"faults.png\">faults.png</a></div></div>"
+        )));
+        assert!(h.contains("(expected: this scenario proves a checker catches a real problem)"));
     }
-    h.push_str("</body></html>\n");
-    h
 }

@@ -9,14 +9,16 @@
 //! - two runs side by side: [`compare`];
 //! - the sweep report of `faultline sim explore`: [`sweep`].
 
-use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::Context;
 
 pub mod charts;
+pub mod format;
 pub mod html;
+mod junit;
 pub mod sweep;
+pub use format::{hms, pct};
 use serde::{Deserialize, Serialize};
 
 /// The outcome of one scenario run at one seed.
@@ -293,36 +295,7 @@ impl Summary {
     /// JUnit XML: one test suite per run, one test case per invariant; a
     /// failure message carries the reproduce command.
     pub fn junit(&self) -> String {
-        let failures = self.invariants.iter().filter(|i| !i.holds).count();
-        let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-        let _ = writeln!(
-            x,
-            "<testsuites><testsuite name=\"{}\" tests=\"{}\" failures=\"{}\" time=\"{:.3}\">",
-            esc(&format!("{} seed {}", self.scenario, self.seed)),
-            self.invariants.len(),
-            failures,
-            self.wall_seconds
-        );
-        for inv in &self.invariants {
-            let _ = write!(
-                x,
-                "  <testcase classname=\"{}\" name=\"{}\">",
-                esc(&self.scenario),
-                esc(&inv.name)
-            );
-            if !inv.holds {
-                let _ = write!(
-                    x,
-                    "<failure message=\"{}\">{}\nreproduce: {}</failure>",
-                    esc(&inv.detail),
-                    esc(&inv.detail),
-                    esc(&self.reproduce)
-                );
-            }
-            x.push_str("</testcase>\n");
-        }
-        x.push_str("</testsuite></testsuites>\n");
-        x
+        junit::run(self)
     }
 }
 
@@ -395,26 +368,6 @@ fn relative(from: &Path, to: &Path) -> std::path::PathBuf {
     out
 }
 
-/// Escapes text for HTML and XML (content and quoted attributes), and
-/// drops the control characters XML 1.0 forbids (a child's stderr may
-/// carry terminal colour codes).
-pub(crate) fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            '\n' | '\t' => out.push(c),
-            c if c.is_control() => {}
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -454,8 +407,16 @@ mod tests {
             ..Default::default()
         };
         let x = s.junit();
-        assert!(x.contains("tests=\"2\" failures=\"1\""));
+        let doc = roxmltree::Document::parse(&x).unwrap();
+        let suite = doc.descendants().find(|n| n.has_tag_name("testsuite"));
+        let suite = suite.unwrap();
+        assert_eq!(suite.attribute("name"), Some("s seed 3"));
+        assert_eq!(suite.attribute("tests"), Some("2"));
+        assert_eq!(suite.attribute("failures"), Some("1"));
+        assert_eq!(suite.attribute("time"), Some("0.100"));
         assert!(x.contains("name=\"b&lt;&amp;&gt;\""));
+        let failure = doc.descendants().find(|n| n.has_tag_name("failure"));
+        assert_eq!(failure.unwrap().attribute("message"), Some("lost \"x\""));
         assert!(x.contains("reproduce: faultline sim run scenarios/s.toml --seed 3"));
     }
 }

@@ -7,15 +7,14 @@
 //! draws the page and the JUnit file from it, the same way
 //! [`render_sweep_dir`] redraws them later from a `sweep.json` alone.
 
-use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::Context;
-use plotters::prelude::*;
-use plotters::style::text_anchor::{HPos, Pos, VPos};
 use serde::{Deserialize, Serialize};
 
-use crate::esc;
+mod page;
+mod plot;
+pub use page::html;
 
 /// A whole sweep (or one shard of it): what ran, how each run ended, and
 /// the tally per scenario. Serialized as `sweep.json`.
@@ -288,519 +287,20 @@ fn render(report: &SweepReport, dir: &Path) -> anyhow::Result<()> {
 /// (or the reason) and the reproduce command; one per scenario with no
 /// failing run (skipped when none of its runs finished).
 pub fn junit(report: &SweepReport) -> String {
-    let failures = report.failing().count();
-    let clean: Vec<&ScenarioTally> = report.scenarios.iter().filter(|t| t.failed == 0).collect();
-    let skipped = clean.iter().filter(|t| t.runs == 0).count();
-    let mut name = format!("faultline sim explore --seeds {}", report.seeds);
-    if let Some(shard) = &report.shard {
-        let _ = write!(name, " --shard {shard}");
-    }
-    let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    let _ = writeln!(
-        x,
-        "<testsuites><testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" skipped=\"{skipped}\" time=\"{:.3}\">",
-        esc(&name),
-        failures + clean.len(),
-        report.elapsed_s
-    );
-    for r in report.failing() {
-        let what = if r.failed_invariants.is_empty() {
-            r.reason.clone()
-        } else {
-            format!("violated: {}", r.failed_invariants.join(", "))
-        };
-        let _ = writeln!(
-            x,
-            "  <testcase classname=\"{}\" name=\"{}\" time=\"{:.3}\"><failure message=\"{}\">{}\nreproduce: {}</failure></testcase>",
-            esc(&r.scenario),
-            esc(&format!("{} seed {}", r.scenario, r.seed)),
-            r.wall_seconds,
-            esc(&what),
-            esc(&r.reason),
-            esc(&r.reproduce)
-        );
-    }
-    for t in clean {
-        let wall = t.mean_wall_s.unwrap_or(0.0) * t.runs as f64;
-        let _ = write!(
-            x,
-            "  <testcase classname=\"{}\" name=\"{}\" time=\"{wall:.3}\">",
-            esc(&t.name),
-            esc(&format!("{} ({} seeds)", t.name, t.runs))
-        );
-        if t.runs == 0 {
-            x.push_str("<skipped message=\"no seed of this scenario ran\"/>");
-        }
-        x.push_str("</testcase>\n");
-    }
-    x.push_str("</testsuite></testsuites>\n");
-    x
-}
-
-const CSS: &str = "\
-body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2em auto;max-width:1100px;padding:0 1em;color:#222}
-h1{margin-bottom:.2em}h2{margin-top:1.6em;border-bottom:1px solid #ddd}
-.pass{color:#1a7f37}.fail{color:#c62828}
-table{border-collapse:collapse;margin:.5em 0}
-th,td{border:1px solid #ddd;padding:.3em .6em;text-align:left;vertical-align:top}
-th{background:#f4f4f4}td.n{text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums}
-tr.bad td{background:#fdecea}
-dl{display:grid;grid-template-columns:max-content auto;gap:.2em 1em}dt{font-weight:600}dd{margin:0}
-code{background:#f4f4f4;padding:.1em .3em;border-radius:3px;word-break:break-all}
-svg{max-width:100%;height:auto}
-.muted{color:#666}
-";
-
-/// The sweep's page: one self-contained HTML document.
-pub fn html(report: &SweepReport) -> anyhow::Result<String> {
-    let failing: Vec<&SweepRun> = report.failing().collect();
-    let passed = report.runs.len() - failing.len();
-    let verdict = report.verdict.as_str();
-    let class = if verdict == "pass" { "pass" } else { "fail" };
-    let mut h = String::new();
-    let _ = write!(
-        h,
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>Sweep {} — {}</title><style>{CSS}</style></head><body>\n",
-        esc(&report.seeds),
-        esc(&verdict.to_uppercase())
-    );
-    let _ = writeln!(
-        h,
-        "<h1>Sweep: <span class=\"{class}\">{}</span></h1>",
-        esc(&verdict.to_uppercase())
-    );
-    h.push_str("<dl>\n");
-    let mut item = |k: &str, v: String| {
-        let _ = writeln!(h, "<dt>{}</dt><dd>{v}</dd>", esc(k));
-    };
-    item("seeds", format!("<code>{}</code>", esc(&report.seeds)));
-    item(
-        "shard",
-        report
-            .shard
-            .as_deref()
-            .map(esc)
-            .unwrap_or_else(|| "none (every run)".into()),
-    );
-    let mut runs = format!("{} finished", report.runs.len());
-    if report.runs.len() < report.planned_runs {
-        let _ = write!(
-            runs,
-            " of {} planned ({} not started: the sweep stopped at the first failure)",
-            report.planned_runs,
-            report.planned_runs - report.runs.len()
-        );
-    }
-    item("runs", runs);
-    item("passed", format!("{passed} (as expected)"));
-    item(
-        "failed",
-        format!(
-            "<span class=\"{}\">{}</span> (not as expected)",
-            if failing.is_empty() { "pass" } else { "fail" },
-            failing.len()
-        ),
-    );
-    item(
-        "wall time",
-        format!(
-            "{} ({} at a time, {:.2} s per run)",
-            hms(report.elapsed_s),
-            report.jobs,
-            report.runs.iter().map(|r| r.wall_seconds).sum::<f64>()
-                / report.runs.len().max(1) as f64
-        ),
-    );
-    item("runs per hour", format!("{:.0}", report.runs_per_hour()));
-    item("started", esc(&utc(report.started_unix_s)));
-    item(
-        "verdict",
-        format!("<span class=\"{class}\">{}</span>", esc(verdict)),
-    );
-    h.push_str("</dl>\n");
-
-    h.push_str("<h2>Scenarios</h2>\n<table><tr><th>scenario</th><th>file</th><th>expect</th><th>runs</th><th>passed</th><th>failed</th><th>mean wall</th></tr>\n");
-    for t in &report.scenarios {
-        let _ = writeln!(
-            h,
-            "<tr{}><td>{}</td><td><code>{}</code></td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
-            if t.failed > 0 { " class=\"bad\"" } else { "" },
-            esc(&t.name),
-            esc(&t.path),
-            esc(&t.expect),
-            t.runs,
-            t.passed,
-            t.failed,
-            t.mean_wall_s
-                .map(|s| format!("{s:.2} s"))
-                .unwrap_or_else(|| "-".into())
-        );
-    }
-    h.push_str("</table>\n");
-
-    let _ = writeln!(h, "<h2>Failing seeds ({})</h2>", failing.len());
-    if failing.is_empty() {
-        h.push_str("<p class=\"pass\">Every run ended as expected.</p>\n");
-    } else {
-        run_table(&mut h, &failing);
-    }
-    let expected: Vec<&SweepRun> = report
-        .runs
-        .iter()
-        .filter(|r| r.ok && r.verdict == "fail")
-        .collect();
-    if !expected.is_empty() {
-        let _ = writeln!(
-            h,
-            "<details><summary>Expected failures ({}): scenarios that must be caught, and were</summary>",
-            expected.len()
-        );
-        run_table(&mut h, &expected);
-        h.push_str("</details>\n");
-    }
-
-    h.push_str("<h2>Invariants that failed</h2>\n");
-    match invariant_svg(report)? {
-        Some(svg) => {
-            let _ = writeln!(
-                h,
-                "<p class=\"muted\">Runs in which each invariant was violated: \
-                 <span style=\"color:{}\">&#9632;</span> failed, not as expected; \
-                 <span style=\"color:{}\">&#9632;</span> expected failures \
-                 (<code>expect = &quot;fail&quot;</code>).</p>",
-                css(FAILED_COLOR),
-                css(EXPECTED_COLOR)
-            );
-            h.push_str(&svg);
-        }
-        None => h.push_str("<p>No invariant failed.</p>\n"),
-    }
-    h.push_str("<h2>Wall time per seed</h2>\n");
-    if report.runs.is_empty() {
-        h.push_str("<p>No run finished.</p>\n");
-    } else {
-        let _ = writeln!(
-            h,
-            "<p class=\"muted\">Wall seconds of each run, one colour per scenario; \
-             <span style=\"color:{}\">&#10005;</span> marks a run that did not end as expected.</p>",
-            css(FAILED_COLOR)
-        );
-        // The legend is on the page: inside the plot it would cover points.
-        h.push_str("<p>");
-        for (k, t) in report.scenarios.iter().enumerate() {
-            let _ = write!(
-                h,
-                "<span style=\"color:{}\">&#9679;</span> {} <span class=\"muted\">({})</span> &nbsp; ",
-                css(PALETTE[k % PALETTE.len()]),
-                esc(&t.name),
-                esc(&t.path)
-            );
-        }
-        h.push_str("</p>\n");
-        h.push_str(&wall_svg(report)?);
-    }
-    h.push_str("\n</body></html>\n");
-    Ok(h)
-}
-
-/// A table of runs: scenario, seed, how it ended, its report and the
-/// command that replays it.
-fn run_table(h: &mut String, runs: &[&SweepRun]) {
-    h.push_str("<table><tr><th>scenario</th><th>seed</th><th>exit</th><th>invariants violated / reason</th><th>wall</th><th>report</th><th>reproduce</th></tr>\n");
-    for r in runs {
-        let why = if r.failed_invariants.is_empty() {
-            esc(&r.reason)
-        } else {
-            format!(
-                "{}<br><span class=\"muted\">{}</span>",
-                esc(&r.failed_invariants.join(", ")),
-                esc(&r.reason)
-            )
-        };
-        let report = match (&r.page, &r.report) {
-            (Some(page), _) => format!("<a href=\"{}\">{}</a>", esc(page), esc(page)),
-            (None, Some(dir)) => format!("<code>{}</code> (data only)", esc(dir)),
-            (None, None) => "none (the run ended early)".into(),
-        };
-        let _ = writeln!(
-            h,
-            "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{why}</td><td class=\"n\">{:.2} s</td><td>{report}</td><td><code>{}</code></td></tr>",
-            esc(&r.scenario),
-            r.seed,
-            r.exit_code
-                .map(|c| c.to_string())
-                .unwrap_or_else(|| "signal".into()),
-            r.wall_seconds,
-            esc(&r.reproduce)
-        );
-    }
-    h.push_str("</table>\n");
-}
-
-fn err(e: impl std::fmt::Display) -> anyhow::Error {
-    anyhow::anyhow!("plotting the sweep: {e}")
-}
-
-const FAILED_COLOR: RGBColor = RGBColor(200, 40, 40);
-const EXPECTED_COLOR: RGBColor = RGBColor(240, 150, 40);
-
-/// One colour per scenario in the wall-time chart (Tableau 10 without its
-/// red, which marks failures).
-const PALETTE: [RGBColor; 9] = [
-    RGBColor(31, 119, 180),
-    RGBColor(255, 127, 14),
-    RGBColor(44, 160, 44),
-    RGBColor(148, 103, 189),
-    RGBColor(140, 86, 75),
-    RGBColor(227, 119, 194),
-    RGBColor(127, 127, 127),
-    RGBColor(188, 189, 34),
-    RGBColor(23, 190, 207),
-];
-
-fn css(c: RGBColor) -> String {
-    format!("#{:02x}{:02x}{:02x}", c.0, c.1, c.2)
-}
-
-/// Violations per invariant name: (name, in runs that failed not as
-/// expected, in expected failures), most violated first.
-fn invariant_counts(report: &SweepReport) -> Vec<(String, u32, u32)> {
-    let mut counts: std::collections::BTreeMap<&str, (u32, u32)> = Default::default();
-    for r in &report.runs {
-        for name in &r.failed_invariants {
-            let c = counts.entry(name).or_default();
-            if r.ok {
-                c.1 += 1;
-            } else {
-                c.0 += 1;
-            }
-        }
-    }
-    let mut out: Vec<(String, u32, u32)> = counts
-        .into_iter()
-        .map(|(n, (bad, expected))| (n.to_string(), bad, expected))
-        .collect();
-    out.sort_by(|a, b| (b.1 + b.2).cmp(&(a.1 + a.2)).then(a.0.cmp(&b.0)));
-    out
-}
-
-/// A horizontal bar per violated invariant, most violated on top, stacked:
-/// runs that failed not as expected, then expected failures (the page
-/// carries the legend: inside the plot it would cover the longest bar).
-/// None when no invariant failed.
-fn invariant_svg(report: &SweepReport) -> anyhow::Result<Option<String>> {
-    let counts = invariant_counts(report);
-    if counts.is_empty() {
-        return Ok(None);
-    }
-    let rows = counts.len() as f64;
-    let max = counts.iter().map(|c| c.1 + c.2).max().unwrap_or(1);
-    let name_chars = counts.iter().map(|c| c.0.chars().count()).max();
-    let label_w = (name_chars.unwrap_or(8) as u32 * 7 + 20).min(400);
-    let height = 80 + 32 * counts.len() as u32;
-    // Row i (most violated first) is the band [rows - i - 1, rows - i] of
-    // the y axis, so the first row is on top.
-    let center = |i: usize| rows - i as f64 - 0.5;
-    crate::charts::fonts();
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (900, height)).into_drawing_area();
-        root.fill(&WHITE).map_err(err)?;
-        let mut chart = ChartBuilder::on(&root)
-            .margin(10)
-            .x_label_area_size(35)
-            .y_label_area_size(label_w)
-            .build_cartesian_2d(0f64..f64::from(max + max.div_ceil(8)), 0f64..rows)
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .disable_y_mesh()
-            .y_labels(0)
-            .x_desc("runs violating it")
-            .label_style(("sans-serif", 13))
-            .axis_desc_style(("sans-serif", 14))
-            .x_labels(max.min(10) as usize + 1)
-            .x_label_formatter(&|x| {
-                if x.fract().abs() < 1e-9 {
-                    format!("{x:.0}")
-                } else {
-                    String::new()
-                }
-            })
-            .draw()
-            .map_err(err)?;
-        let bar = |i: usize, from: u32, to: u32, color: RGBColor| {
-            Rectangle::new(
-                [
-                    (f64::from(from), center(i) - 0.35),
-                    (f64::from(to), center(i) + 0.35),
-                ],
-                color.filled(),
-            )
-        };
-        chart
-            .draw_series(
-                counts
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, c)| c.1 > 0)
-                    .map(|(i, c)| bar(i, 0, c.1, FAILED_COLOR)),
-            )
-            .map_err(err)?;
-        chart
-            .draw_series(
-                counts
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, c)| c.2 > 0)
-                    .map(|(i, c)| bar(i, c.1, c.1 + c.2, EXPECTED_COLOR)),
-            )
-            .map_err(err)?;
-        let style = |h: HPos| {
-            ("sans-serif", 13)
-                .into_font()
-                .color(&BLACK)
-                .pos(Pos::new(h, VPos::Center))
-        };
-        chart
-            .draw_series(counts.iter().enumerate().map(|(i, c)| {
-                Text::new(
-                    format!(" {}", c.1 + c.2),
-                    (f64::from(c.1 + c.2), center(i)),
-                    style(HPos::Left),
-                )
-            }))
-            .map_err(err)?;
-        // The names go left of the plot, in pixels: a mesh label would
-        // land wherever the axis puts its ticks, not on the bars.
-        for (i, c) in counts.iter().enumerate() {
-            let (x, y) = chart.backend_coord(&(0.0, center(i)));
-            root.draw(&Text::new(c.0.clone(), (x - 8, y), style(HPos::Right)))
-                .map_err(err)?;
-        }
-        root.present().map_err(err)?;
-    }
-    Ok(Some(svg))
-}
-
-/// Wall seconds of each run by seed, one colour per scenario (the page
-/// carries the legend); a cross marks a run that did not end as expected.
-fn wall_svg(report: &SweepReport) -> anyhow::Result<String> {
-    let seed_min = report.runs.iter().map(|r| r.seed).min().unwrap_or(0) as f64;
-    let seed_max = report.runs.iter().map(|r| r.seed).max().unwrap_or(0) as f64;
-    let pad = ((seed_max - seed_min) * 0.03).max(0.5);
-    let wall_max = report
-        .runs
-        .iter()
-        .map(|r| r.wall_seconds)
-        .fold(0.1, f64::max)
-        * 1.15;
-    crate::charts::fonts();
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (900, 380)).into_drawing_area();
-        root.fill(&WHITE).map_err(err)?;
-        let mut chart = ChartBuilder::on(&root)
-            .margin(10)
-            .x_label_area_size(35)
-            .y_label_area_size(50)
-            .build_cartesian_2d(seed_min - pad..seed_max + pad, 0f64..wall_max)
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .x_desc("seed")
-            .y_desc("wall seconds")
-            .label_style(("sans-serif", 13))
-            .axis_desc_style(("sans-serif", 14))
-            .x_label_formatter(&|x| {
-                if x.fract().abs() < 1e-9 {
-                    format!("{x:.0}")
-                } else {
-                    String::new()
-                }
-            })
-            .light_line_style(WHITE.mix(0.0))
-            .draw()
-            .map_err(err)?;
-        for (k, t) in report.scenarios.iter().enumerate() {
-            let color = PALETTE[k % PALETTE.len()];
-            let mut pts: Vec<(f64, f64, bool)> = report
-                .runs
-                .iter()
-                .filter(|r| r.path == t.path)
-                .map(|r| (r.seed as f64, r.wall_seconds, r.ok))
-                .collect();
-            if pts.is_empty() {
-                continue;
-            }
-            pts.sort_by(|a, b| a.0.total_cmp(&b.0));
-            chart
-                .draw_series(LineSeries::new(
-                    pts.iter().map(|p| (p.0, p.1)),
-                    color.mix(0.5).stroke_width(1),
-                ))
-                .map_err(err)?;
-            chart
-                .draw_series(
-                    pts.iter()
-                        .map(|p| Circle::new((p.0, p.1), 3, color.filled())),
-                )
-                .map_err(err)?;
-            chart
-                .draw_series(
-                    pts.iter()
-                        .filter(|p| !p.2)
-                        .map(|p| Cross::new((p.0, p.1), 6, FAILED_COLOR.stroke_width(2))),
-                )
-                .map_err(err)?;
-        }
-        root.present().map_err(err)?;
-    }
-    Ok(svg)
-}
-
-/// `95` -> `1m35s`, `3.14` -> `3.1s`: a short human duration.
-fn hms(secs: f64) -> String {
-    let t = secs.max(0.0).round() as u64;
-    let (h, m, s) = (t / 3600, t / 60 % 60, t % 60);
-    if h > 0 {
-        format!("{h}h{m:02}m{s:02}s")
-    } else if m > 0 {
-        format!("{m}m{s:02}s")
-    } else {
-        format!("{:.1}s", secs.max(0.0))
-    }
-}
-
-/// Seconds since the Unix epoch as `YYYY-MM-DD HH:MM:SS UTC`.
-fn utc(unix_s: f64) -> String {
-    let t = unix_s.max(0.0) as i64;
-    let (days, secs) = (t.div_euclid(86_400), t.rem_euclid(86_400));
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
+    crate::junit::sweep(report)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn run(scenario: &str, seed: u64, expect: &str, ok: bool, failed: &[&str]) -> SweepRun {
+    pub(super) fn run(
+        scenario: &str,
+        seed: u64,
+        expect: &str,
+        ok: bool,
+        failed: &[&str],
+    ) -> SweepRun {
         let verdict = if failed.is_empty() { "pass" } else { "fail" };
         let report = format!("{scenario}-seed{seed}");
         SweepRun {
@@ -824,7 +324,7 @@ mod tests {
         }
     }
 
-    fn tally(name: &str, expect: &str, runs: &[SweepRun]) -> ScenarioTally {
+    pub(super) fn tally(name: &str, expect: &str, runs: &[SweepRun]) -> ScenarioTally {
         let mine: Vec<&SweepRun> = runs.iter().filter(|r| r.scenario == name).collect();
         let passed = mine.iter().filter(|r| r.ok).count();
         ScenarioTally {
@@ -841,7 +341,7 @@ mod tests {
 
     /// Two scenarios pass (one of them by failing as expected), one fails
     /// at seed 2 with a name that needs escaping, one never ran.
-    fn sample() -> SweepReport {
+    pub(super) fn sample() -> SweepReport {
         let runs = vec![
             run("good", 1, "pass", true, &[]),
             run("good", 2, "pass", true, &[]),
@@ -889,7 +389,7 @@ mod tests {
             for (i, _) in t.match_indices('&') {
                 let ent = &t[i..t[i..].find(';').map_or(t.len(), |j| i + j + 1)];
                 assert!(
-                    ["&amp;", "&lt;", "&gt;", "&quot;", "&#39;"].contains(&ent),
+                    ["&amp;", "&lt;", "&gt;", "&quot;", "&#39;", "&apos;"].contains(&ent),
                     "bad entity {ent:?} in {t:?}"
                 );
             }
@@ -928,7 +428,7 @@ mod tests {
 
     /// Whether an SVG (plotters writes each text on a line of its own)
     /// shows `s`.
-    fn svg_text(svg: &str, s: &str) -> bool {
+    pub(super) fn svg_text(svg: &str, s: &str) -> bool {
         svg.contains(&format!(">\n{s}\n</text>"))
     }
 
@@ -941,8 +441,12 @@ mod tests {
         assert_eq!(names.iter().filter(|n| *n == "testcase").count(), 4);
         assert_eq!(names.iter().filter(|n| *n == "failure").count(), 1);
         assert_eq!(names.iter().filter(|n| *n == "skipped").count(), 1);
-        assert!(
-            x.contains("tests=\"4\" failures=\"1\" skipped=\"1\""),
+        let doc = roxmltree::Document::parse(&x).unwrap();
+        let suite = doc.descendants().find(|n| n.has_tag_name("testsuite"));
+        let count = |a: &str| suite.unwrap().attribute(a);
+        assert_eq!(
+            (count("tests"), count("failures"), count("skipped")),
+            (Some("4"), Some("1"), Some("1")),
             "{x}"
         );
         assert!(x.contains("name=\"b&lt;a&gt;d&amp; seed 2\""), "{x}");
@@ -956,73 +460,6 @@ mod tests {
         assert!(x.contains("name=\"never (0 seeds)\""), "{x}");
         assert!(!x.contains("good seed"), "{x}");
     }
-
-    #[test]
-    fn page_escapes_and_links_the_failing_seed_with_its_reproduce_command() {
-        let h = html(&sample()).unwrap();
-        assert!(h.starts_with("<!DOCTYPE html>"));
-        assert!(!h.contains("b<a>d&"), "unescaped scenario name");
-        assert!(
-            h.contains("<a href=\"b&lt;a&gt;d&amp;-seed2/index.html\">"),
-            "no link to the failing run"
-        );
-        assert!(
-            h.contains("<code>faultline sim run scenarios/b&lt;a&gt;d&amp;.toml --seed 2</code>")
-        );
-        assert!(h.contains("lost &quot;x&quot; &amp; &lt;y&gt;"));
-        // Self-contained: no scripts, nothing fetched.
-        assert!(!h.contains("<script"));
-        assert!(!h.contains("src=\"http"));
-        assert!(!h.contains("<link"));
-        // The histogram names both invariants; the wall chart's legend
-        // every scenario, in its colour.
-        let svgs = h.matches("<svg").count();
-        assert_eq!(svgs, 2, "two charts");
-        for s in ["no-lost-writes", "linearizable"] {
-            assert!(svg_text(&h, s), "histogram lacks {s}");
-        }
-        for s in ["good", "caught", "b&lt;a&gt;d&amp;", "never"] {
-            assert!(
-                h.contains(&format!("&#9679;</span> {s} ")),
-                "legend lacks {s}"
-            );
-        }
-        assert!(h.contains("Sweep: <span class=\"fail\">FAIL</span>"));
-        assert!(h.contains("6 finished of 8 planned"));
-        assert!(h.contains("2023-11-14 22:13:20 UTC"));
-    }
-
-    #[test]
-    fn a_clean_sweep_says_no_invariant_failed() {
-        let mut s = sample();
-        s.runs.retain(|r| r.failed_invariants.is_empty());
-        s.verdict = "pass".into();
-        let h = html(&s).unwrap();
-        assert!(h.contains("No invariant failed."));
-        assert!(h.contains("Every run ended as expected."));
-        assert_eq!(h.matches("<svg").count(), 1);
-    }
-
-    #[test]
-    fn one_violated_invariant_gets_one_bar() {
-        let mut s = sample();
-        s.runs.retain(|r| r.scenario != "caught");
-        let svg = invariant_svg(&s).unwrap().expect("a chart");
-        assert!(svg_text(&svg, "linearizable"), "{svg}");
-        assert!(!svg.contains("no-lost-writes"), "{svg}");
-    }
-
-    #[test]
-    fn invariants_are_counted_per_run_split_by_expectation() {
-        assert_eq!(
-            invariant_counts(&sample()),
-            [
-                ("linearizable".to_string(), 1, 1),
-                ("no-lost-writes".to_string(), 0, 2)
-            ]
-        );
-    }
-
     #[test]
     fn sweep_json_round_trips_and_redraws() {
         let dir = std::env::temp_dir().join(format!("faultline-sweep-test-{}", std::process::id()));
@@ -1118,11 +555,5 @@ mod tests {
         let mut overlapping = b.clone();
         overlapping.runs.push(a.runs[0].clone());
         assert!(err(&[("a", &a), ("b", &overlapping)]).contains("seed 1 is in two shards"));
-    }
-
-    #[test]
-    fn utc_formats_the_epoch_and_leap_days() {
-        assert_eq!(utc(0.0), "1970-01-01 00:00:00 UTC");
-        assert_eq!(utc(951_782_400.0), "2000-02-29 00:00:00 UTC");
     }
 }
