@@ -113,18 +113,18 @@ fn main() -> anyhow::Result<()> {
     without.traffic.clear();
     without.invariants.retain(|i| {
         !matches!(
-            i.get_ref().kind.name(),
+            i.kind().name(),
             "availability" | "latency" | "static-stability"
         )
     });
     let nodes = faultline_sim::scenario::node_names(&with).len();
-    let rate: f64 = with.traffic.iter().map(|t| t.get_ref().rate).sum();
+    let rate: f64 = with.traffic.iter().map(|t| t.rate).sum();
     println!(
         "{}: {} masters, {nodes} nodes, {} deployments, users at {rate} requests per simulated second, {} simulated, {} seed(s)",
         with.name,
-        with.cluster.masters.get_ref(),
+        with.cluster.masters,
         with.deployments.len(),
-        with.duration.get_ref(),
+        with.duration,
         args.seeds
     );
     println!(

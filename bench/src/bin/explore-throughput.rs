@@ -96,8 +96,8 @@ fn main() -> anyhow::Result<()> {
     println!(
         "{}: {} masters, {nodes} nodes, {} simulated per seed; seeds 1..={} on {jobs} worker thread(s), {cores} core(s) available",
         scenario.name,
-        scenario.cluster.masters.get_ref(),
-        scenario.duration.get_ref(),
+        scenario.cluster.masters,
+        scenario.duration,
         args.seeds,
     );
 

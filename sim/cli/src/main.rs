@@ -274,7 +274,7 @@ fn sim_run(
         keep_trace: trace.is_some(),
         path: path.display().to_string(),
         progress: bar.clone().map(|bar| {
-            let faulty = scenario.duration.get_ref().0.as_secs_f64();
+            let faulty = scenario.duration.0.as_secs_f64();
             faultline_sim::run::Progress(std::rc::Rc::new(move |t: f64| {
                 bar.set_position(t.min(faulty) as u64);
                 if t > faulty {
@@ -361,7 +361,7 @@ fn sim_run(
 /// nothing: a run ends with its verdict lines anyway).
 fn progress_bar(s: &faultline_sim::Scenario) -> Option<indicatif::ProgressBar> {
     use std::io::IsTerminal;
-    let secs = s.duration.get_ref().0.as_secs();
+    let secs = s.duration.0.as_secs();
     if !std::io::stderr().is_terminal() || secs < 120 {
         return None;
     }

@@ -89,8 +89,8 @@ pub fn shrink(args: ShrinkArgs) -> ExitCode {
         println!(
             "  {:7.1}s .. {end}  {} {}",
             f.start.as_secs_f64(),
-            f.kind.name(),
-            f.target.as_deref().unwrap_or("")
+            f.kind().name(),
+            f.spec.target().unwrap_or("")
         );
     }
     println!("wrote: {}", out.display());

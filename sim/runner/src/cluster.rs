@@ -56,7 +56,7 @@ pub fn enabled(s: &Scenario) -> bool {
 
 /// API server addresses.
 pub fn api_servers(s: &Scenario) -> Vec<String> {
-    crate::scenario::master_names(*s.cluster.masters.get_ref())
+    crate::scenario::master_names(s.cluster.masters)
         .into_iter()
         .map(|m| format!("{m}:{API_PORT}"))
         .collect()
@@ -89,8 +89,7 @@ pub fn master_main(
         unchecked_binding: s
             .control_plane
             .bugs
-            .iter()
-            .any(|b| *b.get_ref() == ControlPlaneBug::UncheckedBinding),
+            .contains(&ControlPlaneBug::UncheckedBinding),
     };
     let mut manager = ManagerConfig::new("");
     manager.node_lifecycle.grace_ms = s.control_plane.node_grace.0.as_millis() as u64;
@@ -282,7 +281,6 @@ pub fn user_main(s: &Scenario) -> HostMain {
                 ClientConfig::new(api_servers(&s), &credentials(&s).admin),
             );
             for d in &s.deployments {
-                let d = d.get_ref();
                 let obj = deployment_object(d);
                 until_done(&env, || async {
                     match c.create(&obj).await {
@@ -306,14 +304,13 @@ pub fn user_main(s: &Scenario) -> HostMain {
                     d.namespace, d.name
                 ));
             }
-            let mut actions: Vec<_> = s.actions.iter().map(|a| a.get_ref().clone()).collect();
+            let mut actions: Vec<_> = s.actions.to_vec();
             actions.sort_by_key(|a| a.at.0);
             for a in actions {
                 env.sleep_until(start + a.at.0).await;
                 let ns = s
                     .deployments
                     .iter()
-                    .map(|d| d.get_ref())
                     .find(|d| d.name == a.deployment)
                     .map(|d| d.namespace.clone())
                     .unwrap_or_else(|| "default".into());

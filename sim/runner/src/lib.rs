@@ -13,15 +13,15 @@
 //! - [`turmoil_backend`]: the same run on turmoil, as a differential check.
 
 pub mod cluster;
-pub mod faults;
 pub mod observe;
 pub mod run;
-pub mod scenario;
 pub mod shrink;
 pub mod slo;
 pub mod traffic;
 pub mod turmoil_backend;
 pub mod workload;
 
+pub use faultline_faults as faults;
+pub use faultline_scenario as scenario;
+pub use faultline_scenario::{Scenario, ScenarioError};
 pub use run::{run_engine, run_engine_inert_faults, RunOptions, RunOutcome};
-pub use scenario::{Scenario, ScenarioError};

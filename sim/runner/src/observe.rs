@@ -13,7 +13,7 @@ use faultline_apiserver::server::RequestObserver;
 use faultline_reports::{ApiPoint, ServicePoint};
 
 use crate::cluster::Clock;
-use crate::scenario::{InvariantKind, Scenario};
+use crate::scenario::{InvariantSpec, Scenario};
 use crate::traffic::{Outcome, TrafficLog};
 
 const NS: u64 = 1_000_000_000;
@@ -82,10 +82,12 @@ impl ApiLog {
 pub fn slo_of(s: &Scenario, service: &str) -> Option<f64> {
     s.invariants
         .iter()
-        .map(|i| i.get_ref())
-        .filter(|i| i.kind == InvariantKind::Availability)
-        .filter(|i| i.service.as_deref().is_none_or(|x| x == service))
-        .map(|i| i.at_least.unwrap_or(0.999))
+        .filter_map(|i| match &i.spec {
+            InvariantSpec::Availability(a) => Some(a),
+            _ => None,
+        })
+        .filter(|a| a.service.as_deref().is_none_or(|x| x == service))
+        .map(|a| a.at_least)
         .reduce(f64::max)
 }
 

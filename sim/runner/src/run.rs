@@ -23,7 +23,8 @@ use crate::cluster::{self, Findings, Ledger};
 use crate::faults::{self, Control, FaultDriver};
 use crate::observe::ApiLog;
 use crate::scenario::{
-    client_names, master_names, node_names, traffic_clients, Bug, InvariantKind, Scenario,
+    client_names, master_names, node_names, traffic_clients, Bug, InvariantKind, InvariantSpec,
+    Scenario,
 };
 use crate::traffic::{self, SharedTrafficLog, TrafficLog};
 use crate::workload::{
@@ -65,7 +66,7 @@ pub struct RunOutcome {
 
 /// The store configuration of master `i` (1-based).
 pub fn store_config(s: &Scenario, i: u64) -> StoreConfig {
-    let masters = master_names(*s.cluster.masters.get_ref());
+    let masters = master_names(s.cluster.masters);
     let members: BTreeMap<u64, String> = masters
         .iter()
         .enumerate()
@@ -78,17 +79,9 @@ pub fn store_config(s: &Scenario, i: u64) -> StoreConfig {
     cfg.keep_revisions = s.store.keep_revisions;
     cfg.request_timeout = Duration::from_secs(3);
     cfg.bugs = Bugs {
-        ack_before_commit: s
-            .store
-            .bugs
-            .iter()
-            .any(|b| *b.get_ref() == Bug::AckBeforeCommit),
-        stale_reads: s.store.bugs.iter().any(|b| *b.get_ref() == Bug::StaleReads),
-        rejoin_as_new: s
-            .store
-            .bugs
-            .iter()
-            .any(|b| *b.get_ref() == Bug::RejoinAsNew),
+        ack_before_commit: s.has_bug(Bug::AckBeforeCommit),
+        stale_reads: s.has_bug(Bug::StaleReads),
+        rejoin_as_new: s.has_bug(Bug::RejoinAsNew),
     };
     cfg
 }
@@ -119,7 +112,7 @@ pub fn master_host(spec: MasterSpec) -> HostMain {
 
 /// Store endpoints of every master.
 pub fn endpoints(s: &Scenario) -> Vec<String> {
-    master_names(*s.cluster.masters.get_ref())
+    master_names(s.cluster.masters)
         .into_iter()
         .map(|m| format!("{m}:{STORE_PORT}"))
         .collect()
@@ -127,7 +120,7 @@ pub fn endpoints(s: &Scenario) -> Vec<String> {
 
 /// Datacenter of the i-th (0-based) host of a role: round robin.
 pub fn dc_of(s: &Scenario, i: usize) -> String {
-    let dcs = s.cluster.datacenters.get_ref();
+    let dcs = &s.cluster.datacenters;
     dcs[i % dcs.len()].clone()
 }
 
@@ -139,10 +132,7 @@ pub fn hosts(
     api: Option<&Rc<ApiLog>>,
 ) -> Vec<(String, String, HostMain)> {
     let mut out = Vec::new();
-    for (i, m) in master_names(*s.cluster.masters.get_ref())
-        .iter()
-        .enumerate()
-    {
+    for (i, m) in master_names(s.cluster.masters).iter().enumerate() {
         let store = store_config(s, i as u64 + 1);
         let main = if cluster::enabled(s) {
             cluster::master_main(s, store, api.map(|a| a.observer()))
@@ -156,11 +146,11 @@ pub fn hosts(
         out.push((m.clone(), dc_of(s, i), main));
     }
     if let Some(w) = &s.workload {
-        let n = *w.clients.get_ref();
+        let n = w.clients;
         let spec = Rc::new(WorkloadSpec {
             endpoints: endpoints(s),
-            rate_per_client: *w.rate.get_ref() / f64::from(n),
-            keys: *w.keys.get_ref(),
+            rate_per_client: w.rate / f64::from(n),
+            keys: w.keys,
             mix: w.mix.clone(),
             stop: stop.clone(),
             spread_reads: w.spread_reads,
@@ -190,17 +180,13 @@ pub type ProbeResult = Rc<RefCell<Option<(Result<Duration, String>, FinalState)>
 /// replicas to converge, then reads the final state.
 pub fn probe_main(s: &Scenario, rec: &SharedRecorder, result: &ProbeResult) -> HostMain {
     let within = s
-        .invariants
-        .iter()
-        .find(|i| i.get_ref().kind == InvariantKind::Converges)
-        .and_then(|i| i.get_ref().within)
-        .map(|d| d.0)
+        .invariant(InvariantKind::Converges)
+        .and_then(|i| i.within())
         .unwrap_or(Duration::from_secs(60));
     let (eps, rec, result) = (endpoints(s), rec.clone(), result.clone());
-    let keys = s.workload.as_ref().map(|w| *w.keys.get_ref()).unwrap_or(0);
-    let generations = (s.duration.get_ref().0.as_secs_f64()
-        / workload::KEY_GENERATION.as_secs_f64())
-    .ceil() as u64;
+    let keys = s.workload.as_ref().map(|w| w.keys).unwrap_or(0);
+    let generations =
+        (s.duration.0.as_secs_f64() / workload::KEY_GENERATION.as_secs_f64()).ceil() as u64;
     let has_workload = s.workload.is_some();
     Rc::new(move |env: Env| {
         let (eps, rec, result) = (eps.clone(), rec.clone(), result.clone());
@@ -509,7 +495,7 @@ fn run_engine_faults(scenario: &Scenario, opts: &RunOptions, inert: bool) -> Run
             }
             let ctl = Rc::new(RefCell::new(EngineControl {
                 world: world.clone(),
-                masters: master_names(*s.cluster.masters.get_ref()),
+                masters: master_names(s.cluster.masters),
                 nodes: if ledger.is_some() {
                     node_names(&s)
                 } else {
@@ -522,7 +508,7 @@ fn run_engine_faults(scenario: &Scenario, opts: &RunOptions, inert: bool) -> Run
             }));
             let driver = Rc::new(RefCell::new(FaultDriver::new(faults::plan(&s, seed), seed)));
             let driving = tokio::task::spawn_local(drive_faults(ctl.clone(), driver.clone()));
-            let duration = s.duration.get_ref().0;
+            let duration = s.duration.0;
             tokio::time::sleep(duration).await;
 
             // Heal everything still active, then require convergence.
@@ -548,30 +534,21 @@ fn run_engine_faults(scenario: &Scenario, opts: &RunOptions, inert: bool) -> Run
             // `converges` in a cluster also means nodes Ready, deployments at
             // their desired ready replicas and endpoints equal to ready pods.
             let converges = cluster::enabled(&s)
-                .then(|| {
-                    s.invariants
-                        .iter()
-                        .find(|i| i.get_ref().kind == InvariantKind::Converges)
-                })
+                .then(|| s.invariant(InvariantKind::Converges))
                 .flatten();
             let spec = cluster::ProbeSpec {
                 ready: s
-                    .invariants
-                    .iter()
-                    .find(|i| i.get_ref().kind == InvariantKind::DeploymentsReady)
+                    .invariant(InvariantKind::DeploymentsReady)
                     .or(converges)
                     .map(|i| {
-                        let i = i.get_ref();
-                        (
-                            i.within.map(|d| d.0).unwrap_or(Duration::from_secs(120)),
-                            i.deployments.clone(),
-                        )
+                        let only = match &i.spec {
+                            InvariantSpec::DeploymentsReady(d) => d.deployments.clone(),
+                            _ => None,
+                        };
+                        (i.within().unwrap_or(Duration::from_secs(120)), only)
                     }),
                 endpoints: converges.is_some(),
-                pending: s
-                    .invariants
-                    .iter()
-                    .any(|i| i.get_ref().kind == InvariantKind::PendingExplained),
+                pending: s.invariant(InvariantKind::PendingExplained).is_some(),
             };
             let probing = spec.ready.is_some() || spec.pending;
             if probing {
@@ -662,14 +639,13 @@ pub fn judge(
     let rec = observed.rec.borrow();
     let mut results = Vec::new();
     let mut set_lost = 0;
-    let healed_s = s.duration.get_ref().0.as_secs_f64();
+    let healed_s = s.duration.0.as_secs_f64();
     for inv in &s.invariants {
-        let inv = inv.get_ref();
-        let kind = inv.kind.name().to_string();
-        let name = inv.name.clone().unwrap_or_else(|| kind.clone());
+        let kind = inv.kind().name().to_string();
+        let name = inv.display_name().to_string();
         // When a violated invariant broke, where its checker can tell.
         let mut at_ns: Option<u64> = None;
-        let (holds, detail) = match inv.kind {
+        let (holds, detail) = match inv.kind() {
             InvariantKind::Linearizable => match linearizable::check(&rec.history, 2_000_000) {
                 linearizable::Verdict::Linearizable => (
                     true,
@@ -764,14 +740,25 @@ pub fn judge(
                 }
             }
             InvariantKind::Availability => {
-                let (holds, detail, at) = crate::slo::availability(inv, &observed.traffic.borrow());
+                let InvariantSpec::Availability(a) = &inv.spec else {
+                    unreachable!("the kind's settings")
+                };
+                let (holds, detail, at) = crate::slo::availability(a, &observed.traffic.borrow());
                 at_ns = at;
                 (holds, detail)
             }
-            InvariantKind::Latency => crate::slo::latency(inv, &observed.traffic.borrow()),
+            InvariantKind::Latency => {
+                let InvariantSpec::Latency(l) = &inv.spec else {
+                    unreachable!("the kind's settings")
+                };
+                crate::slo::latency(l, &observed.traffic.borrow())
+            }
             InvariantKind::StaticStability => {
+                let InvariantSpec::StaticStability(st) = &inv.spec else {
+                    unreachable!("the kind's settings")
+                };
                 let (holds, detail, at) = crate::slo::static_stability(
-                    inv,
+                    st,
                     &observed.traffic.borrow(),
                     &observed.control_plane_down,
                 );
@@ -888,14 +875,14 @@ pub fn judge(
         };
         if !holds && at_ns.is_none() {
             let f = observed.findings.borrow();
-            at_ns = match inv.kind {
+            at_ns = match inv.kind() {
                 InvariantKind::SingleBinding => f.double_bindings.first().map(|x| x.0),
                 InvariantKind::NoOvercommit => f.overcommits.first().map(|x| x.0),
                 InvariantKind::SingleContainer => observed.containers.0.first().map(|x| x.0),
                 // Judged at the deadline after healing.
                 InvariantKind::Converges | InvariantKind::DeploymentsReady => {
-                    let within = inv.within.map(|d| d.0.as_secs_f64()).unwrap_or(
-                        if inv.kind == InvariantKind::Converges && !crate::cluster::enabled(s) {
+                    let within = inv.within().map(|d| d.as_secs_f64()).unwrap_or(
+                        if inv.kind() == InvariantKind::Converges && !crate::cluster::enabled(s) {
                             60.0
                         } else {
                             120.0
@@ -957,11 +944,7 @@ pub fn judge(
         .as_ref()
         .map(|c| c.api.series(step, simulated_seconds))
         .unwrap_or_default();
-    let fault_schedule: String = faults::plan(s, opts.seed)
-        .iter()
-        .map(crate::shrink::fault_toml)
-        .collect::<Vec<_>>()
-        .join("\n");
+    let fault_schedule = faults::schedule::plan_toml(&faults::plan(s, opts.seed));
     Summary {
         scenario: s.name.clone(),
         path: opts.path.clone(),
@@ -986,7 +969,7 @@ pub fn judge(
             leaders: observed.leaders.len() as u64,
             converged_after_s: observed.converged.as_ref().ok().map(|d| d.as_secs_f64()),
         },
-        faulty_phase_s: s.duration.get_ref().0.as_secs_f64(),
+        faulty_phase_s: s.duration.0.as_secs_f64(),
         timeline: if rec.samples.is_empty() {
             traffic_timeline(&observed.traffic.borrow(), simulated_seconds)
         } else {

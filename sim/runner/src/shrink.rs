@@ -6,108 +6,12 @@
 //! seed. Every candidate is a real run, so the result fails by
 //! construction, and replays bit for bit like any scenario.
 
-use std::fmt::Write as _;
 use std::time::Duration;
 
+use crate::faults::schedule::with_schedule;
 use crate::faults::{plan, PlannedFault};
 use crate::run::{run_engine, RunOptions};
-use crate::scenario::{FaultKind, Scenario};
-
-/// A fault of the plan as a `[[fault]]` table.
-pub fn fault_toml(f: &PlannedFault) -> String {
-    let mut out = String::from("[[fault]]\n");
-    let dur = |d: Duration| humantime::format_duration(Duration::from_millis(d.as_millis() as u64));
-    let _ = writeln!(out, "at = \"{}\"", dur(f.start));
-    let _ = writeln!(out, "kind = \"{}\"", f.kind.name());
-    if let Some(t) = &f.target {
-        let _ = writeln!(out, "target = \"{t}\"");
-    }
-    if let Some(g) = &f.groups {
-        let groups: Vec<String> = g
-            .iter()
-            .map(|g| {
-                let names: Vec<String> = g.iter().map(|n| format!("\"{n}\"")).collect();
-                format!("[{}]", names.join(", "))
-            })
-            .collect();
-        let _ = writeln!(out, "groups = [{}]", groups.join(", "));
-    }
-    if let Some(end) = f.end {
-        if end > f.start {
-            let _ = writeln!(out, "for = \"{}\"", dur(end - f.start));
-        }
-    }
-    match f.kind {
-        FaultKind::Loss => {
-            let _ = writeln!(out, "probability = {}", f.probability.unwrap_or(0.1));
-        }
-        FaultKind::Latency | FaultKind::DiskSlow => {
-            if let Some(d) = f.delay {
-                let _ = writeln!(out, "delay = \"{}\"", dur(d));
-            }
-            if let (FaultKind::Latency, Some(j)) = (f.kind, f.jitter) {
-                if !j.is_zero() {
-                    let _ = writeln!(out, "jitter = \"{}\"", dur(j));
-                }
-            }
-        }
-        FaultKind::DiskCorruption => {
-            let _ = writeln!(out, "bits = {}", f.bits.max(1));
-        }
-        FaultKind::ClockSkew | FaultKind::ClockJump => {
-            let sign = if f.offset_ms < 0 { "-" } else { "" };
-            let _ = writeln!(
-                out,
-                "offset = \"{sign}{}\"",
-                dur(Duration::from_millis(f.offset_ms.unsigned_abs()))
-            );
-        }
-        FaultKind::NodeIsolate if f.isolate_all => {
-            let _ = writeln!(out, "from = \"all\"");
-        }
-        _ => {}
-    }
-    out
-}
-
-/// True for a line that opens a TOML table (`[x]`, `[[x]]`, `[x.y]`).
-fn header(line: &str) -> Option<&str> {
-    let l = line.trim();
-    let l = l.split('#').next().unwrap_or("").trim();
-    let inner = l
-        .strip_prefix("[[")
-        .and_then(|r| r.strip_suffix("]]"))
-        .or_else(|| l.strip_prefix('[').and_then(|r| r.strip_suffix(']')))?;
-    let ok = !inner.is_empty()
-        && inner
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_-. ".contains(c));
-    ok.then(|| inner.trim())
-}
-
-/// `text` without its `[[fault]]` tables and `[nemesis]`, with `faults`
-/// appended as explicit tables.
-pub fn with_schedule(text: &str, faults: &[PlannedFault]) -> String {
-    let mut out = String::new();
-    let mut skipping = false;
-    for line in text.lines() {
-        if let Some(name) = header(line) {
-            skipping = name == "fault" || name == "nemesis" || name.starts_with("nemesis.");
-        }
-        if !skipping {
-            out.push_str(line);
-            out.push('\n');
-        }
-    }
-    while out.ends_with("\n\n") {
-        out.pop();
-    }
-    for f in faults {
-        out.push('\n');
-        out.push_str(&fault_toml(f));
-    }
-    out
-}
+use crate::scenario::Scenario;
 
 /// What the shrinker found.
 pub struct Shrunk {
@@ -297,40 +201,4 @@ pub fn shrink(
         invariant,
         runs,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn headers_and_schedules() {
-        assert_eq!(header("[[fault]]"), Some("fault"));
-        assert_eq!(header("[nemesis] # x"), Some("nemesis"));
-        assert_eq!(header("  [\"m1\"],"), None);
-        let text = "name = \"x\"\n[cluster]\nmasters = 3\n\n[[fault]]\nat = \"1s\"\nkind = \"pause\"\n\n[nemesis]\nevery = \"1s\"\nweights = { pause = 2 }\n\n[[invariant]]\nkind = \"converges\"\n";
-        let f = PlannedFault {
-            start: Duration::from_millis(2500),
-            end: Some(Duration::from_millis(4500)),
-            kind: FaultKind::ClockSkew,
-            target: Some("m1".into()),
-            probability: None,
-            delay: None,
-            bits: 1,
-            offset_ms: -90_000,
-            jitter: None,
-            isolate_all: false,
-            groups: None,
-            source: "nemesis",
-        };
-        let out = with_schedule(text, &[f]);
-        assert!(!out.contains("nemesis") && !out.contains("pause"), "{out}");
-        assert!(out.contains("[[invariant]]\nkind = \"converges\""), "{out}");
-        assert!(
-            out.ends_with(
-                "[[fault]]\nat = \"2s 500ms\"\nkind = \"clock-skew\"\ntarget = \"m1\"\nfor = \"2s\"\noffset = \"-1m 30s\"\n"
-            ),
-            "{out}"
-        );
-    }
 }

@@ -4,23 +4,23 @@
 //! unavailability with the faults that overlapped them).
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
 use faultline_checker::availability::{self as avail, Request as Judged};
 use faultline_reports::{DatacenterAvailability, FaultRecord, ServiceReport, UnavailableWindow};
 
-use crate::scenario::{Invariant, Scenario};
+use crate::scenario::invariant::{Availability, Latency, StaticStability};
+use crate::scenario::Scenario;
 use crate::traffic::TrafficLog;
 
 const NS: f64 = 1e9;
 
 /// The services an invariant is about: its `service`, or every one with
 /// traffic.
-fn services<'a>(inv: &Invariant, log: &'a TrafficLog) -> Vec<(u16, &'a str)> {
+fn services<'a>(service: Option<&str>, log: &'a TrafficLog) -> Vec<(u16, &'a str)> {
     log.services
         .iter()
         .enumerate()
-        .filter(|(_, name)| inv.service.as_ref().is_none_or(|s| s == *name))
+        .filter(|(_, name)| service.is_none_or(|s| s == *name))
         .map(|(i, name)| (i as u16, name.as_str()))
         .collect()
 }
@@ -46,14 +46,14 @@ pub fn pct(x: f64) -> String {
 /// `availability`: over the run (and every `window`), at least `at_least`
 /// of each service's requests succeed. Also says when it first broke
 /// (simulated ns).
-pub fn availability(inv: &Invariant, log: &TrafficLog) -> (bool, String, Option<u64>) {
-    let slo = inv.at_least.unwrap_or(0.999);
+pub fn availability(inv: &Availability, log: &TrafficLog) -> (bool, String, Option<u64>) {
+    let slo = inv.at_least;
     let window = inv.window.map(|w| w.0.as_nanos() as u64);
     let mut holds = true;
     let mut first: Option<u64> = None;
     let mut broke = |at: u64| first = Some(first.map_or(at, |f| f.min(at)));
     let mut parts = Vec::new();
-    for (svc, name) in services(inv, log) {
+    for (svc, name) in services(inv.service.as_deref(), log) {
         let reqs = judged(log, svc, 0, u64::MAX);
         let a = avail::availability(&reqs, slo, window);
         if a.total == 0 {
@@ -100,12 +100,12 @@ pub fn availability(inv: &Invariant, log: &TrafficLog) -> (bool, String, Option<
 
 /// `latency`: the `quantile` of successful requests' latency is below
 /// `below`.
-pub fn latency(inv: &Invariant, log: &TrafficLog) -> (bool, String) {
+pub fn latency(inv: &Latency, log: &TrafficLog) -> (bool, String) {
     let q = inv.quantile.unwrap_or(0.99);
-    let bound = inv.below.map(|b| b.0).unwrap_or(Duration::from_secs(1));
+    let bound = inv.below.0;
     let mut holds = true;
     let mut parts = Vec::new();
-    for (svc, name) in services(inv, log) {
+    for (svc, name) in services(inv.service.as_deref(), log) {
         let reqs = judged(log, svc, 0, u64::MAX);
         match avail::latency_quantile(&reqs, q) {
             None => {
@@ -132,7 +132,7 @@ pub fn latency(inv: &Invariant, log: &TrafficLog) -> (bool, String) {
 /// keeps its SLO and every pod that answered in the minute before keeps
 /// answering. Also says when the first outage that broke it began.
 pub fn static_stability(
-    inv: &Invariant,
+    inv: &StaticStability,
     log: &TrafficLog,
     outages: &[(u64, u64)],
 ) -> (bool, String, Option<u64>) {
@@ -148,7 +148,7 @@ pub fn static_stability(
     let mut holds = true;
     let mut parts = Vec::new();
     for &(from, to) in outages {
-        for (svc, name) in services(inv, log) {
+        for (svc, name) in services(inv.service.as_deref(), log) {
             let during = judged(log, svc, from, to);
             let a = avail::availability(&during, slo, None);
             let pods = |a: u64, b: u64| -> BTreeSet<u32> {

@@ -107,11 +107,7 @@ impl TrafficLog {
     /// The log of `s`'s traffic, with its services, clients and nodes named.
     pub fn new(s: &Scenario) -> TrafficLog {
         TrafficLog {
-            services: s
-                .traffic
-                .iter()
-                .map(|t| t.get_ref().service.clone())
-                .collect(),
+            services: s.traffic.iter().map(|t| t.service.clone()).collect(),
             clients: traffic_clients(s)
                 .into_iter()
                 .map(|c| (c.name, c.datacenter))
@@ -164,12 +160,11 @@ pub fn hosts(
     let clients = traffic_clients(s);
     let mut out = Vec::new();
     for (idx, c) in clients.iter().enumerate() {
-        let t = s.traffic[c.entry].get_ref();
+        let t = &s.traffic[c.entry];
         let per_entry = clients.iter().filter(|x| x.entry == c.entry).count();
         let port = s
             .deployments
             .iter()
-            .map(|d| d.get_ref())
             .find(|d| d.name == t.service)
             .and_then(|d| d.port)
             .expect("validated: the service has a port");

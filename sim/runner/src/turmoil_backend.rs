@@ -167,10 +167,10 @@ impl TurmoilControl<'_, '_> {
 /// kinds and fields turmoil has no model for (a host pause, a host's wall
 /// clock, per-link jitter, worker nodes).
 pub fn unsupported(scenario: &Scenario) -> Option<String> {
-    use crate::scenario::FaultKind;
-    let mut kinds: Vec<FaultKind> = scenario.faults.iter().map(|f| f.get_ref().kind).collect();
+    use crate::scenario::{FaultKind, FaultSpec};
+    let mut kinds: Vec<FaultKind> = scenario.faults.iter().map(|f| f.kind()).collect();
     if let Some(n) = &scenario.nemesis {
-        kinds.extend(n.kinds.get_ref().iter().copied());
+        kinds.extend(n.kinds.iter().copied());
     }
     if let Some(k) = kinds.iter().find(|k| {
         matches!(
@@ -187,7 +187,11 @@ pub fn unsupported(scenario: &Scenario) -> Option<String> {
             k.name()
         ));
     }
-    if scenario.faults.iter().any(|f| f.get_ref().jitter.is_some()) {
+    if scenario
+        .faults
+        .iter()
+        .any(|f| matches!(&f.spec, FaultSpec::Latency(l) if l.jitter.is_some()))
+    {
         return Some("the turmoil backend has no per-link jitter".into());
     }
     None
@@ -198,7 +202,7 @@ pub fn run_turmoil(scenario: &Scenario, opts: &RunOptions) -> RunOutcome {
     let wall = std::time::Instant::now();
     let s = scenario;
     let seed = opts.seed;
-    let duration = s.duration.get_ref().0;
+    let duration = s.duration.0;
     let within = s.cluster.latency.within.0;
     let between = s.cluster.latency.between.0;
     let jitter = s.cluster.latency.jitter.0;

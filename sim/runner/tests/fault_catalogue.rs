@@ -79,7 +79,7 @@ fn every_fault_kind_changes_the_run() {
     let cases = cases();
     for kind in FaultKind::ALL {
         assert!(
-            cases.iter().any(|(k, _, _)| *k == kind),
+            cases.iter().any(|(k, _, _)| k == kind),
             "{} has no effect test",
             kind.name()
         );
@@ -159,7 +159,7 @@ kind = "single-binding"
                 plan.iter()
                     .filter(|g| g.start <= f.start && g.end.is_none_or(|e| e > f.start))
                     .filter(|g| {
-                        !matches!(g.kind, FaultKind::NodeCrash | FaultKind::DatacenterOutage)
+                        !matches!(g.kind(), FaultKind::NodeCrash | FaultKind::DatacenterOutage)
                     })
                     .count()
             })
@@ -178,20 +178,20 @@ kind = "single-binding"
     for f in &plan {
         let dcs = plan
             .iter()
-            .filter(|g| g.kind == FaultKind::DatacenterOutage)
+            .filter(|g| g.kind() == FaultKind::DatacenterOutage)
             .filter(|g| g.start < f.end.unwrap() && g.end.unwrap() > f.start)
             .count();
-        if f.kind == FaultKind::DatacenterOutage {
+        if f.kind() == FaultKind::DatacenterOutage {
             assert_eq!(dcs, 1, "two datacenter outages overlap in {plan:#?}");
         }
     }
     let crashes = plan
         .iter()
-        .filter(|f| f.kind == FaultKind::MasterCrash)
+        .filter(|f| f.kind() == FaultKind::MasterCrash)
         .count();
     let partitions = plan
         .iter()
-        .filter(|f| f.kind == FaultKind::Partition)
+        .filter(|f| f.kind() == FaultKind::Partition)
         .count();
     assert!(
         crashes > partitions,
