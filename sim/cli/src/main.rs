@@ -254,7 +254,7 @@ fn sim_run(
         Ok(s) => s,
         Err(code) => return code,
     };
-    if matches!(backend, Backend::Turmoil) && faultline_sim::cluster::enabled(&scenario) {
+    if matches!(backend, Backend::Turmoil) && scenario.has_nodes() {
         eprintln!(
             "{}: the turmoil backend runs store scenarios only; this one has worker nodes (cluster.nodes_per_datacenter), run it on the engine",
             path.display()
@@ -262,7 +262,7 @@ fn sim_run(
         return ExitCode::from(2);
     }
     if matches!(backend, Backend::Turmoil) {
-        if let Some(why) = faultline_sim::turmoil_backend::unsupported(&scenario) {
+        if let Some(why) = faultline_sim::turmoil::unsupported(&scenario) {
             eprintln!("{}: {why}; run it on the engine", path.display());
             return ExitCode::from(2);
         }
@@ -291,7 +291,7 @@ fn sim_run(
     // shares is looked at afterwards but the panic itself.
     let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match backend {
         Backend::Engine => faultline_sim::run_engine(&scenario, &opts),
-        Backend::Turmoil => faultline_sim::turmoil_backend::run_turmoil(&scenario, &opts),
+        Backend::Turmoil => faultline_sim::turmoil::run_turmoil(&scenario, &opts),
     }));
     if let Some(bar) = &bar {
         bar.finish_and_clear();
@@ -431,14 +431,14 @@ fn print_summary(s: &faultline_reports::Summary, has_workload: bool) {
                 format!(
                     "{} {}",
                     d.datacenter,
-                    faultline_sim::slo::pct(d.availability)
+                    faultline_sim::checker::judge::slo::pct(d.availability)
                 )
             })
             .collect();
         println!(
             "service {}: {} of {} requests ok ({}), p50 {:.1}ms p99 {:.1}ms, {} pods answered",
             svc.service,
-            faultline_sim::slo::pct(svc.availability),
+            faultline_sim::checker::judge::slo::pct(svc.availability),
             svc.requests,
             dcs.join(", "),
             svc.p50_ms,

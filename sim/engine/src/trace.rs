@@ -2,12 +2,12 @@
 //! whose final value proves determinism (same seed, same hash), and can be
 //! kept as text for debugging a seed.
 //!
-//! The trace also hosts the global Raft safety monitor, fed by
-//! [`Observation`]s: at most one leader per term, and every replica applies
-//! the same entry at each index (committed entries never change).
+//! Structured [`Observation`]s (Raft leaders and applied entries, lease
+//! holders) are hashed too, and handed to a monitor the run installs
+//! ([`Trace::on_observation`]: the checker's Raft monitor); a violation it
+//! reports becomes a trace line.
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
 
 use faultline_env::{Observation, Observer};
@@ -16,6 +16,10 @@ use xxhash_rust::xxh3::Xxh3;
 
 /// See [`Trace::on_progress`].
 type ProgressFn = Box<dyn Fn(u64)>;
+
+/// See [`Trace::on_observation`]: told the host, the simulated ns and the
+/// observation; answers a violation to record, if any.
+pub type MonitorFn = Box<dyn Fn(&str, u64, &Observation) -> Option<String>>;
 
 /// The trace of one run.
 pub struct Trace {
@@ -29,7 +33,7 @@ pub struct Trace {
     line: RefCell<String>,
     /// Text lines, kept only when asked for (`--trace`).
     lines: Option<RefCell<Vec<String>>>,
-    monitor: RefCell<SafetyMonitor>,
+    monitor: RefCell<Option<MonitorFn>>,
     /// Told the simulated time every few thousand events (a progress bar);
     /// it only reads, so it cannot change the run.
     progress: RefCell<Option<ProgressFn>>,
@@ -54,7 +58,7 @@ impl Trace {
             events: Cell::new(0),
             line: RefCell::new(String::new()),
             lines: keep_lines.then(|| RefCell::new(Vec::new())),
-            monitor: RefCell::new(SafetyMonitor::default()),
+            monitor: RefCell::new(None),
             progress: RefCell::new(None),
         }
     }
@@ -143,28 +147,10 @@ impl Trace {
             .unwrap_or_default()
     }
 
-    /// Safety violations seen by the monitor, in order.
-    pub fn violations(&self) -> Vec<String> {
-        self.monitor.borrow().violations.clone()
-    }
-
-    /// Leaders by (group, term), for reports.
-    /// The host that last acquired a leader-election lease.
-    pub fn lease_holder(&self, lease: &str) -> Option<String> {
-        self.monitor
-            .borrow()
-            .leases
-            .get(lease)
-            .map(|(h, _, _)| h.clone())
-    }
-
-    pub fn leaders(&self) -> Vec<(u64, u64, String, u64)> {
-        self.monitor
-            .borrow()
-            .leaders
-            .iter()
-            .map(|(&(group, term), (host, at))| (group, term, host.clone(), *at))
-            .collect()
+    /// Hands every observation to `f` (a safety monitor); a violation it
+    /// answers is appended as a `SAFETY VIOLATION` line.
+    pub fn on_observation(&self, f: MonitorFn) {
+        *self.monitor.borrow_mut() = Some(f);
     }
 }
 
@@ -194,100 +180,13 @@ impl Observer for Trace {
             self.hasher.borrow_mut().update(&rec);
             self.events.set(self.events.get() + 1);
         }
-        let violation = self.monitor.borrow_mut().observe(host, now, &observation);
+        let violation = self
+            .monitor
+            .borrow()
+            .as_ref()
+            .and_then(|f| f(host, now, &observation));
         if let Some(v) = violation {
             self.line(host, format_args!("SAFETY VIOLATION: {v}"));
         }
-    }
-}
-
-/// Checks Raft's global safety properties as replicas report them.
-#[derive(Default)]
-struct SafetyMonitor {
-    /// (group, term) -> (leader host, when it won, ns).
-    leaders: BTreeMap<(u64, u64), (String, u64)>,
-    /// (group, index) -> (term, digest, first host that applied it).
-    applied: BTreeMap<(u64, u64), (u64, u64, String)>,
-    /// Leader-election lease -> (holder host, transitions, since ns).
-    leases: BTreeMap<String, (String, u64, u64)>,
-    violations: Vec<String>,
-}
-
-impl SafetyMonitor {
-    fn observe(&mut self, host: &str, now_ns: u64, obs: &Observation) -> Option<String> {
-        let violation = match *obs {
-            Observation::LeaseAcquired {
-                ref lease,
-                transitions,
-            } => {
-                self.leases
-                    .insert(lease.clone(), (host.to_string(), transitions, now_ns));
-                None
-            }
-            Observation::RaftLeader { group, node, term } => {
-                match self.leaders.get(&(group, term)) {
-                    Some((other, _)) if other != host => Some(format!(
-                        "two leaders in term {term} of raft group {group}: {other} and {host} (node {node})"
-                    )),
-                    Some(_) => None,
-                    None => {
-                        self.leaders
-                            .insert((group, term), (host.to_string(), now_ns));
-                        None
-                    }
-                }
-            }
-            Observation::RaftApplied {
-                group,
-                node: _,
-                index,
-                term,
-                digest,
-            } => match self.applied.get(&(group, index)) {
-                Some((t, d, other)) if (*t, *d) != (term, digest) => Some(format!(
-                    "committed entry {index} of raft group {group} differs: {other} applied term {t} digest {d:016x}, {host} applied term {term} digest {digest:016x}"
-                )),
-                Some(_) => None,
-                None => {
-                    self.applied
-                        .insert((group, index), (term, digest, host.to_string()));
-                    None
-                }
-            },
-        };
-        if let Some(v) = &violation {
-            self.violations.push(v.clone());
-        }
-        violation
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn monitor_catches_two_leaders_and_divergent_entries() {
-        let mut m = SafetyMonitor::default();
-        let lead = |node, term| Observation::RaftLeader {
-            group: 1,
-            node,
-            term,
-        };
-        assert!(m.observe("m1", 0, &lead(1, 3)).is_none());
-        assert!(m.observe("m1", 1, &lead(1, 3)).is_none());
-        assert!(m.observe("m2", 2, &lead(2, 4)).is_none());
-        assert!(m.observe("m2", 3, &lead(2, 3)).is_some());
-        let applied = |term, digest| Observation::RaftApplied {
-            group: 1,
-            node: 1,
-            index: 7,
-            term,
-            digest,
-        };
-        assert!(m.observe("m1", 4, &applied(3, 42)).is_none());
-        assert!(m.observe("m2", 5, &applied(3, 42)).is_none());
-        assert!(m.observe("m3", 6, &applied(3, 43)).is_some());
-        assert_eq!(m.violations.len(), 2);
     }
 }

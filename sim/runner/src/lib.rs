@@ -1,27 +1,39 @@
-//! Scenarios, faults, workloads and the runner that judges a seed.
+//! The runner: a scenario at a seed on a simulation backend, in phases,
+//! and its verdict.
 //!
-//! - [`scenario`]: the TOML scenario format, parsed strictly;
-//! - [`cluster`]: the control plane, worker nodes, the user and the
-//!   control-plane observers (auditor, container ledger, cluster probe);
-//! - [`faults`]: the fault plan (scheduled + nemesis, drawn from the seed)
-//!   and how each fault kind starts and heals;
-//! - [`workload`]: store clients, the watcher, and the final reads;
-//! - [`traffic`]: users sending requests to services through the node
-//!   proxies behind a health-checking load balancer, every request recorded;
-//! - [`run`]: one scenario at one seed on the event-driven engine, and the
-//!   invariant verdicts;
-//! - [`turmoil_backend`]: the same run on turmoil, as a differential check.
+//! - [`world`]: the cluster a scenario describes (masters and nodes wired
+//!   by `faultline-roles`, the store workload's clients) and its addresses;
+//! - [`hosts`]: the hosts that act on the cluster and watch it (the user,
+//!   the users of services, the auditor, the probes), thin shells over
+//!   `faultline-workloads` and `faultline-checker`;
+//! - [`engine`]: the run on the event-driven engine: build, fault, heal,
+//!   converge, read;
+//! - [`turmoil`]: the same run on turmoil, as a differential check;
+//! - [`run`]: a run's options, observations and outcome;
+//! - [`summary`]: every invariant judged, and the report's summary;
+//! - [`observe`]: the API server's load and per-service series for the
+//!   report;
+//! - [`shrink`]: a failing seed's fault schedule cut down by delta
+//!   debugging.
+//!
+//! The scenario format, the faults, the workloads and the checkers are
+//! crates of their own (`faultline-scenario`, `-faults`, `-workloads`,
+//! `-checker`), re-exported here as [`scenario`], [`faults`],
+//! [`workloads`] and [`checker`].
 
-pub mod cluster;
+pub mod engine;
+pub mod hosts;
 pub mod observe;
 pub mod run;
 pub mod shrink;
-pub mod slo;
-pub mod traffic;
-pub mod turmoil_backend;
-pub mod workload;
+pub mod summary;
+pub mod turmoil;
+pub mod world;
 
+pub use engine::{run_engine, run_engine_inert_faults};
+pub use faultline_checker as checker;
 pub use faultline_faults as faults;
 pub use faultline_scenario as scenario;
 pub use faultline_scenario::{Scenario, ScenarioError};
-pub use run::{run_engine, run_engine_inert_faults, RunOptions, RunOutcome};
+pub use faultline_workloads as workloads;
+pub use run::{RunOptions, RunOutcome};

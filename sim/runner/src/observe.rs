@@ -12,9 +12,8 @@ use std::rc::Rc;
 use faultline_apiserver::server::RequestObserver;
 use faultline_reports::{ApiPoint, ServicePoint};
 
-use crate::cluster::Clock;
-use crate::scenario::{InvariantSpec, Scenario};
-use crate::traffic::{Outcome, TrafficLog};
+use faultline_checker::record::{Clock, Outcome, TrafficLog};
+use faultline_scenario::{InvariantSpec, Scenario};
 
 const NS: u64 = 1_000_000_000;
 

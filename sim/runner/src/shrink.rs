@@ -8,9 +8,10 @@
 
 use std::time::Duration;
 
+use crate::engine::run_engine;
 use crate::faults::schedule::with_schedule;
 use crate::faults::{plan, PlannedFault};
-use crate::run::{run_engine, RunOptions};
+use crate::run::RunOptions;
 use crate::scenario::Scenario;
 
 /// What the shrinker found.

@@ -31,7 +31,7 @@ use serde::Deserialize;
 pub use duration::{parse_duration, Dur, SignedDur};
 pub use fault::{Fault, FaultKind, FaultSpec, IsolateFrom};
 pub use invariant::{Invariant, InvariantKind, InvariantSpec};
-pub use names::{client_names, master_names, node_names, traffic_clients, TrafficClient};
+pub use names::{client_names, dc_of, master_names, node_names, traffic_clients, TrafficClient};
 pub use parse::did_you_mean;
 pub use sections::*;
 

@@ -19,10 +19,14 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use tokio::time::Instant;
 
-use crate::faults::{self, Control, FaultDriver};
-use crate::run::{hosts, judge, probe_main, Observed, ProbeResult, RunOptions, RunOutcome};
-use crate::scenario::Scenario;
-use crate::workload::{FinalState, Recorder};
+use faultline_checker::raft::RaftMonitor;
+use faultline_checker::record::{FinalState, Recorder};
+use faultline_faults::{Control, FaultDriver};
+use faultline_scenario::Scenario;
+
+use crate::hosts::{store_probe, StoreProbeResult};
+use crate::run::{Observed, RunOptions, RunOutcome};
+use crate::world::hosts;
 
 /// Wall clock at simulated time zero (2026-01-01), as on the engine.
 const EPOCH_MS: u64 = 1_767_225_600_000;
@@ -71,6 +75,7 @@ struct Hosts {
     dcs: BTreeMap<String, String>,
     disks: BTreeMap<String, Rc<SimDisk>>,
     trace: Rc<Trace>,
+    raft: Rc<RefCell<RaftMonitor>>,
     /// Latency within and between datacenters.
     base: (Duration, Duration),
 }
@@ -105,7 +110,7 @@ impl Control for TurmoilControl<'_, '_> {
         self.hosts.dcs.get(host).cloned().unwrap_or_default()
     }
     fn leader(&self) -> Option<String> {
-        let leaders = self.hosts.trace.leaders();
+        let leaders = self.hosts.raft.borrow().leaders();
         let (_, _, host, _) = leaders.iter().max_by_key(|(g, t, _, _)| (*g, *t))?;
         Some(host.clone())
     }
@@ -227,6 +232,11 @@ pub fn run_turmoil(scenario: &Scenario, opts: &RunOptions) -> RunOutcome {
         }),
         opts.keep_trace,
     ));
+    let raft = Rc::new(RefCell::new(RaftMonitor::default()));
+    let monitor = raft.clone();
+    trace.on_observation(Box::new(move |host, now, obs| {
+        monitor.borrow_mut().observe(host, now, obs)
+    }));
     let rec_clock = now_ns.clone();
     let rec = Recorder::new(Rc::new(move || {
         turmoil::sim_elapsed()
@@ -284,9 +294,10 @@ pub fn run_turmoil(scenario: &Scenario, opts: &RunOptions) -> RunOutcome {
         dcs,
         disks,
         trace: trace.clone(),
+        raft: raft.clone(),
         base: (within, between),
     };
-    let mut driver = FaultDriver::new(faults::plan(s, seed), seed);
+    let mut driver = FaultDriver::new(faultline_faults::plan(s, seed), seed);
     let mut failure: Option<String> = None;
     let step = |sim: &mut turmoil::Sim<'_>, failure: &mut Option<String>| {
         now_ns.set(sim.elapsed().as_nanos() as u64);
@@ -316,8 +327,8 @@ pub fn run_turmoil(scenario: &Scenario, opts: &RunOptions) -> RunOutcome {
             }
         }
     }
-    let result: ProbeResult = Default::default();
-    let probe = probe_main(s, &rec, &result);
+    let result: StoreProbeResult = Default::default();
+    let probe = store_probe(s, &rec, &result);
     let probe_disk = Rc::new(SimDisk::new(
         "probe",
         ChaCha8Rng::seed_from_u64(seed),
@@ -362,16 +373,14 @@ pub fn run_turmoil(scenario: &Scenario, opts: &RunOptions) -> RunOutcome {
         rec,
         final_state,
         converged,
-        violations: trace.violations(),
-        leaders: trace.leaders(),
+        raft: raft.borrow().clone(),
         findings: Default::default(),
-        containers: Default::default(),
         traffic: Default::default(),
         control_plane_down: Vec::new(),
         cluster: None,
     };
     let wall_seconds = wall.elapsed().as_secs_f64();
-    let summary = judge(
+    let summary = crate::summary::summarize(
         s,
         opts,
         "turmoil",

@@ -17,16 +17,14 @@
 //!   (shorter than the proxy's idle timeout, as real pools do).
 //!
 //! Requests arrive as a Poisson process and run concurrently. Every one is
-//! recorded in the [`TrafficLog`]: when it was sent and answered, its
+//! recorded in the checker's `TrafficLog`: when it was sent and answered, its
 //! outcome, the node that took it and the pod that answered.
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use faultline_engine::HostMain;
 use faultline_env::Env;
 use http::{header, Method, Request as HttpRequest};
 use http_body_util::{BodyExt, Empty};
@@ -35,8 +33,8 @@ use hyper_util::rt::TokioIo;
 use rand::Rng;
 use tokio::time::Instant;
 
-use crate::cluster::Clock;
-use crate::scenario::{traffic_clients, HttpMethod, Scenario};
+use faultline_checker::record::{Clock, Outcome, Request, SharedTrafficLog};
+use faultline_scenario::{dc_of, node_names, traffic_clients, HttpMethod, Scenario};
 
 /// The proxy's health-check port on every node (kube-proxy's).
 pub const HEALTHZ_PORT: u16 = 10256;
@@ -47,91 +45,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 const POOL_IDLE: Duration = Duration::from_secs(10);
 const POOL_MAX: usize = 8;
 
-/// How a request ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// A 2xx answer.
-    Ok,
-    /// Any other HTTP status (after the load balancer's retry).
-    Status(u16),
-    /// No answer within the timeout.
-    Timeout,
-    /// The connection failed or broke.
-    Error,
-}
-
-/// One user request.
-#[derive(Debug, Clone, Copy)]
-pub struct Request {
-    /// Index into [`TrafficLog::services`].
-    pub service: u16,
-    /// Index into [`TrafficLog::clients`].
-    pub client: u16,
-    pub sent_ns: u64,
-    pub done_ns: u64,
-    pub outcome: Outcome,
-    /// Index into [`TrafficLog::nodes`] of the last node tried.
-    pub node: Option<u16>,
-    /// Index into [`TrafficLog::pods`] of the pod that answered.
-    pub pod: Option<u32>,
-    pub attempts: u8,
-}
-
-impl Request {
-    /// As the availability checker sees it.
-    pub fn judged(&self) -> faultline_checker::availability::Request {
-        faultline_checker::availability::Request {
-            sent_ns: self.sent_ns,
-            done_ns: self.done_ns,
-            ok: self.outcome == Outcome::Ok,
-        }
-    }
-}
-
-/// Every user request of a run.
-#[derive(Debug, Default)]
-pub struct TrafficLog {
-    pub requests: Vec<Request>,
-    /// Service names, by `Request::service`.
-    pub services: Vec<String>,
-    /// (client host, its datacenter), by `Request::client`.
-    pub clients: Vec<(String, String)>,
-    /// Node names, by `Request::node`.
-    pub nodes: Vec<String>,
-    /// Pod names, by `Request::pod`.
-    pub pods: Vec<String>,
-    pod_ids: BTreeMap<String, u32>,
-}
-
-impl TrafficLog {
-    /// The log of `s`'s traffic, with its services, clients and nodes named.
-    pub fn new(s: &Scenario) -> TrafficLog {
-        TrafficLog {
-            services: s.traffic.iter().map(|t| t.service.clone()).collect(),
-            clients: traffic_clients(s)
-                .into_iter()
-                .map(|c| (c.name, c.datacenter))
-                .collect(),
-            nodes: crate::scenario::node_names(s),
-            ..Default::default()
-        }
-    }
-
-    fn pod_id(&mut self, pod: &str) -> u32 {
-        if let Some(&id) = self.pod_ids.get(pod) {
-            return id;
-        }
-        let id = self.pods.len() as u32;
-        self.pods.push(pod.to_string());
-        self.pod_ids.insert(pod.to_string(), id);
-        id
-    }
-}
-
-pub type SharedTrafficLog = Rc<RefCell<TrafficLog>>;
-
-/// What one client host does.
-struct UserSpec {
+/// What one user host does.
+pub struct UserSpec {
     service: u16,
     client: u16,
     port: u16,
@@ -145,17 +60,12 @@ struct UserSpec {
     nodes: Vec<(String, String)>,
 }
 
-/// The host mains of every traffic client: (host, datacenter, main).
-pub fn hosts(
-    s: &Scenario,
-    log: &SharedTrafficLog,
-    clock: &Clock,
-    stop: &Rc<Cell<bool>>,
-) -> Vec<(String, String, HostMain)> {
-    let nodes: Vec<(String, String)> = crate::scenario::node_names(s)
+/// Every user host of `s`: (host, datacenter, what it does).
+pub fn users(s: &Scenario) -> Vec<(String, String, Rc<UserSpec>)> {
+    let nodes: Vec<(String, String)> = node_names(s)
         .into_iter()
         .enumerate()
-        .map(|(i, n)| (n, crate::run::dc_of(s, i)))
+        .map(|(i, n)| (n, dc_of(s, i)))
         .collect();
     let clients = traffic_clients(s);
     let mut out = Vec::new();
@@ -179,17 +89,7 @@ pub fn hosts(
             datacenter: c.datacenter.clone(),
             nodes: nodes.clone(),
         });
-        let (log, clock, stop) = (log.clone(), clock.clone(), stop.clone());
-        let main: HostMain = Rc::new(move |env: Env| {
-            Box::pin(user_loop(
-                env,
-                spec.clone(),
-                log.clone(),
-                clock.clone(),
-                stop.clone(),
-            ))
-        });
-        out.push((c.name.clone(), c.datacenter.clone(), main));
+        out.push((c.name.clone(), c.datacenter.clone(), spec));
     }
     out
 }
@@ -366,7 +266,8 @@ impl Balancer {
     }
 }
 
-async fn user_loop(
+/// One user host: sends requests until `stop`, recording each in `log`.
+pub async fn user_loop(
     env: Env,
     spec: Rc<UserSpec>,
     log: SharedTrafficLog,

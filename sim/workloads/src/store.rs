@@ -1,5 +1,5 @@
-//! The store workload, run by client hosts inside the simulation, and the
-//! recorder that keeps what they saw for the checkers.
+//! The store workload, run by client hosts inside the simulation; what
+//! they see goes into the checker's [`Recorder`](faultline_checker::Recorder).
 //!
 //! - **register** ops (get, put, cas, delete) on a few keys, recorded as a
 //!   history for the linearizability checker;
@@ -11,12 +11,13 @@
 //! runs on both backends.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use faultline_checker::history::{Call, CallResult, History, Outcome};
+use faultline_checker::history::{Call, CallResult};
+use faultline_checker::record::{FinalState, SharedRecorder, WatchSegment, SET_PREFIX};
 use faultline_checker::watch::{EventKind as WEventKind, WatchEvent};
 use faultline_env::Env;
 use faultline_store::client::{prefix, prefix_end, ClientConfig, ClientError, StoreClient};
@@ -24,7 +25,7 @@ use faultline_store::ops::EventKind;
 use rand::Rng;
 use tokio::sync::Semaphore;
 
-use crate::scenario::Mix;
+use faultline_scenario::Mix;
 
 /// Prefix of the register keys.
 pub const REGISTER_PREFIX: &str = "reg/";
@@ -40,128 +41,8 @@ pub const MAX_IN_FLIGHT: usize = 3;
 pub fn register_key(generation: u64, k: u32) -> String {
     format!("{REGISTER_PREFIX}g{generation}/k{k}")
 }
-/// Prefix of the set elements.
-pub const SET_PREFIX: &str = "set/";
 /// The client id used for the final reads.
 pub const FINAL_CLIENT: u64 = u64::MAX;
-
-/// One watch stream segment: gap-free from `start_revision` on.
-#[derive(Debug, Clone, Default)]
-pub struct WatchSegment {
-    pub start_revision: u64,
-    pub received: Vec<WatchEvent>,
-}
-
-/// What the clients recorded.
-pub struct Recorder {
-    /// Simulated nanoseconds since the run began.
-    clock: Rc<dyn Fn() -> u64>,
-    pub history: History,
-    pub set_acknowledged: BTreeSet<String>,
-    pub set_unknown: BTreeSet<String>,
-    pub watch: Vec<WatchSegment>,
-    pub ops_ok: u64,
-    pub ops_failed: u64,
-    pub ops_unknown: u64,
-    /// Every client operation: (invoked ns, completed ns, outcome), for the
-    /// report's timeline. Unknown outcomes have no completion.
-    pub samples: Vec<Sample>,
-}
-
-/// One client operation as the timeline sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Sample {
-    pub invoke_ns: u64,
-    pub complete_ns: Option<u64>,
-    pub outcome: SampleOutcome,
-}
-
-/// How a client operation ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SampleOutcome {
-    Ok,
-    Failed,
-    Unknown,
-}
-
-/// The recorder, shared by every client host of a run.
-pub type SharedRecorder = Rc<RefCell<Recorder>>;
-
-impl Recorder {
-    /// A recorder whose times come from `clock` (simulated ns since start).
-    pub fn new(clock: Rc<dyn Fn() -> u64>) -> SharedRecorder {
-        Rc::new(RefCell::new(Recorder {
-            clock,
-            history: History::new(),
-            set_acknowledged: BTreeSet::new(),
-            set_unknown: BTreeSet::new(),
-            watch: Vec::new(),
-            ops_ok: 0,
-            ops_failed: 0,
-            ops_unknown: 0,
-            samples: Vec::new(),
-        }))
-    }
-
-    fn now_ns(&self) -> u64 {
-        (self.clock)()
-    }
-
-    fn invoke(&mut self, client: u64, key: &str, call: Call) -> u64 {
-        let t = self.now_ns();
-        self.history.invoke(client, key, call, t)
-    }
-
-    fn sample(&mut self, invoke_ns: u64, outcome: SampleOutcome) {
-        let complete_ns = (outcome != SampleOutcome::Unknown).then(|| self.now_ns());
-        match outcome {
-            SampleOutcome::Ok => self.ops_ok += 1,
-            SampleOutcome::Failed => self.ops_failed += 1,
-            SampleOutcome::Unknown => self.ops_unknown += 1,
-        }
-        self.samples.push(Sample {
-            invoke_ns,
-            complete_ns,
-            outcome,
-        });
-    }
-
-    fn finish(&mut self, id: u64, outcome: Outcome) {
-        let invoke_ns = self.history.get(id).map(|op| op.invoke_ns).unwrap_or(0);
-        let kind = match outcome {
-            Outcome::Ok { .. } => SampleOutcome::Ok,
-            Outcome::Fail { .. } => SampleOutcome::Failed,
-            Outcome::Unknown => SampleOutcome::Unknown,
-        };
-        self.sample(invoke_ns, kind);
-        self.history
-            .complete(id, outcome)
-            .expect("each op completes once, after it was invoked");
-    }
-
-    fn ok(&mut self, id: u64, result: CallResult) {
-        let complete_ns = self.now_ns();
-        self.finish(
-            id,
-            Outcome::Ok {
-                complete_ns,
-                result,
-            },
-        );
-    }
-
-    /// Records a failed call: definitely not applied, or unknown.
-    fn failed(&mut self, id: u64, e: &ClientError) {
-        let complete_ns = self.now_ns();
-        let outcome = match e {
-            ClientError::Timeout {
-                maybe_applied: true,
-            } => Outcome::Unknown,
-            _ => Outcome::Fail { complete_ns },
-        };
-        self.finish(id, outcome);
-    }
-}
 
 /// What the clients do.
 pub struct WorkloadSpec {
@@ -388,14 +269,6 @@ pub async fn watcher_loop(env: Env, endpoints: Vec<String>, rec: SharedRecorder)
         }
         env.sleep(Duration::from_millis(100)).await;
     }
-}
-
-/// What the final phase read.
-#[derive(Debug, Default)]
-pub struct FinalState {
-    /// Every set element present, with its revision and value.
-    pub set: Vec<(u64, String, String)>,
-    pub error: Option<String>,
 }
 
 /// After healing: reads the whole set and every register (recording the

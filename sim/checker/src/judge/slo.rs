@@ -1,22 +1,21 @@
-//! Judging user traffic: the `availability`, `latency` and
-//! `static-stability` invariants, and the per-service summary of what the
-//! users saw (availability per datacenter, latency, windows of
-//! unavailability with the faults that overlapped them).
+//! The service-level invariants, judged on every user request recorded:
+//! `availability` (over the run and every sliding window, saying when the
+//! error budget ran out), `latency` (a quantile of successful requests)
+//! and `static-stability` (while the whole control plane is down, pods that
+//! were serving keep serving).
 
 use std::collections::BTreeSet;
 
-use faultline_checker::availability::{self as avail, Request as Judged};
-use faultline_reports::{DatacenterAvailability, FaultRecord, ServiceReport, UnavailableWindow};
+use faultline_scenario::invariant::{Availability, Latency, StaticStability};
 
-use crate::scenario::invariant::{Availability, Latency, StaticStability};
-use crate::scenario::Scenario;
-use crate::traffic::TrafficLog;
+use crate::availability::{self as avail, Request as Judged};
+use crate::record::TrafficLog;
 
 const NS: f64 = 1e9;
 
 /// The services an invariant is about: its `service`, or every one with
 /// traffic.
-fn services<'a>(service: Option<&str>, log: &'a TrafficLog) -> Vec<(u16, &'a str)> {
+pub fn services<'a>(service: Option<&str>, log: &'a TrafficLog) -> Vec<(u16, &'a str)> {
     log.services
         .iter()
         .enumerate()
@@ -25,7 +24,8 @@ fn services<'a>(service: Option<&str>, log: &'a TrafficLog) -> Vec<(u16, &'a str
         .collect()
 }
 
-fn judged(log: &TrafficLog, service: u16, from_ns: u64, to_ns: u64) -> Vec<Judged> {
+/// The requests to `service` sent in `[from_ns, to_ns)`, as the availability oracle takes them.
+pub fn judged(log: &TrafficLog, service: u16, from_ns: u64, to_ns: u64) -> Vec<Judged> {
     log.requests
         .iter()
         .filter(|r| r.service == service && r.sent_ns >= from_ns && r.sent_ns < to_ns)
@@ -187,81 +187,4 @@ pub fn static_stability(
         }
     }
     (holds, parts.join("; "), first)
-}
-
-/// What the users of each service saw, with a time series in steps of
-/// `step` seconds up to `end_s`.
-pub fn reports(
-    s: &Scenario,
-    log: &TrafficLog,
-    faults: &[FaultRecord],
-    step: u64,
-    end_s: f64,
-) -> Vec<ServiceReport> {
-    let mut out = Vec::new();
-    for (svc, name) in log.services.iter().enumerate() {
-        let svc = svc as u16;
-        let reqs = judged(log, svc, 0, u64::MAX);
-        let a = avail::availability(&reqs, 1.0, None);
-        let ms =
-            |q: f64, r: &[Judged]| avail::latency_quantile(r, q).map_or(0.0, |l| l as f64 / 1e6);
-        let dcs: BTreeSet<&str> = log.clients.iter().map(|(_, dc)| dc.as_str()).collect();
-        let by_datacenter = dcs
-            .into_iter()
-            .map(|dc| {
-                let r: Vec<Judged> = log
-                    .requests
-                    .iter()
-                    .filter(|r| r.service == svc && log.clients[r.client as usize].1 == dc)
-                    .map(|r| r.judged())
-                    .collect();
-                let d = avail::availability(&r, 1.0, None);
-                DatacenterAvailability {
-                    datacenter: dc.to_string(),
-                    requests: d.total,
-                    ok: d.ok,
-                    availability: d.ratio(),
-                    p99_ms: ms(0.99, &r),
-                }
-            })
-            .filter(|d| d.requests > 0)
-            .collect();
-        let unavailable = avail::outages(&reqs, 1)
-            .into_iter()
-            .map(|o| {
-                let (s, e) = (o.start_ns as f64 / NS, o.end_ns as f64 / NS);
-                UnavailableWindow {
-                    start_s: s,
-                    end_s: e,
-                    failed: o.failed,
-                    total: o.total,
-                    faults: faults
-                        .iter()
-                        .filter(|f| f.start_s < e && f.end_s.is_none_or(|end| end > s))
-                        .map(|f| format!("{} {}", f.kind, f.target))
-                        .collect(),
-                }
-            })
-            .collect();
-        let pods: BTreeSet<u32> = log
-            .requests
-            .iter()
-            .filter(|r| r.service == svc)
-            .filter_map(|r| r.pod)
-            .collect();
-        out.push(ServiceReport {
-            service: name.clone(),
-            requests: a.total,
-            ok: a.ok,
-            availability: a.ratio(),
-            p50_ms: ms(0.5, &reqs),
-            p99_ms: ms(0.99, &reqs),
-            by_datacenter,
-            pods_answering: pods.len() as u64,
-            unavailable,
-            slo: crate::observe::slo_of(s, name),
-            series: crate::observe::service_series(log, svc, step, end_s),
-        });
-    }
-    out
 }
