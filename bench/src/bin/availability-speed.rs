@@ -31,7 +31,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use bytes::Bytes;
 use faultline_engine::{HostMain, World, WorldConfig};
 use faultline_env::Env;
-use faultline_sim::{run_engine, RunOptions, Scenario};
+use faultline_runner::{run_engine, RunOptions, Scenario};
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::client::conn::http1::{self as client, SendRequest};
 use hyper::server::conn::http1 as server;
@@ -117,7 +117,7 @@ fn main() -> anyhow::Result<()> {
             "availability" | "latency" | "static-stability"
         )
     });
-    let nodes = faultline_sim::scenario::node_names(&with).len();
+    let nodes = faultline_runner::scenario::node_names(&with).len();
     let rate: f64 = with.traffic.iter().map(|t| t.rate).sum();
     println!(
         "{}: {} masters, {nodes} nodes, {} deployments, users at {rate} requests per simulated second, {} simulated, {} seed(s)",

@@ -30,7 +30,7 @@ use clap::Parser;
 /// The same allocator as the `faultline` binary, so the figures match it.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use faultline_sim::{run_engine, RunOptions, Scenario};
+use faultline_runner::{run_engine, RunOptions, Scenario};
 
 /// The runner the extrapolation is for.
 const RUNNER_CORES: usize = 16;
@@ -92,7 +92,7 @@ fn main() -> anyhow::Result<()> {
     let path = args.scenario.display().to_string();
     let text = std::fs::read_to_string(&args.scenario)?;
     let scenario = Scenario::parse(&text, &path).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let nodes = faultline_sim::scenario::node_names(&scenario).len();
+    let nodes = faultline_runner::scenario::node_names(&scenario).len();
     println!(
         "{}: {} masters, {nodes} nodes, {} simulated per seed; seeds 1..={} on {jobs} worker thread(s), {cores} core(s) available",
         scenario.name,

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Parser;
-use faultline_sim::{run_engine, RunOptions, Scenario};
+use faultline_runner::{run_engine, RunOptions, Scenario};
 
 /// The same allocator as the `faultline` binary, so the figures match it.
 #[global_allocator]

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use faultline_engine::{HostMain, World, WorldConfig};
 use faultline_env::Env;
-use faultline_sim::{run_engine, turmoil::run_turmoil, RunOptions, Scenario};
+use faultline_runner::{run_engine, turmoil::run_turmoil, RunOptions, Scenario};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[derive(Parser)]

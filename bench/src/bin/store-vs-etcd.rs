@@ -133,7 +133,7 @@ async fn run(args: Args) -> Result<()> {
         };
         if !exe.exists() {
             bail!(
-                "faultline executable not found at {} (build it: cargo build --release -p faultline, or pass --faultline)",
+                "faultline executable not found at {} (build it: cargo build --release --bin faultline, or pass --faultline)",
                 exe.display()
             );
         }

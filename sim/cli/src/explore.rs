@@ -230,14 +230,14 @@ pub fn explore(args: ExploreArgs) -> ExitCode {
     let mut all = Vec::new();
     let mut tallies = Vec::new();
     for (file, f) in files.iter().enumerate() {
-        let s = match faultline_sim::Scenario::load(f) {
+        let s = match faultline_runner::Scenario::load(f) {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("error: {e}");
                 return ExitCode::from(2);
             }
         };
-        let expect_fail = s.expect == faultline_sim::scenario::Expect::Fail;
+        let expect_fail = s.expect == faultline_runner::scenario::Expect::Fail;
         tallies.push(Tally {
             name: s.name.clone(),
             path: f.clone(),

@@ -153,11 +153,11 @@ fn main() -> ExitCode {
 /// A `--from`/`--to` value: a duration since the start of the run. A bad
 /// one is a usage error (exit 2) naming the flag.
 fn parse_time(s: &str) -> Result<Duration, String> {
-    faultline_sim::scenario::parse_duration(s)
+    faultline_runner::scenario::parse_duration(s)
 }
 
 fn humanize(d: Duration) -> String {
-    faultline_sim::scenario::Dur(d).to_string()
+    faultline_runner::scenario::Dur(d).to_string()
 }
 
 /// Which trace lines `--trace` prints: those whose simulated time is in
@@ -210,8 +210,8 @@ fn print_trace(lines: &[String], window: TraceWindow) -> std::io::Result<()> {
     out.flush()
 }
 
-fn load(path: &Path) -> Result<faultline_sim::Scenario, ExitCode> {
-    faultline_sim::Scenario::load(path).map_err(|e| {
+fn load(path: &Path) -> Result<faultline_runner::Scenario, ExitCode> {
+    faultline_runner::Scenario::load(path).map_err(|e| {
         eprintln!("error: {e}");
         ExitCode::from(2)
     })
@@ -227,7 +227,7 @@ fn sim_check(paths: &[PathBuf]) -> ExitCode {
     };
     let mut bad = false;
     for f in &files {
-        match faultline_sim::Scenario::load(f) {
+        match faultline_runner::Scenario::load(f) {
             Ok(s) => println!("ok: {} ({})", f.display(), s.name),
             Err(e) => {
                 eprintln!("error: {e}");
@@ -262,20 +262,20 @@ fn sim_run(
         return ExitCode::from(2);
     }
     if matches!(backend, Backend::Turmoil) {
-        if let Some(why) = faultline_sim::turmoil::unsupported(&scenario) {
+        if let Some(why) = faultline_runner::turmoil::unsupported(&scenario) {
             eprintln!("{}: {why}; run it on the engine", path.display());
             return ExitCode::from(2);
         }
     }
     let seed = seed.unwrap_or(scenario.seed);
     let bar = progress_bar(&scenario);
-    let opts = faultline_sim::RunOptions {
+    let opts = faultline_runner::RunOptions {
         seed,
         keep_trace: trace.is_some(),
         path: path.display().to_string(),
         progress: bar.clone().map(|bar| {
             let faulty = scenario.duration.0.as_secs_f64();
-            faultline_sim::run::Progress(std::rc::Rc::new(move |t: f64| {
+            faultline_runner::run::Progress(std::rc::Rc::new(move |t: f64| {
                 bar.set_position(t.min(faulty) as u64);
                 if t > faulty {
                     bar.set_message("healing, then checking convergence");
@@ -290,8 +290,8 @@ fn sim_run(
     // The simulation is single-threaded and a panic ends it; nothing it
     // shares is looked at afterwards but the panic itself.
     let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match backend {
-        Backend::Engine => faultline_sim::run_engine(&scenario, &opts),
-        Backend::Turmoil => faultline_sim::turmoil::run_turmoil(&scenario, &opts),
+        Backend::Engine => faultline_runner::run_engine(&scenario, &opts),
+        Backend::Turmoil => faultline_runner::turmoil::run_turmoil(&scenario, &opts),
     }));
     if let Some(bar) = &bar {
         bar.finish_and_clear();
@@ -359,7 +359,7 @@ fn sim_run(
 /// A progress bar over the faulty phase's simulated seconds, on stderr when
 /// it is a terminal and the run is long enough to watch (CI logs get
 /// nothing: a run ends with its verdict lines anyway).
-fn progress_bar(s: &faultline_sim::Scenario) -> Option<indicatif::ProgressBar> {
+fn progress_bar(s: &faultline_runner::Scenario) -> Option<indicatif::ProgressBar> {
     use std::io::IsTerminal;
     let secs = s.duration.0.as_secs();
     if !std::io::stderr().is_terminal() || secs < 120 {
@@ -431,14 +431,14 @@ fn print_summary(s: &faultline_reports::Summary, has_workload: bool) {
                 format!(
                     "{} {}",
                     d.datacenter,
-                    faultline_sim::checker::judge::slo::pct(d.availability)
+                    faultline_runner::checker::judge::slo::pct(d.availability)
                 )
             })
             .collect();
         println!(
             "service {}: {} of {} requests ok ({}), p50 {:.1}ms p99 {:.1}ms, {} pods answered",
             svc.service,
-            faultline_sim::checker::judge::slo::pct(svc.availability),
+            faultline_runner::checker::judge::slo::pct(svc.availability),
             svc.requests,
             dcs.join(", "),
             svc.p50_ms,

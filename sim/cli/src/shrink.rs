@@ -1,5 +1,5 @@
 //! `faultline sim shrink`: minimises the fault schedule of a failing seed
-//! and writes it as a new scenario file (see `faultline_sim::shrink`).
+//! and writes it as a new scenario file (see `faultline_runner::shrink`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -35,7 +35,7 @@ pub fn shrink(args: ShrinkArgs) -> ExitCode {
         }
     };
     let path = args.scenario.display().to_string();
-    let scenario = match faultline_sim::Scenario::parse(&text, &path) {
+    let scenario = match faultline_runner::Scenario::parse(&text, &path) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
@@ -43,7 +43,7 @@ pub fn shrink(args: ShrinkArgs) -> ExitCode {
         }
     };
     let mut progress = |line: &str| println!("shrink: {line}");
-    let shrunk = match faultline_sim::shrink::shrink(
+    let shrunk = match faultline_runner::shrink::shrink(
         &scenario,
         &text,
         &path,

@@ -13,7 +13,7 @@
 //! each tick, so its cost grows with hosts and with simulated time even when
 //! nothing happens. Here idle time is skipped: tokio's paused clock jumps
 //! straight to the next timer. turmoil remains a second backend
-//! (`faultline-sim`'s `turmoil` module) as an independent network model.
+//! (`faultline-runner`'s `turmoil` module) as an independent network model.
 
 // tokio's scheduler and `select!` draw from an internal RNG that is only
 // seedable with `--cfg tokio_unstable` (see .cargo/config.toml). Without it,

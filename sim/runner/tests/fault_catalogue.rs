@@ -3,8 +3,8 @@
 //! kind that is silently a no-op gives both runs the same network traffic
 //! (the trace's net hash).
 
-use faultline_sim::scenario::FaultKind;
-use faultline_sim::{run_engine, run_engine_inert_faults, RunOptions, Scenario};
+use faultline_runner::scenario::FaultKind;
+use faultline_runner::{run_engine, run_engine_inert_faults, RunOptions, Scenario};
 
 /// A store-only world: three masters in three datacenters and a client
 /// workload.
@@ -151,7 +151,7 @@ kind = "single-binding"
     let bounded = Scenario::parse(&text("overlap = true"), "bounded").unwrap();
     let unbounded = Scenario::parse(&text("mode = \"unbounded\""), "unbounded").unwrap();
     let most = |s: &Scenario| {
-        let plan = faultline_sim::faults::plan(s, 3);
+        let plan = faultline_runner::faults::plan(s, 3);
         assert!(plan.len() > 20, "{} faults drawn", plan.len());
         // The most masters-affecting faults in force at any fault's start.
         plan.iter()
@@ -174,7 +174,7 @@ kind = "single-binding"
         "unbounded overlap: {}",
         most(&unbounded)
     );
-    let plan = faultline_sim::faults::plan(&bounded, 3);
+    let plan = faultline_runner::faults::plan(&bounded, 3);
     for f in &plan {
         let dcs = plan
             .iter()
