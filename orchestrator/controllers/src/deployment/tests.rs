@@ -10,7 +10,8 @@ use faultline_api::{
 use super::*;
 use crate::format_time_ms;
 use crate::replicaset;
-use crate::replicaset::tests::{labels, NOW};
+use crate::replicaset::tests::NOW;
+use faultline_api::selector::label_map;
 
 fn deployment(replicas: i32) -> Deployment {
     let mut d = Deployment {
@@ -26,8 +27,8 @@ fn deployment(replicas: i32) -> Deployment {
         },
         ..Default::default()
     };
-    d.spec.selector.match_labels = labels(&[("app", "web")]);
-    d.spec.template.metadata.labels = labels(&[("app", "web")]);
+    d.spec.selector.match_labels = label_map(&[("app", "web")]);
+    d.spec.template.metadata.labels = label_map(&[("app", "web")]);
     d.spec.template.spec.containers = vec![Container {
         name: "c".into(),
         image: "echo:v1".into(),
@@ -508,7 +509,7 @@ fn old_rs(d: &Deployment, revision: i64, replicas: i32) -> ReplicaSet {
             uid: format!("uid-old-{revision}"),
             resource_version: "5".into(),
             generation: 1,
-            labels: labels(&[("app", "web")]),
+            labels: label_map(&[("app", "web")]),
             owner_references: vec![OwnerReference::controller_of(d)],
             creation_timestamp: Some(format_time_ms(NOW - 100_000 + revision as u64)),
             ..ObjectMeta::named("default", &format!("web-old{revision}"))
@@ -571,7 +572,7 @@ fn orphans_are_adopted_and_mismatches_released() {
     let mut orphan = old_rs(&d, 1, 0);
     orphan.metadata.owner_references.clear();
     let mut stray = old_rs(&d, 2, 0);
-    stray.metadata.labels = labels(&[("app", "other")]);
+    stray.metadata.labels = label_map(&[("app", "other")]);
     let foreign = {
         let mut r = old_rs(&d, 3, 0);
         r.metadata.owner_references[0].uid = "someone-else".into();
