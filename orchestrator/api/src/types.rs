@@ -551,6 +551,39 @@ object!(EventSource {
 });
 impl_resource!(Event, "Event", "", "v1", "events", true);
 
+impl Event {
+    /// The first occurrence (`count` 1, first and last timestamp `stamp`)
+    /// of an Event of `event_type` about `involved_object`, reported by
+    /// `component` and named by `metadata`, with its type meta set.
+    pub fn first_occurrence(
+        metadata: ObjectMeta,
+        involved_object: ObjectReference,
+        event_type: &str,
+        reason: &str,
+        message: &str,
+        component: &str,
+        stamp: String,
+    ) -> Event {
+        let mut event = Event {
+            metadata,
+            involved_object,
+            reason: reason.to_string(),
+            message: message.to_string(),
+            event_type: event_type.to_string(),
+            count: 1,
+            first_timestamp: Some(stamp.clone()),
+            last_timestamp: Some(stamp),
+            source: EventSource {
+                component: component.to_string(),
+                host: String::new(),
+            },
+            ..Default::default()
+        };
+        crate::meta::Resource::set_type_meta(&mut event);
+        event
+    }
+}
+
 // ----------------------------------------------------------- sub-resources
 
 kind!(
