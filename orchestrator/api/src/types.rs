@@ -15,24 +15,6 @@ fn is_false(b: &bool) -> bool {
     !*b
 }
 
-/// Declares a top-level kind: `apiVersion`, `kind`, `metadata`, then the
-/// given fields, with Kubernetes' camelCase names and unknown fields refused.
-macro_rules! kind {
-    ($(#[$doc:meta])* $name:ident { $($(#[$fdoc:meta])* $field:ident : $fty:ty),* $(,)? }) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-        #[serde(rename_all = "camelCase", default, deny_unknown_fields)]
-        pub struct $name {
-            #[serde(skip_serializing_if = "String::is_empty")]
-            pub api_version: String,
-            #[serde(skip_serializing_if = "String::is_empty")]
-            pub kind: String,
-            pub metadata: ObjectMeta,
-            $($(#[$fdoc])* pub $field: $fty,)*
-        }
-    };
-}
-
 /// Declares a nested struct with camelCase names, defaults and unknown
 /// fields refused.
 macro_rules! object {
@@ -43,6 +25,24 @@ macro_rules! object {
         pub struct $name {
             $($(#[$fdoc])* pub $field: $fty,)*
         }
+    };
+}
+
+/// Declares a top-level kind: an `object!` whose fields are
+/// `apiVersion`, `kind`, `metadata`, then the given ones.
+macro_rules! kind {
+    ($(#[$doc:meta])* $name:ident { $($(#[$fdoc:meta])* $field:ident : $fty:ty),* $(,)? }) => {
+        object!(
+            $(#[$doc])*
+            $name {
+                #[serde(skip_serializing_if = "String::is_empty")]
+                api_version: String,
+                #[serde(skip_serializing_if = "String::is_empty")]
+                kind: String,
+                metadata: ObjectMeta,
+                $($(#[$fdoc])* $field: $fty,)*
+            }
+        );
     };
 }
 
