@@ -27,6 +27,27 @@ use crate::validate::{is_label_key, is_label_value, LABEL_KEY_RULE, LABEL_VALUE_
 
 // ------------------------------------------------------------ LabelSelector
 
+/// A label map from `(key, value)` pairs, for writing labels and
+/// `matchLabels` as literals.
+pub fn label_map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+impl LabelSelectorRequirement {
+    /// The `matchExpressions` requirement `key operator values`, unchecked
+    /// (see [`Requirement::new`] for a validated one).
+    pub fn new(key: &str, operator: &str, values: &[&str]) -> LabelSelectorRequirement {
+        LabelSelectorRequirement {
+            key: key.into(),
+            operator: operator.into(),
+            values: values.iter().map(|v| v.to_string()).collect(),
+        }
+    }
+}
+
 impl LabelSelector {
     /// True when `labels` satisfy every `matchLabels` pair and every
     /// `matchExpressions` requirement.
@@ -805,33 +826,18 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
-    fn expr(key: &str, op: &str, values: &[&str]) -> LabelSelectorRequirement {
-        LabelSelectorRequirement {
-            key: key.into(),
-            operator: op.into(),
-            values: values.iter().map(|v| v.to_string()).collect(),
-        }
-    }
-
     #[test]
     fn label_selector_matches_labels_and_expressions() {
         let sel = LabelSelector {
-            match_labels: labels(&[("app", "web")]),
+            match_labels: label_map(&[("app", "web")]),
             match_expressions: vec![
-                expr("env", "In", &["prod", "staging"]),
-                expr("tier", "NotIn", &["db"]),
-                expr("release", "Exists", &[]),
-                expr("legacy", "DoesNotExist", &[]),
+                LabelSelectorRequirement::new("env", "In", &["prod", "staging"]),
+                LabelSelectorRequirement::new("tier", "NotIn", &["db"]),
+                LabelSelectorRequirement::new("release", "Exists", &[]),
+                LabelSelectorRequirement::new("legacy", "DoesNotExist", &[]),
             ],
         };
-        let good = labels(&[("app", "web"), ("env", "prod"), ("release", "1")]);
+        let good = label_map(&[("app", "web"), ("env", "prod"), ("release", "1")]);
         assert!(sel.matches(&good));
         let mut l = good.clone();
         l.insert("tier".into(), "front".into());
@@ -856,14 +862,14 @@ mod tests {
     fn empty_label_selector_matches_everything_and_bad_operator_nothing() {
         let empty = LabelSelector::default();
         assert!(empty.is_empty());
-        assert!(empty.matches(&labels(&[])));
-        assert!(empty.matches(&labels(&[("a", "b")])));
+        assert!(empty.matches(&label_map(&[])));
+        assert!(empty.matches(&label_map(&[("a", "b")])));
         let bad = LabelSelector {
-            match_expressions: vec![expr("a", "Gt", &["1"])],
+            match_expressions: vec![LabelSelectorRequirement::new("a", "Gt", &["1"])],
             ..Default::default()
         };
         assert!(!bad.is_empty());
-        assert!(!bad.matches(&labels(&[("a", "2")])));
+        assert!(!bad.matches(&label_map(&[("a", "2")])));
     }
 
     #[test]
@@ -889,13 +895,13 @@ mod tests {
                 ("x", Operator::Equals),
             ]
         );
-        assert!(s.matches(&labels(&[
+        assert!(s.matches(&label_map(&[
             ("app", "web"),
             ("env", "prod"),
             ("release", ""),
             ("x", "y")
         ])));
-        assert!(!s.matches(&labels(&[
+        assert!(!s.matches(&label_map(&[
             ("app", "web"),
             ("env", "prod"),
             ("release", ""),
@@ -908,8 +914,8 @@ mod tests {
     fn parse_tolerates_spaces_and_empty_values() {
         let s = Selector::parse("  app = web , env in ( a , b ) , ! old , k= ").unwrap();
         assert_eq!(s.to_string(), "app=web,env in (a,b),k=,!old");
-        assert!(s.matches(&labels(&[("app", "web"), ("env", "b"), ("k", "")])));
-        assert!(!s.matches(&labels(&[("app", "web"), ("env", "b")])));
+        assert!(s.matches(&label_map(&[("app", "web"), ("env", "b"), ("k", "")])));
+        assert!(!s.matches(&label_map(&[("app", "web"), ("env", "b")])));
         assert_eq!(Selector::parse("").unwrap(), Selector::everything());
         assert_eq!(Selector::parse("   ").unwrap(), Selector::everything());
         // Keywords are keywords only where an operator goes.
@@ -962,28 +968,28 @@ mod tests {
     #[test]
     fn label_selector_converts_to_a_query_string() {
         let sel = LabelSelector {
-            match_labels: labels(&[("app", "web")]),
+            match_labels: label_map(&[("app", "web")]),
             match_expressions: vec![
-                expr("env", "In", &["staging", "prod"]),
-                expr("old", "DoesNotExist", &[]),
+                LabelSelectorRequirement::new("env", "In", &["staging", "prod"]),
+                LabelSelectorRequirement::new("old", "DoesNotExist", &[]),
             ],
         };
         let s = Selector::try_from(&sel).unwrap();
         assert_eq!(s.to_string(), "app=web,env in (prod,staging),!old");
         for l in [
-            labels(&[("app", "web"), ("env", "prod")]),
-            labels(&[("app", "web"), ("env", "dev")]),
-            labels(&[("app", "web"), ("env", "prod"), ("old", "1")]),
+            label_map(&[("app", "web"), ("env", "prod")]),
+            label_map(&[("app", "web"), ("env", "dev")]),
+            label_map(&[("app", "web"), ("env", "prod"), ("old", "1")]),
         ] {
             assert_eq!(s.matches(&l), sel.matches(&l), "{l:?}");
         }
         let bad = LabelSelector {
-            match_expressions: vec![expr("a", "Gt", &["1"])],
+            match_expressions: vec![LabelSelectorRequirement::new("a", "Gt", &["1"])],
             ..Default::default()
         };
         assert!(Selector::try_from(&bad).unwrap_err().contains("\"Gt\""));
         let empty_in = LabelSelector {
-            match_expressions: vec![expr("a", "In", &[])],
+            match_expressions: vec![LabelSelectorRequirement::new("a", "In", &[])],
             ..Default::default()
         };
         assert!(Selector::try_from(empty_in).is_err());
@@ -991,10 +997,10 @@ mod tests {
 
     #[test]
     fn from_map_selects_like_a_service() {
-        let s = Selector::from_map(&labels(&[("app", "web"), ("tier", "front")]));
+        let s = Selector::from_map(&label_map(&[("app", "web"), ("tier", "front")]));
         assert_eq!(s.to_string(), "app=web,tier=front");
-        assert!(s.matches(&labels(&[("app", "web"), ("tier", "front"), ("x", "y")])));
-        assert!(!s.matches(&labels(&[("app", "web")])));
+        assert!(s.matches(&label_map(&[("app", "web"), ("tier", "front"), ("x", "y")])));
+        assert!(!s.matches(&label_map(&[("app", "web")])));
         assert!(Selector::from_map(&BTreeMap::new()).is_empty());
     }
 

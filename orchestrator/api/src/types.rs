@@ -15,24 +15,6 @@ fn is_false(b: &bool) -> bool {
     !*b
 }
 
-/// Declares a top-level kind: `apiVersion`, `kind`, `metadata`, then the
-/// given fields, with Kubernetes' camelCase names and unknown fields refused.
-macro_rules! kind {
-    ($(#[$doc:meta])* $name:ident { $($(#[$fdoc:meta])* $field:ident : $fty:ty),* $(,)? }) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-        #[serde(rename_all = "camelCase", default, deny_unknown_fields)]
-        pub struct $name {
-            #[serde(skip_serializing_if = "String::is_empty")]
-            pub api_version: String,
-            #[serde(skip_serializing_if = "String::is_empty")]
-            pub kind: String,
-            pub metadata: ObjectMeta,
-            $($(#[$fdoc])* pub $field: $fty,)*
-        }
-    };
-}
-
 /// Declares a nested struct with camelCase names, defaults and unknown
 /// fields refused.
 macro_rules! object {
@@ -43,6 +25,24 @@ macro_rules! object {
         pub struct $name {
             $($(#[$fdoc])* pub $field: $fty,)*
         }
+    };
+}
+
+/// Declares a top-level kind: an `object!` whose fields are
+/// `apiVersion`, `kind`, `metadata`, then the given ones.
+macro_rules! kind {
+    ($(#[$doc:meta])* $name:ident { $($(#[$fdoc:meta])* $field:ident : $fty:ty),* $(,)? }) => {
+        object!(
+            $(#[$doc])*
+            $name {
+                #[serde(skip_serializing_if = "String::is_empty")]
+                api_version: String,
+                #[serde(skip_serializing_if = "String::is_empty")]
+                kind: String,
+                metadata: ObjectMeta,
+                $($(#[$fdoc])* $field: $fty,)*
+            }
+        );
     };
 }
 
@@ -550,6 +550,39 @@ object!(EventSource {
     host: String,
 });
 impl_resource!(Event, "Event", "", "v1", "events", true);
+
+impl Event {
+    /// The first occurrence (`count` 1, first and last timestamp `stamp`)
+    /// of an Event of `event_type` about `involved_object`, reported by
+    /// `component` and named by `metadata`, with its type meta set.
+    pub fn first_occurrence(
+        metadata: ObjectMeta,
+        involved_object: ObjectReference,
+        event_type: &str,
+        reason: &str,
+        message: &str,
+        component: &str,
+        stamp: String,
+    ) -> Event {
+        let mut event = Event {
+            metadata,
+            involved_object,
+            reason: reason.to_string(),
+            message: message.to_string(),
+            event_type: event_type.to_string(),
+            count: 1,
+            first_timestamp: Some(stamp.clone()),
+            last_timestamp: Some(stamp),
+            source: EventSource {
+                component: component.to_string(),
+                host: String::new(),
+            },
+            ..Default::default()
+        };
+        crate::meta::Resource::set_type_meta(&mut event);
+        event
+    }
+}
 
 // ----------------------------------------------------------- sub-resources
 

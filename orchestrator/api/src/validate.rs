@@ -1202,6 +1202,7 @@ mod tests {
     use super::*;
     use crate::meta::{ObjectReference, OwnerReference};
     use crate::quantity::Quantity;
+    use crate::selector::label_map;
 
     fn fields(causes: &[StatusCause]) -> Vec<&str> {
         causes.iter().map(|c| c.field.as_str()).collect()
@@ -1219,13 +1220,6 @@ mod tests {
             has(causes, reason, field),
             "expected {reason} at {field}, got {causes:#?}"
         );
-    }
-
-    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
     }
 
     fn container(name: &str) -> Container {
@@ -1248,7 +1242,7 @@ mod tests {
     }
 
     fn deployment() -> Deployment {
-        let app = labels(&[("app", "web")]);
+        let app = label_map(&[("app", "web")]);
         Deployment {
             metadata: ObjectMeta::named("default", "web"),
             spec: DeploymentSpec {
@@ -1274,7 +1268,7 @@ mod tests {
         Service {
             metadata: ObjectMeta::named("default", "web"),
             spec: ServiceSpec {
-                selector: labels(&[("app", "web")]),
+                selector: label_map(&[("app", "web")]),
                 ports: vec![ServicePort {
                     port: 80,
                     target_port: Some(IntOrString::Int(8080)),
@@ -1374,15 +1368,15 @@ mod tests {
     #[test]
     fn meta_checks_labels_annotations_and_owners() {
         let mut m = ObjectMeta::named("default", "web");
-        m.labels = labels(&[("bad key", "v"), ("ok", "bad value")]);
-        m.annotations = labels(&[("example.com/note", "anything at all, even spaces")]);
+        m.labels = label_map(&[("bad key", "v"), ("ok", "bad value")]);
+        m.annotations = label_map(&[("example.com/note", "anything at all, even spaces")]);
         let e = validate_meta(&m, true, NameRule::Subdomain);
         assert_eq!(fields(&e), vec!["metadata.labels", "metadata.labels"]);
         assert!(e[0].message.contains("\"bad key\""), "{e:?}");
         assert!(e[1].message.contains("\"bad value\""), "{e:?}");
 
         let mut m = ObjectMeta::named("default", "web");
-        m.annotations = labels(&[("big", &"x".repeat(ANNOTATIONS_BYTES_MAX))]);
+        m.annotations = label_map(&[("big", &"x".repeat(ANNOTATIONS_BYTES_MAX))]);
         assert_has(
             &validate_meta(&m, true, NameRule::Subdomain),
             reason::TOO_LONG,
@@ -1435,7 +1429,7 @@ mod tests {
             ..Default::default()
         });
         p.spec.restart_policy = "Always".into();
-        p.spec.node_selector = labels(&[(labels::ZONE, "z1")]);
+        p.spec.node_selector = label_map(&[(labels::ZONE, "z1")]);
         p.spec.tolerations = vec![Toleration {
             key: "k".into(),
             operator: "Exists".into(),
@@ -1620,7 +1614,7 @@ mod tests {
                 ..Default::default()
             },
         ];
-        p.spec.node_selector = labels(&[("zone", "a b")]);
+        p.spec.node_selector = label_map(&[("zone", "a b")]);
         p.spec.termination_grace_period_seconds = Some(-1);
         let e = p.validate();
         assert_has(&e, reason::INVALID, "spec.tolerations[0].operator");
@@ -1675,7 +1669,7 @@ mod tests {
         // Status and metadata changes are not the spec's business.
         let mut status = bound.clone();
         status.status.phase = "Running".into();
-        status.metadata.labels = labels(&[("a", "b")]);
+        status.metadata.labels = label_map(&[("a", "b")]);
         assert_eq!(status.validate_update(&bound), vec![]);
     }
 
@@ -1695,7 +1689,7 @@ mod tests {
     #[test]
     fn deployment_selector_must_match_template() {
         let mut d = deployment();
-        d.spec.template.metadata.labels = labels(&[("app", "db")]);
+        d.spec.template.metadata.labels = label_map(&[("app", "db")]);
         let e = d.validate();
         assert_eq!(fields(&e), vec!["spec.template.metadata.labels"]);
         assert_eq!(e[0].reason, reason::INVALID);
@@ -1714,21 +1708,9 @@ mod tests {
 
         let mut d = deployment();
         d.spec.selector.match_expressions = vec![
-            LabelSelectorRequirement {
-                key: "env".into(),
-                operator: "In".into(),
-                values: vec![],
-            },
-            LabelSelectorRequirement {
-                key: "env".into(),
-                operator: "Exists".into(),
-                values: vec!["x".into()],
-            },
-            LabelSelectorRequirement {
-                key: "env".into(),
-                operator: "Gt".into(),
-                values: vec!["1".into()],
-            },
+            LabelSelectorRequirement::new("env", "In", &[]),
+            LabelSelectorRequirement::new("env", "Exists", &["x"]),
+            LabelSelectorRequirement::new("env", "Gt", &["1"]),
         ];
         let e = d.validate();
         assert_eq!(

@@ -357,15 +357,10 @@ impl Registry {
             self.require_namespace(ns).await?;
         }
         let k = key::<T>(ns, &obj.meta().name);
-        let txn = TxnRequest {
-            compare: vec![key_is(&k, CompareTarget::CreateRevision(0))],
-            success: writes(k, &obj),
-            failure: Vec::new(),
-        };
-        let (rev, ok) = self.txn(txn, g).await?;
-        if !ok {
+        let absent = key_is(&k, CompareTarget::CreateRevision(0));
+        let Some(rev) = self.txn_if(absent, writes(k, &obj), g).await? else {
             return Err(Status::already_exists(T::PLURAL, &obj.meta().name));
-        }
+        };
         obj.meta_mut().resource_version = rev.to_string();
         Ok(obj)
     }
@@ -478,16 +473,8 @@ impl Registry {
         g: &Guard,
     ) -> Result<Option<i64>, Status> {
         let k = key::<T>(ns, name);
-        let txn = TxnRequest {
-            compare: vec![key_is(
-                &k,
-                CompareTarget::ModRevision(cur.meta().revision()),
-            )],
-            success: writes(k, next),
-            failure: Vec::new(),
-        };
-        let (rev, ok) = self.txn(txn, g).await?;
-        Ok(ok.then_some(rev))
+        let compare = key_is(&k, CompareTarget::ModRevision(cur.meta().revision()));
+        self.txn_if(compare, writes(k, next), g).await
     }
 
     /// Writes `next` whatever is stored (only the `unchecked_binding` bug
@@ -517,16 +504,26 @@ impl Registry {
         g: &Guard,
     ) -> Result<Option<i64>, Status> {
         let k = key::<T>(ns, name);
+        let compare = key_is(&k, CompareTarget::ModRevision(cur.meta().revision()));
+        let delete = RequestOp::DeleteRange(DeleteRangeRequest {
+            key: k,
+            range_end: Vec::new(),
+            prev_kv: false,
+        });
+        self.txn_if(compare, vec![delete], g).await
+    }
+
+    /// Runs `ops` if `compare` holds; returns the new revision, or `None`
+    /// if it did not hold.
+    async fn txn_if(
+        &self,
+        compare: Compare,
+        ops: Vec<RequestOp>,
+        g: &Guard,
+    ) -> Result<Option<i64>, Status> {
         let txn = TxnRequest {
-            compare: vec![key_is(
-                &k,
-                CompareTarget::ModRevision(cur.meta().revision()),
-            )],
-            success: vec![RequestOp::DeleteRange(DeleteRangeRequest {
-                key: k,
-                range_end: Vec::new(),
-                prev_kv: false,
-            })],
+            compare: vec![compare],
+            success: ops,
             failure: Vec::new(),
         };
         let (rev, ok) = self.txn(txn, g).await?;

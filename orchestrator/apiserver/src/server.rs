@@ -278,11 +278,15 @@ fn status_response(s: &Status) -> Response<Body> {
 struct Query(BTreeMap<String, String>);
 
 impl Query {
+    /// Parses `application/x-www-form-urlencoded` pairs separated by `&`
+    /// (empty ones skipped): a name without `=` has an empty value, the
+    /// last of a repeated name wins; in names and values `+` is a space,
+    /// `%XX` a byte, a `%` not followed by two hex digits stays as it is,
+    /// and bytes that are not UTF-8 become U+FFFD.
     fn parse(q: Option<&str>) -> Query {
         let mut m = BTreeMap::new();
-        for pair in q.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            m.insert(percent_decode(k), percent_decode(v));
+        for (k, v) in form_urlencoded::parse(q.unwrap_or("").as_bytes()).into_owned() {
+            m.insert(k, v);
         }
         Query(m)
     }
@@ -292,30 +296,6 @@ impl Query {
     fn flag(&self, k: &str) -> bool {
         matches!(self.get(k), Some("1" | "true"))
     }
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => {
-                let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok();
-                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(v) => {
-                        out.push(v);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A resource path, parsed.
@@ -1163,11 +1143,23 @@ mod tests {
 
     #[test]
     fn decodes_percent_encoding() {
-        assert_eq!(
-            percent_decode("app%3Dweb%2Ctier+in+(a)"),
-            "app=web,tier in (a)"
-        );
-        assert_eq!(percent_decode("100%"), "100%");
-        assert_eq!(percent_decode("%zz"), "%zz");
+        let decoded = |raw: &str| Query::parse(Some(&format!("v={raw}"))).0["v"].clone();
+        assert_eq!(decoded("app%3Dweb%2Ctier+in+(a)"), "app=web,tier in (a)");
+        assert_eq!(decoded("100%"), "100%");
+        assert_eq!(decoded("%zz"), "%zz");
+        assert_eq!(decoded("%2B+%41%e2%9D%a4%"), "+ A\u{2764}%");
+        assert_eq!(decoded("%E2%9D"), "\u{FFFD}");
+        // A `%` followed by a sign and one hex digit is no escape.
+        assert_eq!(decoded("%+A"), "% A");
+    }
+
+    #[test]
+    fn splits_the_query_into_pairs() {
+        let q = Query::parse(Some("a%3D=1=2&&watch&a%3D=3&x+y=%26"));
+        let pairs: Vec<(&str, &str)> = q.0.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(pairs, [("a=", "3"), ("watch", ""), ("x y", "&")]);
+        assert!(!q.flag("watch"));
+        assert_eq!(q.get("watch"), Some(""));
+        assert!(Query::parse(None).0.is_empty());
     }
 }

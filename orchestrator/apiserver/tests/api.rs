@@ -3,10 +3,12 @@
 //! binding, watch, and bad input answered with a precise 4xx `Status`,
 //! nothing stored, the server still serving.
 
+use std::future::Future;
 use std::rc::Rc;
 use std::time::Duration;
 
 use faultline_api::{Pod, Status};
+use faultline_client::client::WatchStream;
 use faultline_client::{Client, DeleteParams, ListParams, WatchItem};
 use faultline_engine::HostMain;
 use faultline_env::Env;
@@ -45,203 +47,199 @@ fn pod(name: &str) -> Pod {
     .unwrap()
 }
 
-fn user(log: Log) -> HostMain {
-    Rc::new(move |env: Env| {
-        let log = log.clone();
+/// Runs `script` on a client host `user`, as the admin once the masters
+/// have had 4 s to come up, in a world of the test masters at `seed` for
+/// `secs` simulated seconds; returns the lines the script logged.
+fn run_script<F, Fut>(seed: u64, secs: u64, script: F) -> Vec<String>
+where
+    F: Fn(Env, Client, Log) -> Fut + 'static,
+    Fut: Future<Output = ()> + 'static,
+{
+    let log: Log = Default::default();
+    let l = log.clone();
+    let script = Rc::new(script);
+    let user: HostMain = Rc::new(move |env: Env| {
+        let log = l.clone();
+        let script = script.clone();
         Box::pin(async move {
             env.sleep(Duration::from_secs(4)).await;
             let admin = masters().admin(&env);
-            let say = |s: String| log.borrow_mut().push(s);
-
-            // Create, get, list, stale update, update.
-            let created = admin.create(&pod("web-1")).await.expect("create");
-            say(format!(
-                "created uid={} phase={}",
-                !created.metadata.uid.is_empty(),
-                created.status.phase
-            ));
-            let mut stale = created.clone();
-            let mut fresh = created.clone();
-            fresh.metadata.labels.insert("v".into(), "2".into());
-            let updated = admin.update(&fresh).await.expect("update");
-            stale.metadata.labels.insert("v".into(), "3".into());
-            let e = admin.update(&stale).await.unwrap_err();
-            say(format!("stale update: {}", e.code().unwrap_or(0)));
-            let list = admin
-                .list::<Pod>(Some("default"), &ListParams::labels("app=web,v in (2)"))
-                .await
-                .expect("list");
-            say(format!(
-                "listed {} at rv>0 {}",
-                list.items.len(),
-                list.revision() > 0
-            ));
-
-            // Watch from the list's revision sees a later change.
-            let mut w = admin
-                .watch::<Pod>(
-                    Some("default"),
-                    &ListParams::default(),
-                    &list.metadata.resource_version,
-                )
-                .await
-                .expect("watch");
-            admin.create(&pod("web-2")).await.expect("create 2");
-            match w.next().await {
-                Some(WatchItem::Added(p)) => say(format!("watch: ADDED {}", p.metadata.name)),
-                other => say(format!("watch: {other:?}")),
-            }
-            // Watches of a kind share the server's one store watch of it; a
-            // watch from a revision before that one began replays from the
-            // store, and both see what happens next.
-            let mut older = admin
-                .watch::<Pod>(
-                    Some("default"),
-                    &ListParams::default(),
-                    &created.metadata.resource_version,
-                )
-                .await
-                .expect("watch from an older revision");
-            admin.create(&pod("web-3")).await.expect("create 3");
-            let mut seen = Vec::new();
-            for _ in 0..3 {
-                seen.push(match older.next().await {
-                    Some(WatchItem::Added(p)) => format!("ADDED {}", p.metadata.name),
-                    Some(WatchItem::Modified(p)) => format!("MODIFIED {}", p.metadata.name),
-                    other => format!("{other:?}"),
-                });
-            }
-            match w.next().await {
-                Some(WatchItem::Added(p)) => seen.push(format!("and ADDED {}", p.metadata.name)),
-                other => seen.push(format!("and {other:?}")),
-            }
-            say(format!("older watch: {}", seen.join(", ")));
-
-            // Binding: once, then 409.
-            let sched = masters().client(&env, &masters().credentials.scheduler);
-            let b1 = sched
-                .bind("default", "web-1", &updated.metadata.uid, "n1")
-                .await;
-            let b2 = sched
-                .bind("default", "web-1", &updated.metadata.uid, "n2")
-                .await;
-            say(format!(
-                "bind: {} then {}",
-                b1.is_ok(),
-                b2.map(|_| "ok".to_string())
-                    .unwrap_or_else(|e| e.code().unwrap_or(0).to_string())
-            ));
-
-            // A node may write the status of its own pods only.
-            let node = masters().client(&env, masters().credentials.node("n1").unwrap());
-            let mut p1: Pod = node.get("default", "web-1").await.expect("get");
-            p1.status.phase = "Running".into();
-            say(format!(
-                "node status own pod: {}",
-                node.update_status(&p1).await.is_ok()
-            ));
-            let mut p2: Pod = node.get("default", "web-2").await.expect("get");
-            p2.status.phase = "Running".into();
-            say(format!(
-                "node status other pod: {}",
-                node.update_status(&p2)
-                    .await
-                    .unwrap_err()
-                    .code()
-                    .unwrap_or(0)
-            ));
-
-            // Bad input.
-            let pods = "/api/v1/namespaces/default/pods";
-            let j = "application/json";
-            say(format!(
-                "malformed: {}",
-                raw(&admin, Method::POST, pods, b"{\"metadata\":", j).await
-            ));
-            say(format!(
-                "wrong kind: {}",
-                raw(
-                    &admin,
-                    Method::POST,
-                    pods,
-                    br#"{"kind":"Service","metadata":{"name":"x"}}"#,
-                    j
-                )
-                .await
-            ));
-            say(format!(
-                "missing fields: {}",
-                raw(
-                    &admin,
-                    Method::POST,
-                    pods,
-                    br#"{"metadata":{"name":"x"},"spec":{"containers":[{"name":"c"}]}}"#,
-                    j
-                )
-                .await
-            ));
-            say(format!(
-                "bad name: {}",
-                raw(&admin, Method::POST, pods, br#"{"metadata":{"name":"Not_A_Name"},"spec":{"containers":[{"name":"c","image":"echo"}]}}"#, j).await
-            ));
-            say(format!(
-                "unknown field: {}",
-                raw(
-                    &admin,
-                    Method::POST,
-                    pods,
-                    br#"{"metadata":{"name":"x"},"spec":{"containers":[],"nodname":"a"}}"#,
-                    j
-                )
-                .await
-            ));
-            let big = vec![b' '; 4 << 20];
-            say(format!(
-                "oversized: {}",
-                raw(&admin, Method::POST, pods, &big, j).await
-            ));
-            say(format!(
-                "wrong role: {}",
-                describe_err(sched.create(&pod("web-3")).await.map(|_| ()))
-            ));
-            let nobody = masters().client(&env, "wrong");
-            say(format!(
-                "no token: {}",
-                describe_err(nobody.get::<Pod>("default", "web-1").await.map(|_| ()))
-            ));
-            let all = admin
-                .list::<Pod>(None, &ListParams::default())
-                .await
-                .expect("list");
-            say(format!("still serving, pods stored: {}", all.items.len()));
-
-            // Graceful deletion of a bound pod, then the final delete.
-            let d: Pod = admin
-                .delete("default", "web-1", &DeleteParams::default())
-                .await
-                .expect("delete");
-            say(format!(
-                "terminating: {}",
-                d.metadata.deletion_timestamp.is_some()
-            ));
-            let now = DeleteParams {
-                grace_period_seconds: Some(0),
-                ..Default::default()
-            };
-            node.delete::<Pod>("default", "web-1", &now)
-                .await
-                .expect("final delete");
-            say(format!(
-                "gone: {}",
-                admin
-                    .get::<Pod>("default", "web-1")
-                    .await
-                    .unwrap_err()
-                    .code()
-                    .unwrap_or(0)
-            ));
+            script(env, admin, log).await;
         })
-    })
+    });
+    simulate(seed, secs, &masters(), move |world| {
+        world.add_host("user", "dc-a", user);
+    });
+    log.take()
+}
+
+/// A watch of the pods of `default` from `resource_version`.
+async fn watch_pods(admin: &Client, resource_version: &str, what: &str) -> WatchStream<Pod> {
+    admin
+        .watch::<Pod>(Some("default"), &ListParams::default(), resource_version)
+        .await
+        .expect(what)
+}
+
+async fn crud_bind_watch_and_bad_input(env: Env, admin: Client, log: Log) {
+    let say = |s: String| log.borrow_mut().push(s);
+
+    // Create, get, list, stale update, update.
+    let created = admin.create(&pod("web-1")).await.expect("create");
+    say(format!(
+        "created uid={} phase={}",
+        !created.metadata.uid.is_empty(),
+        created.status.phase
+    ));
+    let mut stale = created.clone();
+    let mut fresh = created.clone();
+    fresh.metadata.labels.insert("v".into(), "2".into());
+    let updated = admin.update(&fresh).await.expect("update");
+    stale.metadata.labels.insert("v".into(), "3".into());
+    let e = admin.update(&stale).await.unwrap_err();
+    say(format!("stale update: {}", e.code().unwrap_or(0)));
+    let list = admin
+        .list::<Pod>(Some("default"), &ListParams::labels("app=web,v in (2)"))
+        .await
+        .expect("list");
+    say(format!(
+        "listed {} at rv>0 {}",
+        list.items.len(),
+        list.revision() > 0
+    ));
+
+    // Watch from the list's revision sees a later change.
+    let mut w = watch_pods(&admin, &list.metadata.resource_version, "watch").await;
+    admin.create(&pod("web-2")).await.expect("create 2");
+    match w.next().await {
+        Some(WatchItem::Added(p)) => say(format!("watch: ADDED {}", p.metadata.name)),
+        other => say(format!("watch: {other:?}")),
+    }
+    // Watches of a kind share the server's one store watch of it; a
+    // watch from a revision before that one began replays from the
+    // store, and both see what happens next.
+    let mut older = watch_pods(
+        &admin,
+        &created.metadata.resource_version,
+        "watch from an older revision",
+    )
+    .await;
+    admin.create(&pod("web-3")).await.expect("create 3");
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        seen.push(match older.next().await {
+            Some(WatchItem::Added(p)) => format!("ADDED {}", p.metadata.name),
+            Some(WatchItem::Modified(p)) => format!("MODIFIED {}", p.metadata.name),
+            other => format!("{other:?}"),
+        });
+    }
+    match w.next().await {
+        Some(WatchItem::Added(p)) => seen.push(format!("and ADDED {}", p.metadata.name)),
+        other => seen.push(format!("and {other:?}")),
+    }
+    say(format!("older watch: {}", seen.join(", ")));
+
+    // Binding: once, then 409.
+    let sched = masters().client(&env, &masters().credentials.scheduler);
+    let b1 = sched
+        .bind("default", "web-1", &updated.metadata.uid, "n1")
+        .await;
+    let b2 = sched
+        .bind("default", "web-1", &updated.metadata.uid, "n2")
+        .await;
+    say(format!(
+        "bind: {} then {}",
+        b1.is_ok(),
+        b2.map(|_| "ok".to_string())
+            .unwrap_or_else(|e| e.code().unwrap_or(0).to_string())
+    ));
+
+    // A node may write the status of its own pods only.
+    let node = masters().client(&env, masters().credentials.node("n1").unwrap());
+    let mut p1: Pod = node.get("default", "web-1").await.expect("get");
+    p1.status.phase = "Running".into();
+    say(format!(
+        "node status own pod: {}",
+        node.update_status(&p1).await.is_ok()
+    ));
+    let mut p2: Pod = node.get("default", "web-2").await.expect("get");
+    p2.status.phase = "Running".into();
+    say(format!(
+        "node status other pod: {}",
+        node.update_status(&p2)
+            .await
+            .unwrap_err()
+            .code()
+            .unwrap_or(0)
+    ));
+
+    // Bad input.
+    let pods = "/api/v1/namespaces/default/pods";
+    let j = "application/json";
+    let big = vec![b' '; 4 << 20];
+    let bad: [(&str, &[u8]); 6] = [
+                ("malformed", b"{\"metadata\":"),
+                ("wrong kind", br#"{"kind":"Service","metadata":{"name":"x"}}"#),
+                (
+                    "missing fields",
+                    br#"{"metadata":{"name":"x"},"spec":{"containers":[{"name":"c"}]}}"#,
+                ),
+                (
+                    "bad name",
+                    br#"{"metadata":{"name":"Not_A_Name"},"spec":{"containers":[{"name":"c","image":"echo"}]}}"#,
+                ),
+                (
+                    "unknown field",
+                    br#"{"metadata":{"name":"x"},"spec":{"containers":[],"nodname":"a"}}"#,
+                ),
+                ("oversized", &big),
+            ];
+    for (what, body) in bad {
+        say(format!(
+            "{what}: {}",
+            raw(&admin, Method::POST, pods, body, j).await
+        ));
+    }
+    say(format!(
+        "wrong role: {}",
+        describe_err(sched.create(&pod("web-3")).await.map(|_| ()))
+    ));
+    let nobody = masters().client(&env, "wrong");
+    say(format!(
+        "no token: {}",
+        describe_err(nobody.get::<Pod>("default", "web-1").await.map(|_| ()))
+    ));
+    let all = admin
+        .list::<Pod>(None, &ListParams::default())
+        .await
+        .expect("list");
+    say(format!("still serving, pods stored: {}", all.items.len()));
+
+    // Graceful deletion of a bound pod, then the final delete.
+    let d: Pod = admin
+        .delete("default", "web-1", &DeleteParams::default())
+        .await
+        .expect("delete");
+    say(format!(
+        "terminating: {}",
+        d.metadata.deletion_timestamp.is_some()
+    ));
+    let now = DeleteParams {
+        grace_period_seconds: Some(0),
+        ..Default::default()
+    };
+    node.delete::<Pod>("default", "web-1", &now)
+        .await
+        .expect("final delete");
+    say(format!(
+        "gone: {}",
+        admin
+            .get::<Pod>("default", "web-1")
+            .await
+            .unwrap_err()
+            .code()
+            .unwrap_or(0)
+    ));
 }
 
 fn describe_err(r: Result<(), faultline_client::ApiError>) -> String {
@@ -254,12 +252,7 @@ fn describe_err(r: Result<(), faultline_client::ApiError>) -> String {
 
 #[test]
 fn the_api_serves_kubernetes_semantics_and_refuses_bad_input() {
-    let log: Log = Default::default();
-    let l = log.clone();
-    simulate(3, 60, &masters(), move |world| {
-        world.add_host("user", "dc-a", user(l));
-    });
-    let log = log.borrow();
+    let log = run_script(3, 60, crud_bind_watch_and_bad_input);
     let expected = [
         "created uid=true phase=Pending",
         "stale update: 409",
@@ -282,70 +275,58 @@ fn the_api_serves_kubernetes_semantics_and_refuses_bad_input() {
         "gone: 404",
     ];
     assert_eq!(
-        *log,
+        log,
         expected.iter().map(|s| s.to_string()).collect::<Vec<_>>()
     );
 }
 
 /// A leader's writes carry its fence; once another candidate takes the
 /// lease, the old fence is refused in the same transaction as the write.
-fn fencing_user(log: Log) -> HostMain {
-    Rc::new(move |env: Env| {
-        let log = log.clone();
-        Box::pin(async move {
-            env.sleep(Duration::from_secs(4)).await;
-            let admin = masters().admin(&env);
-            let say = |s: String| log.borrow_mut().push(s);
-            let lease = faultline_api::Lease {
-                metadata: faultline_api::ObjectMeta::named("kube-system", "demo"),
-                spec: faultline_api::LeaseSpec {
-                    holder_identity: Some("a".into()),
-                    lease_transitions: Some(0),
-                    ..Default::default()
-                },
-                ..Default::default()
-            };
-            let mut held = admin.create(&lease).await.expect("create lease");
-            let as_a = admin.fenced("kube-system/demo=a/0");
-            say(format!(
-                "a writes while leading: {}",
-                as_a.create(&pod("p1")).await.is_ok()
-            ));
-            held.spec.holder_identity = Some("b".into());
-            held.spec.lease_transitions = Some(1);
-            admin.update(&held).await.expect("b takes over");
-            let e = as_a.create(&pod("p2")).await.unwrap_err();
-            say(format!(
-                "a writes after losing it: {}",
-                describe_err(Err(e))
-            ));
-            let as_b = admin.fenced("kube-system/demo=b/1");
-            say(format!(
-                "b writes: {}",
-                as_b.create(&pod("p3")).await.is_ok()
-            ));
-            let names: Vec<String> = admin
-                .list::<Pod>(Some("default"), &ListParams::default())
-                .await
-                .expect("list")
-                .items
-                .into_iter()
-                .map(|p| p.metadata.name)
-                .collect();
-            say(format!("stored: {}", names.join(",")));
-        })
-    })
+async fn fencing(_env: Env, admin: Client, log: Log) {
+    let say = |s: String| log.borrow_mut().push(s);
+    let lease = faultline_api::Lease {
+        metadata: faultline_api::ObjectMeta::named("kube-system", "demo"),
+        spec: faultline_api::LeaseSpec {
+            holder_identity: Some("a".into()),
+            lease_transitions: Some(0),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let mut held = admin.create(&lease).await.expect("create lease");
+    let as_a = admin.fenced("kube-system/demo=a/0");
+    say(format!(
+        "a writes while leading: {}",
+        as_a.create(&pod("p1")).await.is_ok()
+    ));
+    held.spec.holder_identity = Some("b".into());
+    held.spec.lease_transitions = Some(1);
+    admin.update(&held).await.expect("b takes over");
+    let e = as_a.create(&pod("p2")).await.unwrap_err();
+    say(format!(
+        "a writes after losing it: {}",
+        describe_err(Err(e))
+    ));
+    let as_b = admin.fenced("kube-system/demo=b/1");
+    say(format!(
+        "b writes: {}",
+        as_b.create(&pod("p3")).await.is_ok()
+    ));
+    let names: Vec<String> = admin
+        .list::<Pod>(Some("default"), &ListParams::default())
+        .await
+        .expect("list")
+        .items
+        .into_iter()
+        .map(|p| p.metadata.name)
+        .collect();
+    say(format!("stored: {}", names.join(",")));
 }
 
 #[test]
 fn a_deposed_leaders_writes_are_fenced_off() {
-    let log: Log = Default::default();
-    let l = log.clone();
-    simulate(5, 30, &masters(), move |world| {
-        world.add_host("user", "dc-a", fencing_user(l));
-    });
     assert_eq!(
-        *log.borrow(),
+        run_script(5, 30, fencing),
         vec![
             "a writes while leading: true".to_string(),
             "a writes after losing it: 409 Conflict []".to_string(),

@@ -171,18 +171,18 @@ mod tests {
     use faultline_api::{Container, ContainerPort, PodCondition};
 
     use super::*;
-    use crate::replicaset::tests::labels;
+    use faultline_api::selector::label_map;
 
     fn service(ports: Vec<ServicePort>) -> Service {
         let mut svc = Service {
             metadata: ObjectMeta {
                 uid: "uid-svc".into(),
-                labels: labels(&[("team", "a")]),
+                labels: label_map(&[("team", "a")]),
                 ..ObjectMeta::named("default", "web")
             },
             ..Default::default()
         };
-        svc.spec.selector = labels(&[("app", "web")]);
+        svc.spec.selector = label_map(&[("app", "web")]);
         svc.spec.ports = ports;
         svc
     }
@@ -200,7 +200,7 @@ mod tests {
         let mut p = Pod {
             metadata: ObjectMeta {
                 uid: format!("uid-{name}"),
-                labels: labels(&[("app", "web")]),
+                labels: label_map(&[("app", "web")]),
                 ..ObjectMeta::named("default", name)
             },
             ..Default::default()
@@ -240,7 +240,7 @@ mod tests {
         let mut failed = pod("f", "10.0.0.8", false, &[]);
         failed.status.phase = "Failed".into();
         let mut other = pod("o", "10.0.0.7", true, &[]);
-        other.metadata.labels = labels(&[("app", "db")]);
+        other.metadata.labels = label_map(&[("app", "db")]);
         let mut elsewhere = pod("e", "10.0.0.6", true, &[]);
         elsewhere.metadata.namespace = "prod".into();
         let pods = vec![

@@ -46,8 +46,7 @@ pub mod replicaset;
 mod util;
 
 use faultline_api::{
-    Deployment, Endpoints, Event, EventSource, Node, ObjectMeta, ObjectReference, Pod, ReplicaSet,
-    Resource,
+    Deployment, Endpoints, Event, Node, ObjectMeta, ObjectReference, Pod, ReplicaSet, Resource,
 };
 
 pub use manager::{run, ManagerConfig};
@@ -165,28 +164,20 @@ impl EventRecord {
         } else {
             self.involved_object.namespace.clone()
         };
-        let stamp = format_time_ms(now_ms);
-        let mut event = Event {
-            metadata: ObjectMeta {
-                generate_name: format!("{}-", self.involved_object.name),
-                namespace,
-                ..Default::default()
-            },
-            involved_object: self.involved_object.clone(),
-            reason: self.reason.clone(),
-            message: self.message.clone(),
-            event_type: self.event_type.to_string(),
-            count: 1,
-            first_timestamp: Some(stamp.clone()),
-            last_timestamp: Some(stamp),
-            source: EventSource {
-                component: component.to_string(),
-                host: String::new(),
-            },
+        let metadata = ObjectMeta {
+            generate_name: format!("{}-", self.involved_object.name),
+            namespace,
             ..Default::default()
         };
-        event.set_type_meta();
-        event
+        Event::first_occurrence(
+            metadata,
+            self.involved_object.clone(),
+            self.event_type,
+            &self.reason,
+            &self.message,
+            component,
+            format_time_ms(now_ms),
+        )
     }
 }
 

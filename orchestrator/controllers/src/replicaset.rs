@@ -264,21 +264,13 @@ fn next_availability_ms(rs: &ReplicaSet, active: &[Pod], now_ms: u64) -> Option<
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use std::collections::BTreeMap;
-
+    use faultline_api::selector::label_map;
     use faultline_api::{ContainerStatus, ObjectMeta, PodCondition, ReplicaSetSpec};
 
     use super::*;
     use crate::format_time_ms;
 
     pub(crate) const NOW: u64 = 1_700_000_000_000;
-
-    pub(crate) fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
 
     pub(crate) fn rs(name: &str, replicas: i32) -> ReplicaSet {
         let mut rs = ReplicaSet {
@@ -294,8 +286,8 @@ pub(crate) mod tests {
             },
             ..Default::default()
         };
-        rs.spec.selector.match_labels = labels(&[("app", "web")]);
-        rs.spec.template.metadata.labels = labels(&[("app", "web")]);
+        rs.spec.selector.match_labels = label_map(&[("app", "web")]);
+        rs.spec.template.metadata.labels = label_map(&[("app", "web")]);
         rs
     }
 
@@ -311,7 +303,7 @@ pub(crate) mod tests {
             metadata: ObjectMeta {
                 uid: format!("uid-{name}"),
                 resource_version: "3".into(),
-                labels: labels(&[("app", "web")]),
+                labels: label_map(&[("app", "web")]),
                 creation_timestamp: Some(format_time_ms(NOW - 3_600_000)),
                 ..ObjectMeta::named("default", name)
             },
@@ -375,7 +367,7 @@ pub(crate) mod tests {
         assert_eq!(p.metadata.generate_name, "web-1-");
         assert!(p.metadata.name.is_empty());
         assert_eq!(p.metadata.namespace, "default");
-        assert_eq!(p.metadata.labels, labels(&[("app", "web")]));
+        assert_eq!(p.metadata.labels, label_map(&[("app", "web")]));
         assert_eq!(p.metadata.controller().unwrap().uid, "uid-web-1");
         assert_eq!(p.kind, "Pod");
         let st = status_of(&out).unwrap();
@@ -459,9 +451,9 @@ pub(crate) mod tests {
         let rs = rs("web-1", 2);
         let orphan = pod("orphan", None, "n1", Some(NOW - 10));
         let mut other_app = pod("other", None, "n1", None);
-        other_app.metadata.labels = labels(&[("app", "db")]);
+        other_app.metadata.labels = label_map(&[("app", "db")]);
         let mut relabelled = pod("relabelled", Some(&rs), "n1", None);
-        relabelled.metadata.labels = labels(&[("app", "debug")]);
+        relabelled.metadata.labels = label_map(&[("app", "debug")]);
         let foreign = pod(
             "foreign",
             Some(&super::tests::rs("other-rs", 1)),

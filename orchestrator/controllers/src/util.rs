@@ -77,22 +77,8 @@ pub(crate) fn controller_uid(meta: &faultline_api::ObjectMeta) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use faultline_api::selector::label_map;
     use faultline_api::LabelSelectorRequirement;
-
-    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
-    fn req(key: &str, op: &str, values: &[&str]) -> LabelSelectorRequirement {
-        LabelSelectorRequirement {
-            key: key.into(),
-            operator: op.into(),
-            values: values.iter().map(|v| v.to_string()).collect(),
-        }
-    }
 
     #[test]
     fn times_round_trip() {
@@ -108,27 +94,31 @@ mod tests {
 
     #[test]
     fn selectors_follow_kubernetes() {
-        let l = labels(&[("app", "web"), ("tier", "front")]);
+        let l = label_map(&[("app", "web"), ("tier", "front")]);
         let mut s = LabelSelector::default();
         assert!(selector_matches(&s, &l), "empty selects everything");
         assert!(!selector_usable(&s));
-        s.match_labels = labels(&[("app", "web")]);
+        s.match_labels = label_map(&[("app", "web")]);
         assert!(selector_matches(&s, &l));
-        s.match_expressions = vec![req("tier", "In", &["front", "back"])];
+        s.match_expressions = vec![LabelSelectorRequirement::new(
+            "tier",
+            "In",
+            &["front", "back"],
+        )];
         assert!(selector_matches(&s, &l));
-        s.match_expressions = vec![req("tier", "NotIn", &["front"])];
+        s.match_expressions = vec![LabelSelectorRequirement::new("tier", "NotIn", &["front"])];
         assert!(!selector_matches(&s, &l));
         s.match_expressions = vec![
-            req("zone", "NotIn", &["a"]),
-            req("zone", "DoesNotExist", &[]),
+            LabelSelectorRequirement::new("zone", "NotIn", &["a"]),
+            LabelSelectorRequirement::new("zone", "DoesNotExist", &[]),
         ];
         assert!(selector_matches(&s, &l));
-        s.match_expressions = vec![req("zone", "Exists", &[])];
+        s.match_expressions = vec![LabelSelectorRequirement::new("zone", "Exists", &[])];
         assert!(!selector_matches(&s, &l));
-        s.match_expressions = vec![req("app", "Matches", &[])];
+        s.match_expressions = vec![LabelSelectorRequirement::new("app", "Matches", &[])];
         assert!(!selector_matches(&s, &l));
         s.match_expressions.clear();
-        s.match_labels = labels(&[("app", "db")]);
+        s.match_labels = label_map(&[("app", "db")]);
         assert!(!selector_matches(&s, &l));
     }
 }

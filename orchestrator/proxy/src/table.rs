@@ -854,6 +854,17 @@ mod tests {
         }
     }
 
+    /// Endpoints `ns/name` with the one ready address `ip:port` (port
+    /// unnamed).
+    fn one_endpoint(ns: &str, name: &str, ip: &str, port: i32) -> Endpoints {
+        eps(ns, name, vec![subset(&[ip], &[], &[("", port)])])
+    }
+
+    /// The effects as trace lines.
+    fn lines(out: &[Effect]) -> Vec<String> {
+        out.iter().map(|e| e.to_string()).collect()
+    }
+
     fn addrs(b: &Backends<u32>) -> Vec<String> {
         b.addrs().map(|a| a.to_string()).collect()
     }
@@ -882,20 +893,18 @@ mod tests {
             ]
         );
         out.clear();
-        t.apply_endpoints(
-            &eps(
-                "default",
-                "web",
-                vec![subset(
-                    &["10.0.0.2", "10.0.0.1"],
-                    &["10.0.0.9"],
-                    &[("http", 80)],
-                )],
-            ),
-            &mut out,
+        let web = eps(
+            "default",
+            "web",
+            vec![subset(
+                &["10.0.0.2", "10.0.0.1"],
+                &["10.0.0.9"],
+                &[("http", 80)],
+            )],
         );
+        t.apply_endpoints(&web, &mut out);
         assert_eq!(
-            out.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
+            lines(&out),
             vec!["endpoints of default/web:http on :80: 2 [10.0.0.1:80 10.0.0.2:80]"]
         );
         let b = t.backends(80).unwrap();
@@ -904,18 +913,7 @@ mod tests {
 
         // The same object again changes nothing.
         out.clear();
-        t.apply_endpoints(
-            &eps(
-                "default",
-                "web",
-                vec![subset(
-                    &["10.0.0.2", "10.0.0.1"],
-                    &["10.0.0.9"],
-                    &[("http", 80)],
-                )],
-            ),
-            &mut out,
-        );
+        t.apply_endpoints(&web, &mut out);
         t.apply_service(&svc("default", "web", &[("http", 80, None)]), &mut out);
         assert_eq!(out, vec![]);
 
@@ -935,10 +933,7 @@ mod tests {
     fn endpoints_before_the_service_are_used_when_it_arrives() {
         let mut t = table();
         let mut out = Vec::new();
-        t.apply_endpoints(
-            &eps("a", "web", vec![subset(&["10.0.0.1"], &[], &[("", 8080)])]),
-            &mut out,
-        );
+        t.apply_endpoints(&one_endpoint("a", "web", "10.0.0.1", 8080), &mut out);
         assert_eq!(out, vec![]);
         t.apply_service(
             &svc("a", "web", &[("", 80, Some(IntOrString::Int(8080)))]),
@@ -1027,21 +1022,14 @@ mod tests {
     fn the_first_service_by_namespace_and_name_wins_a_port() {
         let mut t = table();
         let mut out = Vec::new();
-        t.apply_endpoints(
-            &eps("b", "web", vec![subset(&["10.0.0.2"], &[], &[("", 80)])]),
-            &mut out,
-        );
-        t.apply_endpoints(
-            &eps("a", "web", vec![subset(&["10.0.0.1"], &[], &[("", 80)])]),
-            &mut out,
-        );
+        t.apply_endpoints(&one_endpoint("b", "web", "10.0.0.2", 80), &mut out);
+        t.apply_endpoints(&one_endpoint("a", "web", "10.0.0.1", 80), &mut out);
         t.apply_service(&svc("b", "web", &[("", 80, None)]), &mut out);
         out.clear();
         // a/web sorts first: it takes the port over from b/web.
         t.apply_service(&svc("a", "web", &[("", 80, None)]), &mut out);
-        let lines: Vec<String> = out.iter().map(|e| e.to_string()).collect();
         assert_eq!(
-            lines,
+            lines(&out),
             vec![
                 "retarget :80 to a/web:80",
                 "port 80 claimed by a/web and b/web: a/web is served",
@@ -1052,9 +1040,8 @@ mod tests {
         // The winner leaves: the loser takes over, the port stays open.
         out.clear();
         t.delete_service("a", "web", &mut out);
-        let lines: Vec<String> = out.iter().map(|e| e.to_string()).collect();
         assert_eq!(
-            lines,
+            lines(&out),
             vec![
                 "retarget :80 to b/web:80",
                 "endpoints of b/web:80 on :80: 1 [10.0.0.2:80]",
@@ -1063,10 +1050,7 @@ mod tests {
         // A loser's endpoints changing does not touch the winner's port.
         t.apply_service(&svc("c", "web", &[("", 80, None)]), &mut out);
         out.clear();
-        t.apply_endpoints(
-            &eps("c", "web", vec![subset(&["10.0.0.3"], &[], &[("", 80)])]),
-            &mut out,
-        );
+        t.apply_endpoints(&one_endpoint("c", "web", "10.0.0.3", 80), &mut out);
         assert_eq!(out, vec![]);
         t.check_invariants();
     }
@@ -1079,7 +1063,7 @@ mod tests {
         out.clear();
         t.apply_service(&svc("a", "web", &[("", 81, None)]), &mut out);
         assert_eq!(
-            out.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
+            lines(&out),
             vec![
                 "close :80 of a/web:80",
                 "open :81 for a/web:81",

@@ -155,13 +155,87 @@ impl Net {
         self.cut.clear();
     }
 
-    /// Elects `id` by forced campaign.
-    fn elect(&mut self, id: NodeId) {
+    /// A forced campaign by `id`, delivered until quiet, whatever comes of
+    /// it.
+    fn campaign(&mut self, id: NodeId) {
         self.node(id).campaign();
         self.settle();
+    }
+
+    /// Elects `id` by forced campaign.
+    fn elect(&mut self, id: NodeId) {
+        self.campaign(id);
         assert_eq!(self.status(id).role, Role::Leader);
     }
+
+    /// Delivers `rounds` times what is queued, except appends (so votes and
+    /// their answers go through, but no entry is replicated).
+    fn deliver_all_but_appends(&mut self, rounds: usize) {
+        for _ in 0..rounds {
+            for m in self.take() {
+                if !matches!(m.body, MessageBody::Append { .. }) {
+                    let to = m.to;
+                    self.node(to).step(m);
+                }
+            }
+        }
+    }
 }
+
+/// Leader 1 of three, cut off from the others for 25 ticks (more than an
+/// election timeout), with `tweak` applied to every node's config.
+fn isolated_leader(tweak: impl Fn(&mut Config)) -> Net {
+    let mut net = Net::with(3, tweak, |_| Restored::default());
+    net.elect(1);
+    net.isolate(1);
+    net.tick(1, 25);
+    net
+}
+
+/// Leader 1 of three, cut off; node 2 stops hearing from it for
+/// election_ticks and votes for node 3's forced campaign.
+fn leader_3_behind_isolated_1() -> Net {
+    let mut net = Net::new(3);
+    net.elect(1);
+    net.isolate(1);
+    net.tick(2, 10); // node 2 has not heard from 1 for election_ticks
+    net.campaign(3);
+    net
+}
+
+fn vote(from: NodeId, to: NodeId, term: u64, pre: bool, last: (u64, u64)) -> Message {
+    Message {
+        from,
+        to,
+        term,
+        body: MessageBody::Vote {
+            pre,
+            last_index: last.0,
+            last_term: last.1,
+        },
+    }
+}
+
+/// A successful append answer up to `index`.
+fn append_ok(from: NodeId, to: NodeId, term: u64, index: u64) -> Message {
+    Message {
+        from,
+        to,
+        term,
+        body: MessageBody::AppendResponse {
+            success: true,
+            index,
+            hint_index: 0,
+            hint_term: 0,
+            read_ctx: 0,
+        },
+    }
+}
+
+const VOTE_REFUSED: MessageBody = MessageBody::VoteResponse {
+    pre: false,
+    granted: false,
+};
 
 // ----- elections -----
 
@@ -231,8 +305,7 @@ fn vote_needs_up_to_date_log() {
             )
         },
     );
-    net.node(1).campaign();
-    net.settle();
+    net.campaign(1);
     assert_ne!(net.status(1).role, Role::Leader);
 }
 
@@ -276,10 +349,7 @@ fn pre_vote_is_granted_without_changing_terms() {
 
 #[test]
 fn check_quorum_steps_down_isolated_leader() {
-    let mut net = Net::new(3);
-    net.elect(1);
-    net.isolate(1);
-    net.tick(1, 25);
+    let mut net = isolated_leader(|_| {});
     assert_eq!(net.status(1).role, Role::Follower);
     assert_eq!(
         net.node(1).propose(vec![1]),
@@ -289,10 +359,7 @@ fn check_quorum_steps_down_isolated_leader() {
 
 #[test]
 fn leader_without_check_quorum_stays() {
-    let mut net = Net::with(3, |c| c.check_quorum = false, |_| Restored::default());
-    net.elect(1);
-    net.isolate(1);
-    net.tick(1, 25);
+    let net = isolated_leader(|c| c.check_quorum = false);
     assert_eq!(net.status(1).role, Role::Leader);
 }
 
@@ -314,23 +381,13 @@ fn followers_ignore_votes_while_leader_is_live() {
 
 #[test]
 fn votes_granted_once_the_lease_expires() {
-    let mut net = Net::new(3);
-    net.elect(1);
-    net.isolate(1);
-    net.tick(2, 10); // node 2 has not heard from 1 for election_ticks
-    net.node(3).campaign();
-    net.settle();
+    let net = leader_3_behind_isolated_1();
     assert_eq!(net.status(3).role, Role::Leader);
 }
 
 #[test]
 fn stale_leader_learns_new_term_from_append_rejection() {
-    let mut net = Net::new(3);
-    net.elect(1);
-    net.isolate(1);
-    net.tick(2, 10);
-    net.node(3).campaign();
-    net.settle();
+    let mut net = leader_3_behind_isolated_1();
     net.heal();
     assert_eq!(net.status(1).role, Role::Leader); // never ticked: still believes it leads
     net.tick(1, 1);
@@ -465,29 +522,11 @@ fn old_term_entries_are_not_committed_by_counting() {
     );
     net.node(1).campaign();
     // Deliver votes and answers, but no Append to anyone.
-    for _ in 0..3 {
-        for m in net.take() {
-            if !matches!(m.body, MessageBody::Append { .. }) {
-                let to = m.to;
-                net.node(to).step(m);
-            }
-        }
-    }
+    net.deliver_all_but_appends(3);
     assert_eq!(net.status(1).role, Role::Leader);
     assert_eq!(net.status(1).term, 3);
     // Node 2 acknowledges index 2 (it holds 2@2).
-    net.node(1).step(Message {
-        from: 2,
-        to: 1,
-        term: 3,
-        body: MessageBody::AppendResponse {
-            success: true,
-            index: 2,
-            hint_index: 0,
-            hint_term: 0,
-            read_ctx: 0,
-        },
-    });
+    net.node(1).step(append_ok(2, 1, 3, 2));
     net.node(1).check_invariants();
     assert_eq!(
         net.status(1).commit,
@@ -495,18 +534,7 @@ fn old_term_entries_are_not_committed_by_counting() {
         "committed an old-term entry by counting replicas"
     );
     // Once the term-3 no-op at 3 is on a majority, 2 commits with it.
-    net.node(1).step(Message {
-        from: 2,
-        to: 1,
-        term: 3,
-        body: MessageBody::AppendResponse {
-            success: true,
-            index: 3,
-            hint_index: 0,
-            hint_term: 0,
-            read_ctx: 0,
-        },
-    });
+    net.node(1).step(append_ok(2, 1, 3, 3));
     assert_eq!(net.status(1).commit, 3);
 }
 
@@ -586,14 +614,7 @@ fn read_index_waits_for_own_term_commit() {
     let mut net = Net::new(3);
     net.node(1).campaign();
     // Deliver only the votes: leader, but the no-op is not yet committed.
-    for _ in 0..2 {
-        for m in net.take() {
-            if !matches!(m.body, MessageBody::Append { .. }) {
-                let to = m.to;
-                net.node(to).step(m);
-            }
-        }
-    }
+    net.deliver_all_but_appends(2);
     assert_eq!(net.status(1).role, Role::Leader);
     net.node(1).read_index(5).unwrap();
     assert!(net.reads.get(&1).is_none_or(Vec::is_empty));
@@ -739,16 +760,7 @@ fn recovering_node_neither_votes_nor_campaigns() {
     assert!(rd.messages.is_empty());
     node.advance(&rd);
     for pre in [true, false] {
-        node.step(Message {
-            from: 1,
-            to: 3,
-            term: 5,
-            body: MessageBody::Vote {
-                pre,
-                last_index: 10,
-                last_term: 4,
-            },
-        });
+        node.step(vote(1, 3, 5, pre, (10, 4)));
         let rd = node.ready();
         assert_eq!(rd.messages.len(), 1);
         assert_eq!(
@@ -803,24 +815,9 @@ fn a_blank_replica_moves_past_the_first_term_it_hears() {
     assert_eq!(rd.messages.len(), 1);
     assert_eq!(rd.messages[0].term, 6, "the stale leader learns the term");
     node.advance(&rd);
-    node.step(Message {
-        from: 2,
-        to: 3,
-        term: 7,
-        body: MessageBody::Vote {
-            pre: false,
-            last_index: 0,
-            last_term: 0,
-        },
-    });
+    node.step(vote(2, 3, 7, false, (0, 0)));
     let rd = node.ready();
-    assert_eq!(
-        rd.messages[0].body,
-        MessageBody::VoteResponse {
-            pre: false,
-            granted: false
-        }
-    );
+    assert_eq!(rd.messages[0].body, VOTE_REFUSED);
     node.check_invariants();
 }
 
@@ -895,22 +892,9 @@ fn recovery_needs_a_committed_entry_of_the_leaders_term() {
     for _ in 0..20 {
         node.tick();
     }
-    node.step(Message {
-        from: 2,
-        to: 3,
-        term: 4,
-        body: MessageBody::Vote {
-            pre: false,
-            last_index: 3,
-            last_term: 1,
-        },
-    });
+    node.step(vote(2, 3, 4, false, (3, 1)));
     let rd = node.ready();
-    assert!(rd.messages.iter().any(|m| m.body
-        == MessageBody::VoteResponse {
-            pre: false,
-            granted: false
-        }));
+    assert!(rd.messages.iter().any(|m| m.body == VOTE_REFUSED));
     node.advance(&rd);
     // Term 4 leader 1 commits its no-op at 4: now node 3 holds an entry the
     // leader committed in its own term, hence every committed entry.
@@ -988,16 +972,7 @@ fn recovering_replica_rejoins_a_cluster() {
 #[test]
 fn messages_for_someone_else_are_ignored() {
     let mut node = RawNode::new(cfg(1, 3), Restored::default(), 1);
-    node.step(Message {
-        from: 2,
-        to: 3,
-        term: 9,
-        body: MessageBody::Vote {
-            pre: false,
-            last_index: 0,
-            last_term: 0,
-        },
-    });
+    node.step(vote(2, 3, 9, false, (0, 0)));
     assert_eq!(node.status().term, 0);
     assert!(!node.has_ready());
 }
@@ -1035,16 +1010,7 @@ fn rejected_candidate_does_not_delay_our_timeout() {
         a.tick();
         b.tick();
     }
-    a.step(Message {
-        from: 2,
-        to: 1,
-        term: 7,
-        body: MessageBody::Vote {
-            pre: false,
-            last_index: 1,
-            last_term: 1,
-        },
-    });
+    a.step(vote(2, 1, 7, false, (1, 1)));
     assert_eq!(a.status().term, 7);
     let (mut ta, mut tb) = (5, 5);
     while a.status().role == Role::Follower {

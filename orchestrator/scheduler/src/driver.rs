@@ -29,7 +29,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 use std::time::Duration;
 
-use faultline_api::{Event, EventSource, Node, ObjectMeta, ObjectReference, Pod, Resource};
+use faultline_api::{Event, Node, ObjectMeta, ObjectReference, Pod};
 use faultline_client::{
     ApiError, Change, Client, Elector, ElectorConfig, Informer, ListParams, WorkQueue,
 };
@@ -155,28 +155,20 @@ pub fn failed_scheduling_event(
     wall_ms: u64,
     unique: u64,
 ) -> Event {
-    let stamp = faultline_api::time::rfc3339(wall_ms);
-    let mut event = Event {
-        metadata: ObjectMeta {
-            name: format!("{}.{unique:x}", pod.metadata.name),
-            namespace: pod.metadata.namespace.clone(),
-            ..Default::default()
-        },
-        involved_object: ObjectReference::to(pod),
-        reason: "FailedScheduling".into(),
-        message: message.to_string(),
-        event_type: "Warning".into(),
-        count: 1,
-        first_timestamp: Some(stamp.clone()),
-        last_timestamp: Some(stamp),
-        source: EventSource {
-            component: component.to_string(),
-            host: String::new(),
-        },
+    let metadata = ObjectMeta {
+        name: format!("{}.{unique:x}", pod.metadata.name),
+        namespace: pod.metadata.namespace.clone(),
         ..Default::default()
     };
-    event.set_type_meta();
-    event
+    Event::first_occurrence(
+        metadata,
+        ObjectReference::to(pod),
+        "Warning",
+        "FailedScheduling",
+        message,
+        component,
+        faultline_api::time::rfc3339(wall_ms),
+    )
 }
 
 /// What the leader knows beyond the informers. Borrowed only between

@@ -63,10 +63,21 @@ fn bound(mut p: Pod, node: &str) -> Pod {
     p
 }
 
-fn one_node_cache(n: Node) -> Cache {
+/// A cache fed `nodes`, in order.
+fn cache_of(nodes: impl IntoIterator<Item = Node>) -> Cache {
     let mut c = Cache::new();
-    c.upsert_node(n);
+    for n in nodes {
+        c.upsert_node(n);
+    }
     c
+}
+
+/// `p` goes to `node` whatever the tiebreak in `0..seeds`.
+#[track_caller]
+fn always_placed_on(c: &Cache, p: &Pod, node: &str, seeds: u64) {
+    for seed in 0..seeds {
+        assert_eq!(c.schedule(p, seed).unwrap(), node, "seed {seed}");
+    }
 }
 
 fn reasons(e: &Unschedulable) -> Vec<(Reason, usize)> {
@@ -75,7 +86,7 @@ fn reasons(e: &Unschedulable) -> Vec<(Reason, usize)> {
 
 #[test]
 fn a_pod_that_fits_is_placed_and_one_that_does_not_is_refused() {
-    let c = one_node_cache(node("n1", "dc-a", "a1", "2", "4Gi"));
+    let c = cache_of([node("n1", "dc-a", "a1", "2", "4Gi")]);
     assert_eq!(c.schedule(&pod("p", "web", "2", "4Gi"), 0).unwrap(), "n1");
 
     let e = c.schedule(&pod("p", "web", "2001m", "1Gi"), 0).unwrap_err();
@@ -96,7 +107,7 @@ fn accounted_pods_take_space_and_pod_slots() {
     n.status
         .allocatable
         .insert("pods".into(), Quantity::parse("2").unwrap());
-    let mut c = one_node_cache(n);
+    let mut c = cache_of([n]);
     c.upsert_pod(&bound(pod("a", "web", "600m", "100Mi"), "n1"));
     let e = c
         .schedule(&pod("b", "web", "500m", "100Mi"), 0)
@@ -113,7 +124,7 @@ fn allocatable_falls_back_to_capacity_and_110_pods() {
     let mut n = node("n1", "dc-a", "a1", "1", "1Gi");
     n.status.capacity = n.status.allocatable.clone();
     n.status.allocatable = resources(&[("cpu", "500m")]);
-    let c = one_node_cache(n);
+    let c = cache_of([n]);
     assert_eq!(
         c.allocatable("n1").unwrap(),
         Resources {
@@ -130,9 +141,7 @@ fn nodes_that_are_not_ready_or_cordoned_are_filtered() {
     not_ready.status.conditions[0].status = "Unknown".into();
     let mut cordoned = node("n2", "dc-a", "a1", "4", "4Gi");
     cordoned.spec.unschedulable = true;
-    let mut c = Cache::new();
-    c.upsert_node(not_ready);
-    c.upsert_node(cordoned);
+    let mut c = cache_of([not_ready, cordoned]);
     let e = c.schedule(&pod("p", "web", "1", "1Gi"), 0).unwrap_err();
     assert_eq!(
         reasons(&e),
@@ -157,7 +166,7 @@ fn taints_must_be_tolerated() {
             effect: "PreferNoSchedule".into(), // not a filter
         },
     ];
-    let c = one_node_cache(n);
+    let c = cache_of([n]);
     let mut p = pod("p", "web", "1", "1Gi");
     let e = c.schedule(&p, 0).unwrap_err();
     assert_eq!(
@@ -216,19 +225,15 @@ fn taints_must_be_tolerated() {
 
 #[test]
 fn the_node_selector_must_be_a_subset_of_the_labels() {
-    let mut c = Cache::new();
     let mut ssd = node("n1", "dc-a", "a1", "4", "4Gi");
     ssd.metadata.labels.insert("disk".into(), "ssd".into());
-    c.upsert_node(ssd);
-    c.upsert_node(node("n2", "dc-a", "a1", "4", "4Gi"));
+    let c = cache_of([ssd, node("n2", "dc-a", "a1", "4", "4Gi")]);
     let mut p = pod("p", "web", "1", "1Gi");
     p.spec.node_selector.insert("disk".into(), "ssd".into());
     p.spec
         .node_selector
         .insert(labels::REGION.into(), "dc-a".into());
-    for seed in 0..20 {
-        assert_eq!(c.schedule(&p, seed).unwrap(), "n1");
-    }
+    always_placed_on(&c, &p, "n1", 20);
     p.spec.node_selector.insert("disk".into(), "hdd".into());
     let e = c.schedule(&p, 0).unwrap_err();
     assert_eq!(reasons(&e), [(Reason::NodeSelectorMismatch, 2)]);
@@ -312,28 +317,19 @@ fn pods_without_a_controller_spread_by_their_labels() {
 
 #[test]
 fn the_least_allocated_node_wins_among_equally_spread_ones() {
-    let mut c = Cache::new();
-    c.upsert_node(node("big", "dc-a", "a1", "16", "64Gi"));
-    c.upsert_node(node("small", "dc-a", "a1", "2", "4Gi"));
-    for seed in 0..20 {
-        assert_eq!(
-            c.schedule(&pod("p", "web", "1", "1Gi"), seed).unwrap(),
-            "big"
-        );
-    }
+    let mut c = cache_of([
+        node("big", "dc-a", "a1", "16", "64Gi"),
+        node("small", "dc-a", "a1", "2", "4Gi"),
+    ]);
+    always_placed_on(&c, &pod("p", "web", "1", "1Gi"), "big", 20);
     // Fill "big" with another workload until "small" has more room left.
     c.upsert_pod(&bound(pod("hog", "batch", "15500m", "63Gi"), "big"));
-    for seed in 0..20 {
-        assert_eq!(
-            c.schedule(&pod("p", "web", "100m", "100Mi"), seed).unwrap(),
-            "small"
-        );
-    }
+    always_placed_on(&c, &pod("p", "web", "100m", "100Mi"), "small", 20);
 }
 
 #[test]
 fn assume_then_forget_releases_and_confirmation_sticks() {
-    let mut c = one_node_cache(node("n1", "dc-a", "a1", "1", "1Gi"));
+    let mut c = cache_of([node("n1", "dc-a", "a1", "1", "1Gi")]);
     let p = pod("p", "web", "600m", "256Mi");
     let n = c.schedule(&p, 0).unwrap();
     c.assume(&p, &n);
@@ -364,9 +360,10 @@ fn assume_then_forget_releases_and_confirmation_sticks() {
 
 #[test]
 fn double_events_are_idempotent_and_moves_are_accounted() {
-    let mut c = Cache::new();
-    c.upsert_node(node("n1", "dc-a", "a1", "4", "4Gi"));
-    c.upsert_node(node("n2", "dc-b", "b1", "4", "4Gi"));
+    let mut c = cache_of([
+        node("n1", "dc-a", "a1", "4", "4Gi"),
+        node("n2", "dc-b", "b1", "4", "4Gi"),
+    ]);
     let p = bound(pod("p", "web", "1", "1Gi"), "n1");
     c.upsert_pod(&p);
     c.upsert_pod(&p);
@@ -396,12 +393,7 @@ fn pods_bound_to_unknown_nodes_are_kept_until_the_node_arrives() {
     c.upsert_node(node("other", "dc-b", "b1", "1", "4Gi"));
     // The early pod now counts in dc-a: its workload goes to dc-b, although
     // "late" has more room.
-    for seed in 0..10 {
-        assert_eq!(
-            c.schedule(&pod("q", "web", "1m", "1Mi"), seed).unwrap(),
-            "other"
-        );
-    }
+    always_placed_on(&c, &pod("q", "web", "1m", "1Mi"), "other", 10);
     c.remove_node("late");
     assert_eq!(c.node_count(), 1);
     assert_eq!(c.requested("late").unwrap().pods, 1);
@@ -487,10 +479,11 @@ fn a_seed_replays_and_seeds_vary_placements() {
 
 #[test]
 fn relabelling_a_node_moves_its_pods_between_datacenters() {
-    let mut c = Cache::new();
-    c.upsert_node(node("n1", "dc-a", "a1", "4", "4Gi"));
-    c.upsert_node(node("n2", "dc-b", "b1", "4", "4Gi"));
-    c.upsert_node(node("n3", "dc-b", "b2", "4", "4Gi"));
+    let mut c = cache_of([
+        node("n1", "dc-a", "a1", "4", "4Gi"),
+        node("n2", "dc-b", "b1", "4", "4Gi"),
+        node("n3", "dc-b", "b2", "4", "4Gi"),
+    ]);
     c.upsert_pod(&bound(pod("p", "web", "100m", "1Mi"), "n1"));
     // dc-a has the replica: the next goes to dc-b.
     let next = c.schedule(&pod("q", "web", "100m", "1Mi"), 3).unwrap();
@@ -499,10 +492,5 @@ fn relabelling_a_node_moves_its_pods_between_datacenters() {
     // dc-b, so the next goes to dc-a.
     c.upsert_node(node("n1", "dc-b", "b1", "4", "4Gi"));
     c.upsert_node(node("n4", "dc-a", "a1", "4", "4Gi"));
-    for seed in 0..10 {
-        assert_eq!(
-            c.schedule(&pod("q", "web", "100m", "1Mi"), seed).unwrap(),
-            "n4"
-        );
-    }
+    always_placed_on(&c, &pod("q", "web", "100m", "1Mi"), "n4", 10);
 }

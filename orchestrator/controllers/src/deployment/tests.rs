@@ -10,7 +10,8 @@ use faultline_api::{
 use super::*;
 use crate::format_time_ms;
 use crate::replicaset;
-use crate::replicaset::tests::{labels, NOW};
+use crate::replicaset::tests::NOW;
+use faultline_api::selector::label_map;
 
 fn deployment(replicas: i32) -> Deployment {
     let mut d = Deployment {
@@ -26,8 +27,8 @@ fn deployment(replicas: i32) -> Deployment {
         },
         ..Default::default()
     };
-    d.spec.selector.match_labels = labels(&[("app", "web")]);
-    d.spec.template.metadata.labels = labels(&[("app", "web")]);
+    d.spec.selector.match_labels = label_map(&[("app", "web")]);
+    d.spec.template.metadata.labels = label_map(&[("app", "web")]);
     d.spec.template.spec.containers = vec![Container {
         name: "c".into(),
         image: "echo:v1".into(),
@@ -44,6 +45,20 @@ fn rolling(d: &mut Deployment, surge: Option<IntOrString>, unavailable: Option<I
             max_unavailable: unavailable,
         }),
     };
+}
+
+/// The Recreate Deployment of `replicas` pods, rolled out.
+fn recreate(replicas: i32) -> World {
+    let mut d = deployment(replicas);
+    d.spec.strategy.kind = "Recreate".into();
+    let mut w = World::new(d);
+    w.converge(30);
+    w
+}
+
+/// The condition of `kind` in `st`, which must have one.
+fn condition<'a>(st: &'a DeploymentStatus, kind: &str) -> &'a DeploymentCondition {
+    st.conditions.iter().find(|c| c.kind == kind).unwrap()
 }
 
 fn set_image(d: &mut Deployment, image: &str) {
@@ -109,15 +124,7 @@ impl World {
                     self.pods.push(p);
                 }
                 Action::Update(Object::ReplicaSet(rs)) => {
-                    let stored = self
-                        .rss
-                        .iter_mut()
-                        .find(|r| r.metadata.uid == rs.metadata.uid)
-                        .unwrap();
-                    assert_eq!(
-                        stored.metadata.resource_version, rs.metadata.resource_version,
-                        "conflict"
-                    );
+                    let stored = self.stored_rs(&rs);
                     let generation = stored.metadata.generation + i64::from(stored.spec != rs.spec);
                     let status = stored.status.clone();
                     *stored = rs;
@@ -126,15 +133,7 @@ impl World {
                     stored.metadata.resource_version = rv;
                 }
                 Action::UpdateStatus(Object::ReplicaSet(rs)) => {
-                    let stored = self
-                        .rss
-                        .iter_mut()
-                        .find(|r| r.metadata.uid == rs.metadata.uid)
-                        .unwrap();
-                    assert_eq!(
-                        stored.metadata.resource_version, rs.metadata.resource_version,
-                        "conflict"
-                    );
+                    let stored = self.stored_rs(&rs);
                     stored.status = rs.status;
                     stored.metadata.resource_version = rv;
                 }
@@ -163,6 +162,21 @@ impl World {
                 other => panic!("unexpected {other:?}"),
             }
         }
+    }
+
+    /// The stored ReplicaSet that the write `rs` replaces, checked to be
+    /// the version the write was based on.
+    fn stored_rs(&mut self, rs: &ReplicaSet) -> &mut ReplicaSet {
+        let stored = self
+            .rss
+            .iter_mut()
+            .find(|r| r.metadata.uid == rs.metadata.uid)
+            .unwrap();
+        assert_eq!(
+            stored.metadata.resource_version, rs.metadata.resource_version,
+            "conflict"
+        );
+        stored
     }
 
     fn kubelet(&mut self) {
@@ -268,18 +282,11 @@ impl World {
             (desired, desired, desired, desired, 0)
         );
         assert_eq!(st.observed_generation, self.d.metadata.generation);
-        let progressing = st
-            .conditions
-            .iter()
-            .find(|c| c.kind == "Progressing")
-            .unwrap();
-        assert_eq!(progressing.reason, "NewReplicaSetAvailable");
-        let available = st
-            .conditions
-            .iter()
-            .find(|c| c.kind == "Available")
-            .unwrap();
-        assert_eq!(available.status, "True");
+        assert_eq!(
+            condition(st, "Progressing").reason,
+            "NewReplicaSetAvailable"
+        );
+        assert_eq!(condition(st, "Available").status, "True");
         let hash = template_hash(&self.d.spec.template);
         let active: Vec<&ReplicaSet> = self
             .rss
@@ -367,13 +374,10 @@ fn creates_the_first_replicaset_at_full_size() {
     let Some(Action::UpdateStatus(Object::Deployment(st))) = out.last() else {
         panic!("{out:?}")
     };
-    let progressing = st
-        .status
-        .conditions
-        .iter()
-        .find(|c| c.kind == "Progressing")
-        .unwrap();
-    assert_eq!(progressing.reason, "NewReplicaSetCreated");
+    assert_eq!(
+        condition(&st.status, "Progressing").reason,
+        "NewReplicaSetCreated"
+    );
 }
 
 #[test]
@@ -439,10 +443,7 @@ fn a_second_rollout_mid_way_converges_to_the_latest_template() {
 
 #[test]
 fn recreate_stops_old_pods_before_starting_new_ones() {
-    let mut d = deployment(4);
-    d.spec.strategy.kind = "Recreate".into();
-    let mut w = World::new(d);
-    w.converge(30);
+    let mut w = recreate(4);
     w.assert_complete();
     w.check_exclusive = true;
     set_image(&mut w.d, "echo:v2");
@@ -459,10 +460,7 @@ fn recreate_stops_old_pods_before_starting_new_ones() {
 
 #[test]
 fn recreate_waits_for_terminating_old_pods() {
-    let mut d = deployment(2);
-    d.spec.strategy.kind = "Recreate".into();
-    let mut w = World::new(d);
-    w.converge(30);
+    let mut w = recreate(2);
     set_image(&mut w.d, "echo:v2");
     w.step(); // old scaled to 0 and its pods deleted
               // Pretend one old pod is still terminating, with the status caught up.
@@ -511,7 +509,7 @@ fn old_rs(d: &Deployment, revision: i64, replicas: i32) -> ReplicaSet {
             uid: format!("uid-old-{revision}"),
             resource_version: "5".into(),
             generation: 1,
-            labels: labels(&[("app", "web")]),
+            labels: label_map(&[("app", "web")]),
             owner_references: vec![OwnerReference::controller_of(d)],
             creation_timestamp: Some(format_time_ms(NOW - 100_000 + revision as u64)),
             ..ObjectMeta::named("default", &format!("web-old{revision}"))
@@ -574,7 +572,7 @@ fn orphans_are_adopted_and_mismatches_released() {
     let mut orphan = old_rs(&d, 1, 0);
     orphan.metadata.owner_references.clear();
     let mut stray = old_rs(&d, 2, 0);
-    stray.metadata.labels = labels(&[("app", "other")]);
+    stray.metadata.labels = label_map(&[("app", "other")]);
     let foreign = {
         let mut r = old_rs(&d, 3, 0);
         r.metadata.owner_references[0].uid = "someone-else".into();

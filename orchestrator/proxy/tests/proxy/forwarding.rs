@@ -3,12 +3,13 @@
 //! Services.
 
 use std::cell::RefCell;
+use std::future::Future;
 use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use faultline_engine::run;
-use faultline_env::Env;
+use faultline_env::{BoxConn, Env};
 use faultline_proxy::ProxyConfig;
 use http::Method;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -20,6 +21,14 @@ use crate::{
 
 fn pods(names: &[(&str, usize)]) -> std::collections::BTreeMap<String, usize> {
     names.iter().map(|(n, c)| (n.to_string(), *c)).collect()
+}
+
+/// Service `default/<name>` on `port` with the `ready` endpoints, once
+/// the proxy has applied them.
+async fn serve(c: &Cluster, name: &str, port: u16, ready: &[&str]) {
+    c.service(name, port, POD_PORT).await;
+    c.endpoints(name, ready, &[]).await;
+    until_endpoints(c, name, port, ready.len()).await;
 }
 
 /// Waits until the proxy has applied an endpoint set for `service` with
@@ -210,9 +219,7 @@ fn a_post_to_a_refused_endpoint_is_retried_elsewhere() {
         let gone = c.start_pod("p1", "web-1", "10.9.0.1").await;
         c.start_pod("p1", "web-2", "10.9.0.2").await;
         c.stop_pod("p1", &gone).await;
-        c.service("web", PORT, POD_PORT).await;
-        c.endpoints("web", &["10.9.0.1", "10.9.0.2"], &[]).await;
-        until_endpoints(&c, "web", PORT, 2).await;
+        serve(&c, "web", PORT, &["10.9.0.1", "10.9.0.2"]).await;
         // The first pick is 10.9.0.1 (sorted first): refused, nothing sent,
         // so even a POST goes to the next one.
         let a = request(&c.client, ADDR, Method::POST, "/orders", Bytes::from("x=1"))
@@ -223,20 +230,55 @@ fn a_post_to_a_refused_endpoint_is_retried_elsewhere() {
     });
 }
 
-/// A server on `ip:8080` of `env`'s host that reads a request and hangs up
-/// without answering.
-async fn hang_up_server(env: &Env, ip: &str) {
+/// Listens on `ip:8080` of `env`'s host and runs `handle` on every
+/// connection accepted, each in a task of its own.
+async fn serve_each<F, Fut>(env: &Env, ip: &str, handle: F)
+where
+    F: Fn(BoxConn) -> Fut + 'static,
+    Fut: Future<Output = ()> + 'static,
+{
     let mut listener = env.net().bind_ip(ip, POD_PORT).await.unwrap();
     let e = env.clone();
     env.spawn(async move {
         loop {
-            let (mut conn, _) = listener.accept().await.unwrap();
-            e.spawn(async move {
-                let mut buf = [0u8; 1024];
-                let _ = conn.read(&mut buf).await;
-            });
+            let (conn, _) = listener.accept().await.unwrap();
+            e.spawn(handle(conn));
         }
     });
+}
+
+/// Answers every request on `conn` with an empty 200 from pod `pod`, after
+/// sleeping `delay` on the given environment when there is one, until the
+/// client hangs up.
+async fn answer_every_request(mut conn: BoxConn, pod: &str, delay: Option<(Env, Duration)>) {
+    let answer = format!("HTTP/1.1 200 OK\r\nx-pod: {pod}\r\ncontent-length: 0\r\n\r\n");
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 1024];
+    loop {
+        match conn.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+        }
+        while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+            seen.drain(..end + 4);
+            if let Some((env, delay)) = &delay {
+                env.sleep(*delay).await;
+            }
+            if conn.write_all(answer.as_bytes()).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// A server on `ip:8080` of `env`'s host that reads a request and hangs up
+/// without answering.
+async fn hang_up_server(env: &Env, ip: &str) {
+    serve_each(env, ip, |mut conn| async move {
+        let mut buf = [0u8; 1024];
+        let _ = conn.read(&mut buf).await;
+    })
+    .await;
 }
 
 #[test]
@@ -246,9 +288,7 @@ fn a_lost_post_is_not_resent_but_a_lost_get_is() {
         hang_up_server(&c.pod_env("p1"), "10.9.0.1").await;
         c.start_pod("p1", "web-2", "10.9.0.2").await;
         for (name, port) in [("posts", 81), ("gets", 82)] {
-            c.service(name, port, POD_PORT).await;
-            c.endpoints(name, &["10.9.0.1", "10.9.0.2"], &[]).await;
-            until_endpoints(&c, name, port, 2).await;
+            serve(&c, name, port, &["10.9.0.1", "10.9.0.2"]).await;
         }
         // Sent, then the connection died: the POST may have been applied.
         let a = request(&c.client, "n1:81", Method::POST, "/", Bytes::from("x"))
@@ -284,9 +324,7 @@ fn a_silent_endpoint_times_out_a_post_with_504() {
                 held.push(conn);
             }
         });
-        c.service("web", PORT, POD_PORT).await;
-        c.endpoints("web", &["10.9.0.1"], &[]).await;
-        until_endpoints(&c, "web", PORT, 1).await;
+        serve(&c, "web", PORT, &["10.9.0.1"]).await;
         let t0 = c.client.now();
         let a = request(&c.client, ADDR, Method::POST, "/", Bytes::from("x"))
             .await
@@ -412,29 +450,23 @@ fn the_first_service_by_name_wins_a_shared_port() {
 /// connection (keeping it alive), then hangs up on the next one unanswered:
 /// the proxy's pooled connection to it turns out dead only when used.
 async fn one_shot_server(env: &Env, ip: &str) {
-    let mut listener = env.net().bind_ip(ip, POD_PORT).await.unwrap();
-    let e = env.clone();
-    env.spawn(async move {
-        loop {
-            let (mut conn, _) = listener.accept().await.unwrap();
-            e.spawn(async move {
-                let mut seen = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match conn.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => seen.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let answer = b"HTTP/1.1 200 OK\r\nx-pod: one-shot\r\ncontent-length: 2\r\n\r\nok";
-                if conn.write_all(answer).await.is_err() {
-                    return;
-                }
-                // The next request is read, then the connection dropped.
-                let _ = conn.read(&mut buf).await;
-            });
+    serve_each(env, ip, |mut conn| async move {
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+            match conn.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+            }
         }
-    });
+        let answer = b"HTTP/1.1 200 OK\r\nx-pod: one-shot\r\ncontent-length: 2\r\n\r\nok";
+        if conn.write_all(answer).await.is_err() {
+            return;
+        }
+        // The next request is read, then the connection dropped.
+        let _ = conn.read(&mut buf).await;
+    })
+    .await;
 }
 
 #[test]
@@ -443,9 +475,7 @@ fn a_dead_pooled_connection_is_retried_and_does_not_cool_its_endpoint() {
         let c = Cluster::new(9, ProxyConfig::new("n1")).await;
         one_shot_server(&c.pod_env("p1"), "10.9.0.1").await;
         c.start_pod("p1", "web-2", "10.9.0.2").await;
-        c.service("web", PORT, POD_PORT).await;
-        c.endpoints("web", &["10.9.0.1", "10.9.0.2"], &[]).await;
-        until_endpoints(&c, "web", PORT, 2).await;
+        serve(&c, "web", PORT, &["10.9.0.1", "10.9.0.2"]).await;
         let mut pods = Vec::new();
         for _ in 0..6 {
             let a = get(&c.client, ADDR, "/").await.unwrap();
@@ -463,9 +493,7 @@ fn a_dead_pooled_connection_is_retried_and_does_not_cool_its_endpoint() {
 
         // With no other endpoint, the retry takes a fresh connection to the
         // same one.
-        c.service("solo", 81, POD_PORT).await;
-        c.endpoints("solo", &["10.9.0.1"], &[]).await;
-        until_endpoints(&c, "solo", 81, 1).await;
+        serve(&c, "solo", 81, &["10.9.0.1"]).await;
         for _ in 0..4 {
             let a = get(&c.client, "n1:81", "/").await.unwrap();
             assert_eq!((a.status, a.pod.as_deref()), (200, Some("one-shot")));
@@ -505,37 +533,14 @@ fn upstream_connections_are_kept_alive_and_reused() {
     run(11, || async {
         let c = Cluster::new(11, ProxyConfig::new("n1")).await;
         // A keep-alive server that counts its connections.
-        let env = c.pod_env("p1");
         let accepted = Rc::new(std::cell::Cell::new(0u32));
-        let mut listener = env.net().bind_ip("10.9.0.1", POD_PORT).await.unwrap();
-        let (e, count) = (env.clone(), accepted.clone());
-        env.spawn(async move {
-            loop {
-                let (mut conn, _) = listener.accept().await.unwrap();
-                count.set(count.get() + 1);
-                e.spawn(async move {
-                    let mut seen = Vec::new();
-                    let mut buf = [0u8; 1024];
-                    loop {
-                        match conn.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => seen.extend_from_slice(&buf[..n]),
-                        }
-                        while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
-                            seen.drain(..end + 4);
-                            let answer =
-                                b"HTTP/1.1 200 OK\r\nx-pod: counter\r\ncontent-length: 0\r\n\r\n";
-                            if conn.write_all(answer).await.is_err() {
-                                return;
-                            }
-                        }
-                    }
-                });
-            }
-        });
-        c.service("web", PORT, POD_PORT).await;
-        c.endpoints("web", &["10.9.0.1"], &[]).await;
-        until_endpoints(&c, "web", PORT, 1).await;
+        let count = accepted.clone();
+        serve_each(&c.pod_env("p1"), "10.9.0.1", move |conn| {
+            count.set(count.get() + 1);
+            answer_every_request(conn, "counter", None)
+        })
+        .await;
+        serve(&c, "web", PORT, &["10.9.0.1"]).await;
         // Sequential requests, each on a new client connection.
         for _ in 0..50 {
             let a = get(&c.client, ADDR, "/").await.unwrap();
@@ -631,32 +636,11 @@ fn a_partition_from_most_endpoints_costs_no_request() {
 
 /// A server on `ip:8080` that answers every request after `delay`.
 async fn slow_server(env: &Env, ip: &str, delay: Duration) {
-    let mut listener = env.net().bind_ip(ip, POD_PORT).await.unwrap();
     let e = env.clone();
-    env.spawn(async move {
-        loop {
-            let (mut conn, _) = listener.accept().await.unwrap();
-            let e2 = e.clone();
-            e.spawn(async move {
-                let mut seen = Vec::new();
-                let mut buf = [0u8; 1024];
-                loop {
-                    match conn.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => seen.extend_from_slice(&buf[..n]),
-                    }
-                    while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
-                        seen.drain(..end + 4);
-                        e2.sleep(delay).await;
-                        let answer = b"HTTP/1.1 200 OK\r\nx-pod: slow\r\ncontent-length: 0\r\n\r\n";
-                        if conn.write_all(answer).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-            });
-        }
-    });
+    serve_each(env, ip, move |conn| {
+        answer_every_request(conn, "slow", Some((e.clone(), delay)))
+    })
+    .await;
 }
 
 #[test]
@@ -666,9 +650,7 @@ fn a_slow_endpoint_is_waited_for_unless_a_healthy_one_can_answer() {
         slow_server(&c.pod_env("p1"), "10.9.0.1", Duration::from_millis(800)).await;
         c.start_pod("p1", "web-2", "10.9.0.2").await;
         // Alone, a slow endpoint is simply slow.
-        c.service("solo", 81, POD_PORT).await;
-        c.endpoints("solo", &["10.9.0.1"], &[]).await;
-        until_endpoints(&c, "solo", 81, 1).await;
+        serve(&c, "solo", 81, &["10.9.0.1"]).await;
         for _ in 0..3 {
             let t0 = c.client.now();
             let a = get(&c.client, "n1:81", "/").await.unwrap();
@@ -677,9 +659,7 @@ fn a_slow_endpoint_is_waited_for_unless_a_healthy_one_can_answer() {
         }
         // Beside a healthy one, a GET waiting on it past the stall timeout
         // is retried there.
-        c.service("pair", 82, POD_PORT).await;
-        c.endpoints("pair", &["10.9.0.1", "10.9.0.2"], &[]).await;
-        until_endpoints(&c, "pair", 82, 2).await;
+        serve(&c, "pair", 82, &["10.9.0.1", "10.9.0.2"]).await;
         let t0 = c.client.now();
         let a = get(&c.client, "n1:82", "/").await.unwrap();
         let took = c.client.now() - t0;
