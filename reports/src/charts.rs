@@ -290,22 +290,28 @@ fn legend<'a, DB: DrawingBackend + 'a>(
         .map_err(err)
 }
 
+/// Tableau 10, the charts' colours.
+pub(crate) const TABLEAU: [RGBColor; 10] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+];
+
+/// Series colours: Tableau 10, then two more.
 fn palette(i: usize) -> RGBColor {
-    const P: [RGBColor; 12] = [
-        RGBColor(31, 119, 180),
-        RGBColor(255, 127, 14),
-        RGBColor(44, 160, 44),
-        RGBColor(214, 39, 40),
-        RGBColor(148, 103, 189),
-        RGBColor(140, 86, 75),
-        RGBColor(227, 119, 194),
-        RGBColor(127, 127, 127),
-        RGBColor(188, 189, 34),
-        RGBColor(23, 190, 207),
-        RGBColor(90, 90, 160),
-        RGBColor(200, 160, 60),
-    ];
-    P[i % P.len()]
+    const MORE: [RGBColor; 2] = [RGBColor(90, 90, 160), RGBColor(200, 160, 60)];
+    let n = TABLEAU.len() + MORE.len();
+    match i % n {
+        k if k < TABLEAU.len() => TABLEAU[k],
+        k => MORE[k - TABLEAU.len()],
+    }
 }
 
 fn base<'a, DB: DrawingBackend>(

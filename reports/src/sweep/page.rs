@@ -3,7 +3,7 @@
 
 use maud::{html, Markup, PreEscaped};
 
-use super::plot::{css, invariant_svg, wall_svg, EXPECTED_COLOR, FAILED_COLOR, PALETTE};
+use super::plot::{css, invariant_svg, palette, wall_svg, EXPECTED_COLOR, FAILED_COLOR};
 use super::{SweepReport, SweepRun};
 use crate::format::{hms, utc};
 
@@ -109,7 +109,7 @@ pub fn html(report: &SweepReport) -> anyhow::Result<String> {
                 // cover points.
                 p {
                     @for (k, t) in report.scenarios.iter().enumerate() {
-                        span style={ "color:" (css(PALETTE[k % PALETTE.len()])) } { (DOT) }
+                        span style={ "color:" (css(palette(k))) } { (DOT) }
                         " " (t.name) " " span class="muted" { "(" (t.path) ")" } " " (NBSP) " "
                     }
                 }

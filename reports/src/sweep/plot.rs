@@ -5,6 +5,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::SweepReport;
+use crate::charts::TABLEAU;
 
 fn err(e: impl std::fmt::Display) -> anyhow::Error {
     anyhow::anyhow!("plotting the sweep: {e}")
@@ -13,19 +14,18 @@ fn err(e: impl std::fmt::Display) -> anyhow::Error {
 pub(super) const FAILED_COLOR: RGBColor = RGBColor(200, 40, 40);
 pub(super) const EXPECTED_COLOR: RGBColor = RGBColor(240, 150, 40);
 
-/// One colour per scenario in the wall-time chart (Tableau 10 without its
-/// red, which marks failures).
-pub(super) const PALETTE: [RGBColor; 9] = [
-    RGBColor(31, 119, 180),
-    RGBColor(255, 127, 14),
-    RGBColor(44, 160, 44),
-    RGBColor(148, 103, 189),
-    RGBColor(140, 86, 75),
-    RGBColor(227, 119, 194),
-    RGBColor(127, 127, 127),
-    RGBColor(188, 189, 34),
-    RGBColor(23, 190, 207),
-];
+/// One colour per scenario in the wall-time chart: Tableau 10 without its
+/// red, which marks failures.
+pub(super) fn palette(i: usize) -> RGBColor {
+    const RED: usize = 3;
+    let colours: Vec<RGBColor> = TABLEAU
+        .iter()
+        .enumerate()
+        .filter(|(k, _)| *k != RED)
+        .map(|(_, c)| *c)
+        .collect();
+    colours[i % colours.len()]
+}
 
 pub(super) fn css(c: RGBColor) -> String {
     format!("#{:02x}{:02x}{:02x}", c.0, c.1, c.2)
@@ -192,7 +192,7 @@ pub(super) fn wall_svg(report: &SweepReport) -> anyhow::Result<String> {
             .draw()
             .map_err(err)?;
         for (k, t) in report.scenarios.iter().enumerate() {
-            let color = PALETTE[k % PALETTE.len()];
+            let color = palette(k);
             let mut pts: Vec<(f64, f64, bool)> = report
                 .runs
                 .iter()

@@ -109,19 +109,6 @@ fn seed_list(seeds: &[u64]) -> String {
     }
 }
 
-/// `95` -> `1m35s`: a short human duration, whole seconds.
-fn hms(secs: f64) -> String {
-    let t = secs.max(0.0).round() as u64;
-    let (h, m, s) = (t / 3600, t / 60 % 60, t % 60);
-    if h > 0 {
-        format!("{h}h{m:02}m{s:02}s")
-    } else if m > 0 {
-        format!("{m}m{s:02}s")
-    } else {
-        format!("{s}s")
-    }
-}
-
 /// The scenario files named, with each folder replaced by its `.toml`
 /// files in name order.
 pub(crate) fn scenario_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
@@ -727,19 +714,19 @@ impl Progress {
 
     fn update(&mut self, done: usize, failed: usize, elapsed_s: f64, eta_s: Option<f64>) {
         self.last = Instant::now();
-        let eta = eta_s.map(hms).unwrap_or_else(|| "unknown".into());
+        let eta = eta_s.map(faultline_reports::hms).unwrap_or_else(|| "unknown".into());
         match &self.bar {
             Some(bar) => {
                 bar.set_message(format!(
                     "{failed} failed, {} elapsed, ETA {eta}",
-                    hms(elapsed_s)
+                    faultline_reports::hms(elapsed_s)
                 ));
                 bar.set_position(done as u64);
             }
             None => println!(
                 "progress: {done}/{} seeds done, {failed} failed, {} elapsed, ETA {eta}",
                 self.total,
-                hms(elapsed_s)
+                faultline_reports::hms(elapsed_s)
             ),
         }
     }

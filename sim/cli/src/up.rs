@@ -12,12 +12,14 @@
 
 use std::fs;
 use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::Args;
+use faultline_api::Node;
+use faultline_client::{Client, ClientConfig, ListParams};
+use http::Method;
 
 use crate::usage_error as fail;
 
@@ -148,34 +150,15 @@ fn spawn(name: &str, args: &[String], log: PathBuf) -> Result<Proc, String> {
     })
 }
 
-/// One HTTP/1.1 GET with a bearer token: (status, body).
-fn get(addr: &str, path: &str, token: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    let req = format!(
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
-    );
-    s.write_all(req.as_bytes()).ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    let code = out.split(' ').nth(1)?.parse().ok()?;
-    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
-    Some((code, body))
-}
-
-/// Names of the nodes whose Ready condition is True.
-fn ready_nodes(api: &str, token: &str) -> Vec<String> {
-    let Some((200, body)) = get(api, "/api/v1/nodes", token) else {
-        return Vec::new();
+/// Whether the API answers `/readyz`, and how many nodes are Ready, asked
+/// with the project's own client (as every component asks).
+async fn cluster_state(c: &Client) -> (bool, usize) {
+    let api_up = c.request(Method::GET, "/readyz", None).await.is_ok();
+    let ready = match c.list::<Node>(None, &ListParams::default()).await {
+        Ok(list) => list.items.iter().filter(|n| n.is_ready()).count(),
+        Err(_) => 0,
     };
-    let Ok(list) = serde_json::from_str::<faultline_api::List<faultline_api::Node>>(&body) else {
-        return Vec::new();
-    };
-    list.items
-        .iter()
-        .filter(|n| n.is_ready())
-        .map(|n| n.metadata.name.clone())
-        .collect()
+    (api_up, ready)
 }
 
 /// Reports processes that have exited; true if any has.
@@ -286,24 +269,36 @@ pub fn run(args: UpArgs) -> ExitCode {
         }
     }
     // Wait for the API, then for every node to be Ready.
-    let deadline = Instant::now() + Duration::from_secs(args.wait);
+    let env = match crate::real_env("up", None, &args.dir.join("up"), "127.0.0.1") {
+        Ok(env) => env,
+        Err(e) => return fail(e),
+    };
     let api = &api_servers[0];
-    loop {
-        if check_exits(&mut procs) {
-            return fail("a process of the cluster exited while it came up");
+    let mut client_cfg = ClientConfig::new(vec![api.clone()], &admin);
+    client_cfg.request_timeout = Duration::from_secs(5);
+    let waited = faultline_env::real::block_on_local(async {
+        let c = Client::new(env.clone(), client_cfg);
+        let deadline = Instant::now() + Duration::from_secs(args.wait);
+        loop {
+            if check_exits(&mut procs) {
+                return Err("a process of the cluster exited while it came up".to_string());
+            }
+            let (api_up, ready) = cluster_state(&c).await;
+            if api_up && ready >= args.nodes as usize {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "the cluster did not come up within {} s (API ready: {api_up}); logs in {}",
+                    args.wait,
+                    args.dir.display()
+                ));
+            }
+            env.sleep(Duration::from_millis(250)).await;
         }
-        let api_up = matches!(get(api, "/readyz", &admin), Some((200, _)));
-        if api_up && ready_nodes(api, &admin).len() >= args.nodes as usize {
-            break;
-        }
-        if Instant::now() >= deadline {
-            return fail(format_args!(
-                "the cluster did not come up within {} s (API ready: {api_up}); logs in {}",
-                args.wait,
-                args.dir.display()
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(250));
+    });
+    if let Err(e) = waited {
+        return fail(e);
     }
     println!(
         "cluster up: {} master(s), {} node(s) in {}",
