@@ -714,7 +714,9 @@ impl Progress {
 
     fn update(&mut self, done: usize, failed: usize, elapsed_s: f64, eta_s: Option<f64>) {
         self.last = Instant::now();
-        let eta = eta_s.map(faultline_reports::hms).unwrap_or_else(|| "unknown".into());
+        let eta = eta_s
+            .map(faultline_reports::hms)
+            .unwrap_or_else(|| "unknown".into());
         match &self.bar {
             Some(bar) => {
                 bar.set_message(format!(

@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 use crate::hosts::{self, StoreProbeResult};
 use crate::observe::ApiLog;
-use crate::run::{ClusterObservers, Observed, RunOptions, RunOutcome};
+use crate::run::{ClusterObservers, Finished, Observed, RunOptions, RunOutcome};
 use crate::world::{self, KubeletBells};
 
 /// The engine's world as the faults see it.
@@ -378,13 +378,15 @@ fn run_engine_faults(scenario: &Scenario, opts: &RunOptions, inert: bool) -> Run
     let summary = crate::summary::summarize(
         scenario,
         opts,
-        "engine",
-        observed,
-        records,
-        hash,
-        events,
-        sim_secs,
-        wall_seconds,
+        Finished {
+            backend: "engine",
+            observed,
+            faults: records,
+            trace_hash: hash,
+            events,
+            simulated_seconds: sim_secs,
+            wall_seconds,
+        },
     );
     RunOutcome {
         summary,

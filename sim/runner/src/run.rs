@@ -9,7 +9,7 @@ use faultline_checker::auditor::Findings;
 use faultline_checker::ledger::Ledger;
 use faultline_checker::raft::RaftMonitor;
 use faultline_checker::record::{FinalState, SharedRecorder, SharedTrafficLog};
-use faultline_reports::Summary;
+use faultline_reports::{FaultRecord, Summary};
 
 use crate::observe::ApiLog;
 
@@ -60,6 +60,19 @@ pub struct Observed {
     /// The cluster's observers (with worker nodes), for the container
     /// invariant and the report's time series.
     pub cluster: Option<ClusterObservers>,
+}
+
+/// What a backend hands over when a run ends, to be judged.
+pub struct Finished {
+    /// `engine` or `turmoil`.
+    pub backend: &'static str,
+    pub observed: Observed,
+    /// The faults as injected.
+    pub faults: Vec<FaultRecord>,
+    pub trace_hash: u64,
+    pub events: u64,
+    pub simulated_seconds: f64,
+    pub wall_seconds: f64,
 }
 
 /// What the report's cluster charts are drawn from.

@@ -14,23 +14,21 @@ use faultline_reports::{
 };
 use faultline_scenario::{InvariantKind, Scenario};
 
-use crate::run::{reproduce_command, Observed, RunOptions};
+use crate::run::{reproduce_command, Finished, RunOptions};
 
 const NS: f64 = 1e9;
 
 /// Judges every invariant and assembles the summary.
-#[allow(clippy::too_many_arguments)]
-pub fn summarize(
-    s: &Scenario,
-    opts: &RunOptions,
-    backend: &str,
-    observed: Observed,
-    faults: Vec<FaultRecord>,
-    hash: u64,
-    events: u64,
-    simulated_seconds: f64,
-    wall_seconds: f64,
-) -> Summary {
+pub fn summarize(s: &Scenario, opts: &RunOptions, run: Finished) -> Summary {
+    let Finished {
+        backend,
+        observed,
+        faults,
+        trace_hash: hash,
+        events,
+        simulated_seconds,
+        wall_seconds,
+    } = run;
     let rec = observed.rec.borrow();
     let findings = observed.findings.borrow();
     let traffic = observed.traffic.borrow();

@@ -25,7 +25,7 @@ use faultline_faults::{Control, FaultDriver};
 use faultline_scenario::Scenario;
 
 use crate::hosts::{store_probe, StoreProbeResult};
-use crate::run::{Observed, RunOptions, RunOutcome};
+use crate::run::{Finished, Observed, RunOptions, RunOutcome};
 use crate::world::hosts;
 
 /// Wall clock at simulated time zero (2026-01-01), as on the engine.
@@ -383,13 +383,15 @@ pub fn run_turmoil(scenario: &Scenario, opts: &RunOptions) -> RunOutcome {
     let summary = crate::summary::summarize(
         s,
         opts,
-        "turmoil",
-        observed,
-        driver.records().to_vec(),
-        trace.hash(),
-        trace.events(),
-        sim_secs,
-        wall_seconds,
+        Finished {
+            backend: "turmoil",
+            observed,
+            faults: driver.records().to_vec(),
+            trace_hash: trace.hash(),
+            events: trace.events(),
+            simulated_seconds: sim_secs,
+            wall_seconds,
+        },
     );
     RunOutcome {
         summary,
