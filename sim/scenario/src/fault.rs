@@ -3,7 +3,7 @@
 //! Each kind names the struct of settings it takes ([`Crash`], [`Loss`],
 //! ...), so a setting a kind does not take is refused when the file is
 //! read, by the type. Kinds with the same settings share a struct; the
-//! table in [`fault_kinds!`] is the one list of kinds.
+//! table in `kinds!` below is the one list of kinds.
 //!
 //! Adding a kind: a line in the table (with its settings struct, a new one
 //! if no existing one fits), then its behaviour in `faultline-faults` (the
@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::duration::{Dur, SignedDur};
-use crate::settings::fields_of;
+use crate::settings::kinds;
 
 /// The settings every kind's struct answers for.
 pub trait FaultSettings {
@@ -40,60 +40,11 @@ macro_rules! settings {
     (@for none $s:ident) => { None };
 }
 
-/// Defines [`FaultKind`] (the names) and [`FaultSpec`] (a kind with its
-/// settings) from one table: variant, name in files, settings struct.
-macro_rules! fault_kinds {
-    ($($(#[$doc:meta])* $variant:ident = $name:literal ($settings:ident),)*) => {
-        /// Every fault kind, by the name files use.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
-        pub enum FaultKind {
-            $($(#[$doc])* #[serde(rename = $name)] $variant,)*
-        }
-
-        /// A fault kind with its settings.
-        #[derive(Debug, Clone, PartialEq, Deserialize)]
-        pub enum FaultSpec {
-            $($(#[$doc])* #[serde(rename = $name)] $variant($settings),)*
-        }
-
-        impl FaultKind {
-            /// Every kind, in declaration order.
-            pub const ALL: &'static [FaultKind] = &[$(FaultKind::$variant),*];
-
-            /// The name used in files.
-            pub fn name(self) -> &'static str {
-                match self {
-                    $(FaultKind::$variant => $name,)*
-                }
-            }
-
-            /// The settings this kind takes besides `at` and `kind`.
-            pub fn settings(self) -> &'static [&'static str] {
-                match self {
-                    $(FaultKind::$variant => fields_of::<$settings>(),)*
-                }
-            }
-        }
-
-        impl FaultSpec {
-            /// The kind.
-            pub fn kind(&self) -> FaultKind {
-                match self {
-                    $(FaultSpec::$variant(_) => FaultKind::$variant,)*
-                }
-            }
-
-            /// The settings every kind has.
-            pub fn settings(&self) -> &dyn FaultSettings {
-                match self {
-                    $(FaultSpec::$variant(s) => s,)*
-                }
-            }
-        }
-    };
-}
-
-fault_kinds! {
+kinds! {
+    /// Every fault kind, by the name files use.
+    kind FaultKind;
+    /// A fault kind with its settings.
+    spec FaultSpec: dyn FaultSettings;
     /// Crash a master process (page cache survives); restart after `for`.
     MasterCrash = "master-crash" (Crash),
     /// Crash whichever master leads the store right now.

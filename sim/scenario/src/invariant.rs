@@ -7,53 +7,28 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::duration::Dur;
-use crate::settings::fields_of;
+use crate::settings::kinds;
 
-macro_rules! invariant_kinds {
-    ($($(#[$doc:meta])* $variant:ident = $name:literal ($settings:ident),)*) => {
-        /// Every invariant kind, by the name files use.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
-        pub enum InvariantKind {
-            $($(#[$doc])* #[serde(rename = $name)] $variant,)*
-        }
-
-        /// An invariant kind with its settings.
-        #[derive(Debug, Clone, PartialEq, Deserialize)]
-        pub enum InvariantSpec {
-            $($(#[$doc])* #[serde(rename = $name)] $variant($settings),)*
-        }
-
-        impl InvariantKind {
-            /// Every kind, in declaration order.
-            pub const ALL: &'static [InvariantKind] = &[$(InvariantKind::$variant),*];
-
-            /// The name used in files.
-            pub fn name(self) -> &'static str {
-                match self {
-                    $(InvariantKind::$variant => $name,)*
-                }
-            }
-
-            /// The settings this kind takes besides `kind` and `name`.
-            pub fn settings(self) -> &'static [&'static str] {
-                match self {
-                    $(InvariantKind::$variant => fields_of::<$settings>(),)*
-                }
-            }
-        }
-
-        impl InvariantSpec {
-            /// The kind.
-            pub fn kind(&self) -> InvariantKind {
-                match self {
-                    $(InvariantSpec::$variant(_) => InvariantKind::$variant,)*
-                }
-            }
-        }
-    };
+/// The settings every invariant kind's struct answers for (each says
+/// what it has; the defaults say "none").
+pub trait InvariantSettings {
+    /// The deadline after healing (`converges`, `deployments-ready`), when
+    /// given.
+    fn within(&self) -> Option<Duration> {
+        None
+    }
+    /// The service it measures (`availability`, `latency`,
+    /// `static-stability`), when named.
+    fn service(&self) -> Option<&str> {
+        None
+    }
 }
 
-invariant_kinds! {
+kinds! {
+    /// Every invariant kind, by the name files use.
+    kind InvariantKind;
+    /// An invariant kind with its settings.
+    spec InvariantSpec: dyn InvariantSettings;
     /// Every register history is linearizable.
     Linearizable = "linearizable" (NoSettings),
     /// Every acknowledged set add is present at the end.
@@ -109,22 +84,13 @@ impl Invariant {
     /// The deadline after healing (`converges`, `deployments-ready`), when
     /// given.
     pub fn within(&self) -> Option<Duration> {
-        match &self.spec {
-            InvariantSpec::Converges(d) => d.within.map(|w| w.0),
-            InvariantSpec::DeploymentsReady(d) => d.within.map(|w| w.0),
-            _ => None,
-        }
+        self.spec.settings().within()
     }
 
     /// The service it measures (`availability`, `latency`,
     /// `static-stability`), when named.
     pub fn service(&self) -> Option<&str> {
-        match &self.spec {
-            InvariantSpec::Availability(a) => a.service.as_deref(),
-            InvariantSpec::Latency(l) => l.service.as_deref(),
-            InvariantSpec::StaticStability(s) => s.service.as_deref(),
-            _ => None,
-        }
+        self.spec.settings().service()
     }
 
     /// True for the kinds judged on what never happened (safety), which an
@@ -212,4 +178,36 @@ pub struct StaticStability {
     /// The SLO while the control plane is down (default 0.999).
     #[serde(default)]
     pub at_least: Option<f64>,
+}
+
+impl InvariantSettings for NoSettings {}
+
+impl InvariantSettings for Deadline {
+    fn within(&self) -> Option<Duration> {
+        self.within.map(|w| w.0)
+    }
+}
+
+impl InvariantSettings for DeploymentsReady {
+    fn within(&self) -> Option<Duration> {
+        self.within.map(|w| w.0)
+    }
+}
+
+impl InvariantSettings for Availability {
+    fn service(&self) -> Option<&str> {
+        self.service.as_deref()
+    }
+}
+
+impl InvariantSettings for Latency {
+    fn service(&self) -> Option<&str> {
+        self.service.as_deref()
+    }
+}
+
+impl InvariantSettings for StaticStability {
+    fn service(&self) -> Option<&str> {
+        self.service.as_deref()
+    }
 }

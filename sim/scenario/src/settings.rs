@@ -61,6 +61,69 @@ impl<'de> Deserializer<'de> for Probe<'_> {
     }
 }
 
+/// Defines, from one table of `Variant = "name-in-files" (SettingsStruct)`
+/// lines, a kind enum (the names) and a spec enum (a kind with its
+/// settings, deserialized from `{name = {settings}}`), with: every kind in
+/// order, each kind's name and the settings it takes, a spec's kind, and
+/// its settings as `&dyn $Trait` (which every settings struct implements).
+/// Faults and invariants are both defined with it.
+macro_rules! kinds {
+    (
+        $(#[$kind_doc:meta])* kind $Kind:ident;
+        $(#[$spec_doc:meta])* spec $Spec:ident: dyn $Trait:ident;
+        $($(#[$doc:meta])* $variant:ident = $name:literal ($settings:ident),)*
+    ) => {
+        $(#[$kind_doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Deserialize)]
+        pub enum $Kind {
+            $($(#[$doc])* #[serde(rename = $name)] $variant,)*
+        }
+
+        $(#[$spec_doc])*
+        #[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+        pub enum $Spec {
+            $($(#[$doc])* #[serde(rename = $name)] $variant($settings),)*
+        }
+
+        impl $Kind {
+            /// Every kind, in declaration order.
+            pub const ALL: &'static [$Kind] = &[$($Kind::$variant),*];
+
+            /// The name used in files.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $($Kind::$variant => $name,)*
+                }
+            }
+
+            /// The settings this kind takes besides its common ones.
+            pub fn settings(self) -> &'static [&'static str] {
+                match self {
+                    $($Kind::$variant => $crate::settings::fields_of::<$settings>(),)*
+                }
+            }
+        }
+
+        impl $Spec {
+            /// The kind.
+            pub fn kind(&self) -> $Kind {
+                match self {
+                    $($Spec::$variant(_) => $Kind::$variant,)*
+                }
+            }
+
+            /// The settings, as every kind's settings answer for them.
+            pub fn settings(&self) -> &dyn $Trait {
+                match self {
+                    $($Spec::$variant(s) => s,)*
+                }
+            }
+        }
+    };
+}
+
+pub(crate) use kinds;
+
 /// "a", "a and b", "a, b and c".
 pub fn and_list(items: &[&str]) -> String {
     match items {
