@@ -1,0 +1,252 @@
+//! Pods: their spec, containers, resources, probes and tolerations.
+
+use std::collections::BTreeSet;
+
+use crate::status::StatusCause;
+use crate::types::*;
+
+use super::cluster::TAINT_EFFECTS;
+use super::CONTAINER_RESOURCES;
+use super::{
+    check_label_map, check_non_negative, check_one_of, check_port, check_port_or_name,
+    check_protocol, check_subdomain, duplicate, forbidden, invalid, is_dns1123_label, is_label_key,
+    is_label_value, is_port_name, not_supported, required, validate_meta, NameRule, Validate,
+    DNS1123_LABEL_RULE, LABEL_KEY_RULE, LABEL_VALUE_RULE, PORT_NAME_RULE,
+};
+
+// ---------------------------------------------------------------------- Pod
+
+const RESTART_POLICIES: &[&str] = &["Always", "OnFailure", "Never"];
+
+/// Checks a pod spec with errors under `path` (`spec` for a Pod,
+/// `spec.template.spec` for a workload's template).
+pub(super) fn check_pod_spec(out: &mut Vec<StatusCause>, spec: &PodSpec, path: &str) {
+    if spec.containers.is_empty() {
+        out.push(required(
+            &format!("{path}.containers"),
+            "a pod needs at least one container",
+        ));
+    }
+    let mut names = BTreeSet::new();
+    // Containers of a pod share one network namespace, so ports (and the
+    // port names Services resolve) must be unique across all of them.
+    let mut ports = BTreeSet::new();
+    let mut port_names = BTreeSet::new();
+    for (i, c) in spec.containers.iter().enumerate() {
+        let cpath = format!("{path}.containers[{i}]");
+        let field = |f: &str| format!("{cpath}.{f}");
+        if c.name.is_empty() {
+            out.push(required(&field("name"), ""));
+        } else if !is_dns1123_label(&c.name) {
+            out.push(invalid(&field("name"), &c.name, DNS1123_LABEL_RULE));
+        } else if !names.insert(c.name.as_str()) {
+            out.push(duplicate(&field("name"), &c.name));
+        }
+        if c.image.is_empty() {
+            out.push(required(&field("image"), ""));
+        } else if c.image.trim() != c.image {
+            out.push(invalid(
+                &field("image"),
+                &c.image,
+                "must not have leading or trailing whitespace",
+            ));
+        }
+        for (j, p) in c.ports.iter().enumerate() {
+            let ppath = format!("{cpath}.ports[{j}]");
+            let port_ok = check_port(out, p.container_port, &format!("{ppath}.containerPort"));
+            let protocol = check_protocol(out, &p.protocol, &format!("{ppath}.protocol"));
+            if port_ok && !ports.insert((p.container_port, protocol)) {
+                out.push(duplicate(
+                    &format!("{ppath}.containerPort"),
+                    p.container_port,
+                ));
+            }
+            if !p.name.is_empty() {
+                if !is_port_name(&p.name) {
+                    out.push(invalid(&format!("{ppath}.name"), &p.name, PORT_NAME_RULE));
+                } else if !port_names.insert(p.name.as_str()) {
+                    out.push(duplicate(&format!("{ppath}.name"), &p.name));
+                }
+            }
+        }
+        check_resources(out, &c.resources, &field("resources"));
+        if let Some(probe) = &c.readiness_probe {
+            check_probe(out, probe, &field("readinessProbe"));
+        }
+    }
+    check_one_of(
+        out,
+        &spec.restart_policy,
+        &format!("{path}.restartPolicy"),
+        RESTART_POLICIES,
+    );
+    check_label_map(out, &spec.node_selector, &format!("{path}.nodeSelector"));
+    for (i, t) in spec.tolerations.iter().enumerate() {
+        check_toleration(out, t, &format!("{path}.tolerations[{i}]"));
+    }
+    if let Some(grace) = spec.termination_grace_period_seconds {
+        check_non_negative(out, grace, &format!("{path}.terminationGracePeriodSeconds"));
+    }
+    if !spec.scheduler_name.is_empty() {
+        check_subdomain(out, &spec.scheduler_name, &format!("{path}.schedulerName"));
+    }
+    if !spec.node_name.is_empty() {
+        check_subdomain(out, &spec.node_name, &format!("{path}.nodeName"));
+    }
+}
+
+fn check_resources(out: &mut Vec<StatusCause>, r: &ResourceRequirements, path: &str) {
+    for (kind, list) in [("requests", &r.requests), ("limits", &r.limits)] {
+        for name in list.keys() {
+            if !CONTAINER_RESOURCES.contains(&name.as_str()) {
+                out.push(not_supported(
+                    &format!("{path}.{kind}[{name}]"),
+                    name,
+                    CONTAINER_RESOURCES,
+                ));
+            }
+        }
+    }
+    for (name, request) in &r.requests {
+        if let Some(limit) = r.limits.get(name) {
+            if request.milli_value() > limit.milli_value() {
+                out.push(invalid(
+                    &format!("{path}.requests[{name}]"),
+                    request.as_str(),
+                    &format!("must be less than or equal to {name} limit of {limit}"),
+                ));
+            }
+        }
+    }
+}
+
+fn check_probe(out: &mut Vec<StatusCause>, p: &Probe, path: &str) {
+    match (&p.http_get, &p.tcp_socket) {
+        (None, None) => out.push(required(
+            path,
+            "must specify a handler type (httpGet or tcpSocket)",
+        )),
+        (Some(_), Some(_)) => out.push(forbidden(
+            &format!("{path}.tcpSocket"),
+            "may not specify more than 1 handler type",
+        )),
+        _ => {}
+    }
+    if let Some(h) = &p.http_get {
+        check_port_or_name(out, &h.port, &format!("{path}.httpGet.port"));
+    }
+    if let Some(t) = &p.tcp_socket {
+        check_port_or_name(out, &t.port, &format!("{path}.tcpSocket.port"));
+    }
+    for (name, value) in [
+        ("initialDelaySeconds", p.initial_delay_seconds),
+        ("periodSeconds", p.period_seconds),
+        ("timeoutSeconds", p.timeout_seconds),
+        ("successThreshold", p.success_threshold),
+        ("failureThreshold", p.failure_threshold),
+    ] {
+        check_non_negative(out, value.into(), &format!("{path}.{name}"));
+    }
+}
+
+fn check_toleration(out: &mut Vec<StatusCause>, t: &Toleration, path: &str) {
+    let op_field = format!("{path}.operator");
+    if !t.key.is_empty() && !is_label_key(&t.key) {
+        out.push(invalid(&format!("{path}.key"), &t.key, LABEL_KEY_RULE));
+    }
+    match t.operator.as_str() {
+        "" | "Equal" => {
+            if t.key.is_empty() {
+                out.push(invalid(
+                    &op_field,
+                    &t.operator,
+                    "operator must be Exists when `key` is empty, which means \
+                     \"match all values and all keys\"",
+                ));
+            }
+            if !is_label_value(&t.value) {
+                out.push(invalid(
+                    &format!("{path}.value"),
+                    &t.value,
+                    LABEL_VALUE_RULE,
+                ));
+            }
+        }
+        "Exists" => {
+            if !t.value.is_empty() {
+                out.push(invalid(
+                    &op_field,
+                    &t.value,
+                    "value must be empty when `operator` is 'Exists'",
+                ));
+            }
+        }
+        other => out.push(not_supported(&op_field, other, &["Equal", "Exists"])),
+    }
+    check_one_of(out, &t.effect, &format!("{path}.effect"), TAINT_EFFECTS);
+}
+
+impl Validate for Pod {
+    fn validate(&self) -> Vec<StatusCause> {
+        let mut out = validate_meta(&self.metadata, true, NameRule::Subdomain);
+        check_pod_spec(&mut out, &self.spec, "spec");
+        out
+    }
+
+    /// A pod's spec is fixed at creation, except that `spec.nodeName` may
+    /// go from empty to a node once (the binding); it may never change
+    /// after that.
+    fn validate_update(&self, old: &Self) -> Vec<StatusCause> {
+        let mut out = self.validate();
+        if !old.spec.node_name.is_empty() && self.spec.node_name != old.spec.node_name {
+            out.push(forbidden(
+                "spec.nodeName",
+                &format!(
+                    "may not be changed once set (the pod is bound to node {:?}, the update \
+                     asks for {:?})",
+                    old.spec.node_name, self.spec.node_name
+                ),
+            ));
+        }
+        let changed = changed_fields(
+            &PodSpec {
+                node_name: String::new(),
+                ..self.spec.clone()
+            },
+            &PodSpec {
+                node_name: String::new(),
+                ..old.spec.clone()
+            },
+        );
+        if !changed.is_empty() {
+            out.push(forbidden(
+                "spec",
+                &format!(
+                    "pod updates may not change fields other than `spec.nodeName` (which may \
+                     only be set once, while empty); changed: {}",
+                    changed.join(", ")
+                ),
+            ));
+        }
+        out
+    }
+}
+
+/// The top-level JSON fields in which `new` and `old` differ (camelCase,
+/// as a user wrote them).
+fn changed_fields<T: serde::Serialize + PartialEq>(new: &T, old: &T) -> Vec<String> {
+    if new == old {
+        return Vec::new();
+    }
+    let (Ok(serde_json::Value::Object(a)), Ok(serde_json::Value::Object(b))) =
+        (serde_json::to_value(new), serde_json::to_value(old))
+    else {
+        // Not representable as objects: say only that something changed.
+        return vec!["(the whole value)".to_string()];
+    };
+    let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    keys.into_iter()
+        .filter(|k| a.get(*k) != b.get(*k))
+        .cloned()
+        .collect()
+}
