@@ -39,8 +39,8 @@ pub struct MasterArgs {
     #[arg(long, default_value_t = 100)]
     tick_ms: u64,
     /// Seed for this replica's randomness (election timeouts, client
-    /// ids); default: from the operating system. Replicas must not share
-    /// one.
+    /// ids), mixed with the replica's id, so replicas may share one;
+    /// default: from the operating system.
     #[arg(long)]
     seed: Option<u64>,
     /// Also serve the Kubernetes-style API on this port, and run the
