@@ -161,6 +161,9 @@ pub enum Decision {
     Allow,
     /// Allowed only if the pod is bound to this node.
     IfPodOnNode(String),
+    /// A create allowed only if the new object has this name (a node
+    /// creates its own Node and Lease, no other).
+    IfNamed(String),
 }
 
 fn read(verb: &str) -> bool {
@@ -215,14 +218,20 @@ pub fn authorize(user: &User, a: &Access<'_>) -> Result<Decision, Status> {
             if read(a.verb) || a.resource == "events" {
                 return Ok(Decision::Allow);
             }
-            match a.resource {
-                "nodes" if a.name == node || (a.verb == "create") => Ok(Decision::Allow),
-                "leases"
-                    if a.namespace == "kube-node-lease"
-                        && (a.name == node || a.verb == "create") =>
-                {
+            // Its own Node, and its own Lease in kube-node-lease (the
+            // heartbeat): a create is checked against the new object's name.
+            let own_kind = a.resource == "nodes"
+                || (a.resource == "leases" && a.namespace == "kube-node-lease");
+            if own_kind {
+                return if a.verb == "create" {
+                    Ok(Decision::IfNamed(node.clone()))
+                } else if a.name == node {
                     Ok(Decision::Allow)
-                }
+                } else {
+                    deny()
+                };
+            }
+            match a.resource {
                 "pods" if a.sub == "status" || (a.sub.is_empty() && a.verb == "delete") => {
                     Ok(Decision::IfPodOnNode(node.clone()))
                 }
@@ -284,6 +293,16 @@ mod tests {
         );
         assert!(authorize(&u, &acc("create", "deployments", "", "default", "")).is_err());
         assert!(authorize(&u, &acc("update", "leases", "", "kube-node-lease", "n2")).is_err());
+        assert_eq!(
+            authorize(&u, &acc("create", "nodes", "", "", "")).unwrap(),
+            Decision::IfNamed("n1".into())
+        );
+        assert_eq!(
+            authorize(&u, &acc("create", "leases", "", "kube-node-lease", "")).unwrap(),
+            Decision::IfNamed("n1".into())
+        );
+        assert!(authorize(&u, &acc("create", "leases", "", "default", "")).is_err());
+        assert!(authorize(&u, &acc("delete", "nodes", "", "", "n2")).is_err());
         let s = User {
             name: "sched".into(),
             role: Role::Scheduler,

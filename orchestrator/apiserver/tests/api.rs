@@ -335,3 +335,90 @@ fn a_deposed_leaders_writes_are_fenced_off() {
         ]
     );
 }
+
+fn node_object(name: &str) -> faultline_api::Node {
+    faultline_api::Node {
+        metadata: faultline_api::ObjectMeta::named("", name),
+        ..Default::default()
+    }
+}
+
+fn node_lease(name: &str) -> faultline_api::Lease {
+    faultline_api::Lease {
+        metadata: faultline_api::ObjectMeta::named("kube-node-lease", name),
+        spec: faultline_api::LeaseSpec {
+            holder_identity: Some(name.into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+/// The node restriction: a node's credentials create and change its own
+/// Node and Lease only; refusals store nothing.
+async fn node_restriction(env: Env, admin: Client, log: Log) {
+    let say = |s: String| log.borrow_mut().push(s);
+    let n1 = masters().client(&env, masters().credentials.node("n1").unwrap());
+    say(format!(
+        "own node: {}",
+        describe_err(n1.create(&node_object("n1")).await.map(|_| ()))
+    ));
+    say(format!(
+        "other node: {}",
+        describe_err(n1.create(&node_object("n2")).await.map(|_| ()))
+    ));
+    say(format!(
+        "own lease: {}",
+        describe_err(n1.create(&node_lease("n1")).await.map(|_| ()))
+    ));
+    say(format!(
+        "other lease: {}",
+        describe_err(n1.create(&node_lease("n2")).await.map(|_| ()))
+    ));
+    let theirs = admin
+        .create(&node_object("n2"))
+        .await
+        .expect("admin creates n2");
+    say(format!(
+        "update other node: {}",
+        describe_err(n1.update(&theirs).await.map(|_| ()))
+    ));
+    let lease = admin
+        .create(&node_lease("n2"))
+        .await
+        .expect("admin creates its lease");
+    say(format!(
+        "update other lease: {}",
+        describe_err(n1.update(&lease).await.map(|_| ()))
+    ));
+    let nodes = admin
+        .list::<faultline_api::Node>(None, &ListParams::default())
+        .await
+        .expect("list");
+    say(format!("nodes: {}", nodes.items.len()));
+    let after = admin
+        .get::<faultline_api::Node>("", "n2")
+        .await
+        .expect("n2 is there");
+    say(format!(
+        "n2 untouched: {}",
+        after.metadata.resource_version == theirs.metadata.resource_version
+    ));
+}
+
+#[test]
+fn a_node_changes_only_its_own_node_and_lease() {
+    assert_eq!(
+        run_script(7, 30, node_restriction),
+        vec![
+            "own node: ok".to_string(),
+            "other node: 403 Forbidden []".to_string(),
+            "own lease: ok".to_string(),
+            "other lease: 403 Forbidden []".to_string(),
+            "update other node: 403 Forbidden []".to_string(),
+            "update other lease: 403 Forbidden []".to_string(),
+            "nodes: 2".to_string(),
+            "n2 untouched: true".to_string(),
+        ]
+    );
+}

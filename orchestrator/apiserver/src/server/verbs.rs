@@ -32,7 +32,7 @@ fn on_node_check<T: Resource>(
 ) -> impl Fn(&T) -> Result<(), Status> {
     let need = match decision {
         Decision::IfPodOnNode(n) => Some(n.clone()),
-        Decision::Allow => None,
+        Decision::Allow | Decision::IfNamed(_) => None,
     };
     let who = user.name.clone();
     move |cur: &T| match &need {
@@ -127,6 +127,16 @@ pub(super) async fn resource<T: Strategy>(
             require_json(&content_type(&req))?;
             let body = read_body(ctx, req).await?;
             let obj = decode_body::<T>(&body)?;
+            if let Decision::IfNamed(own) = &decision {
+                if obj.meta().name != *own {
+                    return Err(Status::forbidden(format!(
+                        "User {:?} may only create the {} named {own:?}, not {:?}",
+                        user.name,
+                        T::PLURAL,
+                        obj.meta().name
+                    )));
+                }
+            }
             let created = ctx.reg.create(&ns, obj, g).await?;
             Ok(json_response(201, &created))
         }
