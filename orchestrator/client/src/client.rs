@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use faultline_api::{Binding, List, ObjectReference, Resource, Status, WatchEvent};
+use faultline_env::tls::TlsClient;
 use faultline_env::Env;
 use http::{header, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -34,6 +35,9 @@ pub struct ClientConfig {
     /// Header sent with every mutating request so the API server can fence
     /// it (see [`crate::leader`]); set by the elector.
     pub user_agent: String,
+    /// Speak HTTPS, verifying servers with this (real mode); `None` speaks
+    /// plain HTTP, as in the simulator.
+    pub tls: Option<TlsClient>,
 }
 
 impl ClientConfig {
@@ -45,6 +49,7 @@ impl ClientConfig {
             request_timeout: Duration::from_secs(10),
             watch_idle_timeout: Duration::from_secs(20),
             user_agent: "faultline".into(),
+            tls: None,
         }
     }
 }
@@ -235,6 +240,21 @@ impl Client {
             Ok(Ok(io)) => io,
             Ok(Err(e)) => return Err(Failure::Unreached(format!("{addr}: {e}"))),
             Err(_) => return Err(Failure::Unreached(format!("{addr}: connect timed out"))),
+        };
+        let io = match &self.inner.cfg.tls {
+            None => io,
+            Some(tls) => match env
+                .timeout(self.inner.cfg.connect_timeout, tls.connect(addr, io))
+                .await
+            {
+                Ok(Ok(io)) => io,
+                Ok(Err(e)) => return Err(Failure::Unreached(format!("{addr}: TLS: {e}"))),
+                Err(_) => {
+                    return Err(Failure::Unreached(format!(
+                        "{addr}: TLS handshake timed out"
+                    )))
+                }
+            },
         };
         let (send, conn) = match env
             .timeout(

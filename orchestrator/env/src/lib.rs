@@ -35,6 +35,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 pub mod real;
+pub mod tls;
 
 /// A bidirectional byte stream (a TCP connection, or its simulated twin).
 pub trait Conn: AsyncRead + AsyncWrite + Unpin {}

@@ -14,6 +14,7 @@ use std::time::Duration;
 use faultline_apiserver::ApiServerConfig;
 use faultline_client::{Client, ClientConfig};
 use faultline_controllers::manager::ManagerConfig;
+use faultline_env::tls::TlsClient;
 use faultline_env::Env;
 use faultline_scheduler::driver::SchedulerConfig;
 use faultline_store::client::{ClientConfig as StoreClientConfig, StoreClient};
@@ -67,6 +68,9 @@ pub struct ControlPlaneSpec {
     /// Every master's API address, for the scheduler's and the controller
     /// manager's clients.
     pub api_servers: Vec<String>,
+    /// How those clients verify the API servers (real mode's HTTPS);
+    /// `None` speaks plain HTTP, as in the simulator.
+    pub api_tls: Option<TlsClient>,
     /// The schedulers to run, if any.
     pub scheduler: Option<SchedulerSpec>,
     /// The controller manager, if any.
@@ -116,10 +120,9 @@ fn start_control_plane(env: &Env, cp: ControlPlaneSpec) {
     });
     let me = env.host().to_string();
     if let Some(s) = cp.scheduler {
-        let client = Client::new(
-            env.clone(),
-            ClientConfig::new(cp.api_servers.clone(), &s.token),
-        );
+        let mut cfg = ClientConfig::new(cp.api_servers.clone(), &s.token);
+        cfg.tls = cp.api_tls.clone();
+        let client = Client::new(env.clone(), cfg);
         for k in 1..=s.count {
             let mut cfg = SchedulerConfig::new(&me);
             if k > 1 {
@@ -129,7 +132,9 @@ fn start_control_plane(env: &Env, cp: ControlPlaneSpec) {
         }
     }
     if let Some(m) = cp.controller_manager {
-        let client = Client::new(env.clone(), ClientConfig::new(cp.api_servers, &m.token));
+        let mut client_cfg = ClientConfig::new(cp.api_servers, &m.token);
+        client_cfg.tls = cp.api_tls;
+        let client = Client::new(env.clone(), client_cfg);
         let cfg = ManagerConfig {
             identity: me,
             ..m.config

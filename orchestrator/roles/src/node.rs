@@ -5,6 +5,7 @@
 use std::rc::Rc;
 
 use faultline_client::{Client, ClientConfig};
+use faultline_env::tls::TlsClient;
 use faultline_env::Env;
 use faultline_kubelet::{ContainerRuntime, KubeletConfig};
 use faultline_proxy::ProxyConfig;
@@ -16,6 +17,9 @@ pub struct NodeSpec {
     pub api_servers: Vec<String>,
     /// The node's bearer token (user `system:node:NAME`).
     pub token: String,
+    /// How the node verifies the API servers (real mode's HTTPS); `None`
+    /// speaks plain HTTP, as in the simulator.
+    pub tls: Option<TlsClient>,
     /// The kubelet, if this node runs pods.
     pub kubelet: Option<KubeletConfig>,
     /// The service proxy, if this node serves Service ports.
@@ -31,10 +35,9 @@ pub struct NodeSpec {
 /// process: containers keep running across a kubelet restart, and the new
 /// kubelet adopts them.
 pub fn start_node(env: &Env, spec: &NodeSpec, runtime: Rc<dyn ContainerRuntime>) {
-    let client = Client::new(
-        env.clone(),
-        ClientConfig::new(spec.api_servers.clone(), &spec.token),
-    );
+    let mut cfg = ClientConfig::new(spec.api_servers.clone(), &spec.token);
+    cfg.tls = spec.tls.clone();
+    let client = Client::new(env.clone(), cfg);
     if let Some(p) = &spec.proxy {
         env.spawn(faultline_proxy::run(env.clone(), client.clone(), p.clone()));
     }

@@ -20,6 +20,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod explore;
 mod master;
 mod node;
+mod pki;
 mod report;
 mod shrink;
 mod up;

@@ -11,6 +11,7 @@ use std::time::Duration;
 use clap::Args;
 use faultline_apiserver::{ApiServerConfig, Role};
 use faultline_controllers::manager::ManagerConfig;
+use faultline_env::tls::{TlsClient, TlsServer};
 use faultline_roles::master::{ManagerSpec, SchedulerSpec};
 use faultline_roles::{master, ControlPlaneSpec, MasterSpec, StoreRestart};
 use faultline_store::server::StoreConfig;
@@ -53,6 +54,21 @@ pub struct MasterArgs {
     /// system:kube-controller-manager.
     #[arg(long)]
     token_file: Option<PathBuf>,
+    /// Serve the API over HTTPS with this certificate (PEM, leaf first).
+    #[arg(long, requires = "tls_private_key_file")]
+    tls_cert_file: Option<PathBuf>,
+    /// The private key of --tls-cert-file (PEM).
+    #[arg(long, requires = "tls_cert_file")]
+    tls_private_key_file: Option<PathBuf>,
+    /// The cluster CA (PEM): a client certificate presented to the API
+    /// must chain to it (one from another CA is refused), and this master's
+    /// scheduler and controller manager verify the API servers with it.
+    #[arg(long)]
+    cluster_ca_file: Option<PathBuf>,
+    /// Serve the API over plain HTTP instead of HTTPS: bearer tokens then
+    /// cross the network in the clear. For a trusted network only.
+    #[arg(long, conflicts_with_all = ["tls_cert_file", "tls_private_key_file", "cluster_ca_file"])]
+    insecure_plain_http: bool,
     /// Every master's API address, for the scheduler's and controller
     /// manager's clients (default: each member's host with --api-port).
     #[arg(long, value_delimiter = ',')]
@@ -80,6 +96,28 @@ fn parse_members(list: &[String]) -> Result<BTreeMap<u64, String>, String> {
         }
     }
     Ok(out)
+}
+
+/// The API's TLS from the flags: the server side, and how this master's
+/// own clients verify the API servers.
+fn api_tls(args: &MasterArgs) -> Result<(Option<TlsServer>, Option<TlsClient>), String> {
+    if args.insecure_plain_http {
+        return Ok((None, None));
+    }
+    let (Some(cert), Some(key), Some(ca)) = (
+        &args.tls_cert_file,
+        &args.tls_private_key_file,
+        &args.cluster_ca_file,
+    ) else {
+        return Err(
+            "--api-port serves HTTPS: it needs --tls-cert-file, --tls-private-key-file \
+             and --cluster-ca-file (or --insecure-plain-http for plain HTTP)"
+                .into(),
+        );
+    };
+    let server = TlsServer::from_files(cert, key, Some(ca), false).map_err(|e| e.to_string())?;
+    let client = TlsClient::from_files(ca, None).map_err(|e| e.to_string())?;
+    Ok((Some(server), Some(client)))
 }
 
 pub fn run(args: MasterArgs) -> ExitCode {
@@ -123,10 +161,14 @@ fn start(args: MasterArgs) -> Result<ExitCode, String> {
             } else {
                 args.api_servers.clone()
             };
+            let (tls, api_tls) = api_tls(&args)?;
+            let mut api = ApiServerConfig::new(api_port, tokens);
+            api.tls = tls;
             Some(ControlPlaneSpec {
-                api: ApiServerConfig::new(api_port, tokens),
+                api,
                 store_endpoints,
                 api_servers,
+                api_tls,
                 scheduler: Some(SchedulerSpec {
                     token: scheduler,
                     count: 1,

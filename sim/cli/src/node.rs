@@ -16,6 +16,7 @@ use std::rc::Rc;
 use clap::Args;
 use faultline_api::{labels, Quantity};
 use faultline_apiserver::Role;
+use faultline_env::tls::TlsClient;
 use faultline_kubelet::{KubeletConfig, SimRuntime};
 use faultline_proxy::ProxyConfig;
 use faultline_roles::{start_node, NodeSpec};
@@ -32,6 +33,14 @@ pub struct NodeArgs {
     /// uses the token of user `system:node:NAME` (group `system:nodes`).
     #[arg(long)]
     token_file: PathBuf,
+    /// The cluster CA (PEM) the API servers' certificates must chain to:
+    /// the node speaks HTTPS to them.
+    #[arg(long, required_unless_present = "insecure_plain_http")]
+    cluster_ca_file: Option<PathBuf>,
+    /// Speak plain HTTP to the API servers (they run with
+    /// --insecure-plain-http).
+    #[arg(long, conflicts_with = "cluster_ca_file")]
+    insecure_plain_http: bool,
     /// The node's address: Service ports and the proxy's health check
     /// (port 10256) are served on it, and it is reported as the node's
     /// InternalIP.
@@ -108,9 +117,14 @@ fn start(args: NodeArgs) -> Result<(), String> {
         args.pod_ip_prefix,
         args.api_servers.join(",")
     );
+    let tls = match &args.cluster_ca_file {
+        Some(ca) => Some(TlsClient::from_files(ca, None).map_err(|e| e.to_string())?),
+        None => None,
+    };
     let spec = NodeSpec {
         api_servers: args.api_servers,
         token,
+        tls,
         kubelet: Some(cfg),
         proxy: Some(ProxyConfig::new(&args.name)),
     };

@@ -7,7 +7,10 @@
 //!
 //! Everything lives in one directory: the masters' data (so a second `up`
 //! on the same directory restarts the same cluster, its masters rejoining),
-//! the token file, and a log per process.
+//! the token file, the cluster CA and the masters' certificates (`pki/`:
+//! the API serves HTTPS unless `--insecure-plain-http`), a kubeconfig for
+//! `kubectl`, and a log per process. Keys, tokens and the kubeconfig are
+//! readable by their owner only.
 #![allow(clippy::disallowed_methods)] // real mode: real time, real sockets
 
 use std::fs;
@@ -19,6 +22,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use faultline_api::Node;
 use faultline_client::{Client, ClientConfig, ListParams};
+use faultline_env::tls::TlsClient;
 use http::Method;
 
 use crate::usage_error as fail;
@@ -54,6 +58,10 @@ pub struct UpArgs {
     /// How long to wait for the API and the nodes, in seconds.
     #[arg(long, default_value_t = 60)]
     wait: u64,
+    /// Serve the API over plain HTTP instead of HTTPS (no certificates,
+    /// tokens in the clear; the kubeconfig then needs no CA).
+    #[arg(long)]
+    insecure_plain_http: bool,
 }
 
 /// One child process and where its output goes.
@@ -110,7 +118,7 @@ fn tokens(path: &Path, nodes: u16) -> Result<String, String> {
             )
             .map_err(named)?;
         }
-        fs::write(path, text).map_err(named)?;
+        crate::pki::write_private(path, text.as_bytes())?;
     }
     let text = fs::read_to_string(path).map_err(named)?;
     let tokens = faultline_apiserver::Tokens::parse(&text)
@@ -127,6 +135,52 @@ fn tokens(path: &Path, nodes: u16) -> Result<String, String> {
     tokens
         .token_for(&faultline_apiserver::Role::Admin)
         .ok_or_else(|| format!("{}: no user in system:masters", path.display()))
+}
+
+/// Writes a kubeconfig (in JSON, which kubectl reads as the YAML it is a
+/// subset of): a cluster and a context per API server, the first current,
+/// all with the admin token; readable by its owner only (it holds a token).
+fn write_kubeconfig(
+    path: &Path,
+    api_servers: &[String],
+    pki: Option<&crate::pki::Pki>,
+    admin: &str,
+) -> Result<(), String> {
+    let ca = pki.map(|p| fs::canonicalize(&p.ca).unwrap_or_else(|_| p.ca.clone()));
+    let name = |i: usize| {
+        if i == 0 {
+            "faultline".to_string()
+        } else {
+            format!("faultline-m{}", i + 1)
+        }
+    };
+    let clusters: Vec<_> = api_servers
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let mut cluster = serde_json::json!({
+                "server": format!("{}://{a}", if ca.is_some() { "https" } else { "http" }),
+            });
+            if let Some(ca) = &ca {
+                cluster["certificate-authority"] = ca.display().to_string().into();
+            }
+            serde_json::json!({"name": name(i), "cluster": cluster})
+        })
+        .collect();
+    let contexts: Vec<_> = (0..api_servers.len())
+        .map(|i| serde_json::json!({"name": name(i), "context": {"cluster": name(i), "user": "admin"}}))
+        .collect();
+    let config = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": clusters,
+        "contexts": contexts,
+        "current-context": "faultline",
+        "users": [{"name": "admin", "user": {"token": admin}}],
+        "preferences": {},
+    });
+    let text = serde_json::to_string_pretty(&config).expect("JSON values serialise");
+    crate::pki::write_private(path, text.as_bytes())
 }
 
 /// Starts `faultline ARGS`, its output into `log`.
@@ -204,6 +258,15 @@ pub fn run(args: UpArgs) -> ExitCode {
     let api_servers: Vec<String> = (1..=args.masters)
         .map(|i| format!("127.0.0.1:{}", args.api_port + i - 1))
         .collect();
+    let pki = if args.insecure_plain_http {
+        None
+    } else {
+        let ips = vec!["127.0.0.1".to_string(); args.masters as usize];
+        match crate::pki::ensure(&args.dir.join("pki"), &ips) {
+            Ok(p) => Some(p),
+            Err(e) => return fail(e),
+        }
+    };
     let path = |p: &Path| p.display().to_string();
     let mut procs = Procs(Vec::new());
     for i in 1..=args.masters {
@@ -231,6 +294,20 @@ pub fn run(args: UpArgs) -> ExitCode {
         if rejoin {
             a.push("--rejoin".into());
         }
+        match &pki {
+            None => a.push("--insecure-plain-http".into()),
+            Some(pki) => {
+                let id = &pki.masters[i as usize - 1];
+                a.extend([
+                    "--tls-cert-file".into(),
+                    path(&id.cert),
+                    "--tls-private-key-file".into(),
+                    path(&id.key),
+                    "--cluster-ca-file".into(),
+                    path(&pki.ca),
+                ]);
+            }
+        }
         match spawn(
             &format!("master m{i}"),
             &a,
@@ -242,7 +319,7 @@ pub fn run(args: UpArgs) -> ExitCode {
     }
     for i in 1..=args.nodes {
         let dc = format!("dc-{}", (b'a' + ((i - 1) % args.datacenters) as u8) as char);
-        let a = vec![
+        let mut a = vec![
             "node".to_string(),
             "--name".into(),
             format!("n{i}"),
@@ -259,6 +336,10 @@ pub fn run(args: UpArgs) -> ExitCode {
             "--data-dir".into(),
             path(&args.dir.join(format!("n{i}"))),
         ];
+        match &pki {
+            None => a.push("--insecure-plain-http".into()),
+            Some(pki) => a.extend(["--cluster-ca-file".into(), path(&pki.ca)]),
+        }
         match spawn(
             &format!("node n{i}"),
             &a,
@@ -276,6 +357,12 @@ pub fn run(args: UpArgs) -> ExitCode {
     let api = &api_servers[0];
     let mut client_cfg = ClientConfig::new(vec![api.clone()], &admin);
     client_cfg.request_timeout = Duration::from_secs(5);
+    if let Some(pki) = &pki {
+        match TlsClient::from_files(&pki.ca, None) {
+            Ok(tls) => client_cfg.tls = Some(tls),
+            Err(e) => return fail(e),
+        }
+    }
     let waited = faultline_env::real::block_on_local(async {
         let c = Client::new(env.clone(), client_cfg);
         let deadline = Instant::now() + Duration::from_secs(args.wait);
@@ -306,7 +393,21 @@ pub fn run(args: UpArgs) -> ExitCode {
         args.nodes,
         args.dir.display()
     );
-    println!("API servers: {}", api_servers.join(", "));
+    let scheme = if pki.is_some() { "https" } else { "http" };
+    println!(
+        "API servers: {}",
+        api_servers
+            .iter()
+            .map(|a| format!("{scheme}://{a}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let kubeconfig = args.dir.join("kubeconfig");
+    if let Err(e) = write_kubeconfig(&kubeconfig, &api_servers, pki.as_ref(), &admin) {
+        return fail(e);
+    }
+    let abs = |p: &Path| fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    println!("export KUBECONFIG={}", abs(&kubeconfig).display());
     println!(
         "admin token: {admin} (every token is in {})",
         token_file.display()
@@ -320,7 +421,13 @@ pub fn run(args: UpArgs) -> ExitCode {
                 .join(", ")
         );
     }
-    println!("try: curl -H 'Authorization: Bearer {admin}' http://{api}/api/v1/nodes");
+    match &pki {
+        Some(pki) => println!(
+            "try: kubectl get nodes, or curl --cacert {} -H 'Authorization: Bearer {admin}' https://{api}/api/v1/nodes",
+            abs(&pki.ca).display()
+        ),
+        None => println!("try: curl -H 'Authorization: Bearer {admin}' http://{api}/api/v1/nodes"),
+    }
     println!(
         "Ctrl-C stops the cluster (its data stays in {}).",
         args.dir.display()

@@ -145,6 +145,8 @@ pub fn master_main(
         api,
         store_endpoints: store_endpoints(s),
         api_servers: api_servers(s),
+        // The simulator's transport stays plain (see faultline_env::tls).
+        api_tls: None,
         scheduler: Some(SchedulerSpec {
             token: creds.scheduler.clone(),
             count: s.control_plane.schedulers,
@@ -211,6 +213,7 @@ pub fn node_main(
             let spec = NodeSpec {
                 api_servers: servers,
                 token,
+                tls: None,
                 kubelet: Some(cfg),
                 proxy: Some(ProxyConfig::new(&name)),
             };

@@ -159,6 +159,7 @@ impl Masters {
             api: ApiServerConfig::new(API_PORT, self.credentials.tokens()),
             store_endpoints: self.store_endpoints(),
             api_servers: self.api_servers(),
+            api_tls: None,
             scheduler: self.scheduler.then(|| SchedulerSpec {
                 token: self.credentials.scheduler.clone(),
                 count: 1,
@@ -200,6 +201,7 @@ impl Masters {
     ) -> HostMain {
         let spec = NodeSpec {
             api_servers: self.api_servers(),
+            tls: None,
             token: self
                 .credentials
                 .node(name)

@@ -14,6 +14,7 @@ use bytes::Bytes;
 use faultline_api::{
     Deployment, Endpoints, Event, Lease, Namespace, Node, Pod, ReplicaSet, Service,
 };
+use faultline_env::tls::TlsServer;
 use faultline_env::{Env, Listener};
 use faultline_store::client::StoreClient;
 use http::{header, Request, Response};
@@ -51,6 +52,9 @@ pub struct ApiServerConfig {
     /// reports count requests and errors per second with it, as a
     /// Prometheus scrape of `apiserver_request_total` would).
     pub on_request: Option<RequestObserver>,
+    /// Serve HTTPS with this certificate (real mode); `None` serves plain
+    /// HTTP, as the simulator does (see `faultline_env::tls`).
+    pub tls: Option<TlsServer>,
 }
 
 /// See [`ApiServerConfig::on_request`].
@@ -73,9 +77,13 @@ impl ApiServerConfig {
             bookmark_every: Duration::from_secs(5),
             watch_timeout: Duration::from_secs(300),
             on_request: None,
+            tls: None,
         }
     }
 }
+
+/// A client has this long to finish its TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 type Body = UnsyncBoxBody<Bytes, Infallible>;
 
@@ -103,7 +111,7 @@ pub async fn serve(env: Env, cfg: ApiServerConfig, store: Rc<StoreClient>) -> st
     });
     env.spawn(bootstrap(ctx.clone()));
     loop {
-        let (conn, _peer) = match listener.accept().await {
+        let (conn, peer) = match listener.accept().await {
             Ok(c) => c,
             Err(e) => {
                 env.trace(format_args!("apiserver accept failed: {e}"));
@@ -113,6 +121,20 @@ pub async fn serve(env: Env, cfg: ApiServerConfig, store: Rc<StoreClient>) -> st
         };
         let ctx = ctx.clone();
         env.spawn(async move {
+            let conn = match &ctx.cfg.tls {
+                None => conn,
+                Some(tls) => {
+                    let env = &ctx.reg.env;
+                    match env.timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(conn)).await {
+                        Ok(Ok(c)) => c,
+                        Ok(Err(e)) => {
+                            env.trace(format_args!("apiserver TLS handshake from {peer}: {e}"));
+                            return;
+                        }
+                        Err(_) => return,
+                    }
+                }
+            };
             let service = hyper::service::service_fn(move |req| {
                 let ctx = ctx.clone();
                 async move {
