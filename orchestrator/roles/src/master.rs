@@ -102,16 +102,18 @@ pub struct ManagerSpec {
 /// the host, then runs the store replica until it stops.
 pub async fn master(env: Env, spec: MasterSpec) -> Result<(), ServeError> {
     if let Some(cp) = spec.control_plane {
-        start_control_plane(&env, cp);
+        // The API server reaches the store as the replica reaches its
+        // peers: with the master's own certificate when the store is TLS.
+        let store_tls = spec.store.tls.as_ref().map(|t| t.client.clone());
+        start_control_plane(&env, cp, store_tls);
     }
     run_store(env, spec.store, spec.restart).await
 }
 
-fn start_control_plane(env: &Env, cp: ControlPlaneSpec) {
-    let store = Rc::new(StoreClient::new(
-        env.clone(),
-        StoreClientConfig::new(cp.store_endpoints),
-    ));
+fn start_control_plane(env: &Env, cp: ControlPlaneSpec, store_tls: Option<TlsClient>) {
+    let mut store_cfg = StoreClientConfig::new(cp.store_endpoints);
+    store_cfg.tls = store_tls;
+    let store = Rc::new(StoreClient::new(env.clone(), store_cfg));
     let (api_env, port) = (env.clone(), cp.api.port);
     env.spawn(async move {
         if let Err(e) = faultline_apiserver::serve(api_env.clone(), cp.api, store).await {

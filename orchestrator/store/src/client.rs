@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 use std::time::Duration;
 
+use faultline_env::tls::TlsClient;
 use faultline_env::Env;
 use rand::RngCore;
 use tokio::io::AsyncWriteExt;
@@ -40,6 +41,9 @@ pub struct ClientConfig {
     /// balancer would) instead of the known leader; a correct replica that
     /// is not the leader redirects it.
     pub spread_reads: bool,
+    /// Mutual TLS to the replicas (real mode): the CA and this client's
+    /// certificate; `None` is plain TCP, as in the simulator.
+    pub tls: Option<TlsClient>,
 }
 
 impl ClientConfig {
@@ -51,6 +55,7 @@ impl ClientConfig {
             attempt_timeout: Duration::from_secs(2),
             deadline: Duration::from_secs(10),
             spread_reads: false,
+            tls: None,
         }
     }
 }
@@ -149,6 +154,17 @@ impl StoreClient {
         {
             Ok(Ok(s)) => s,
             _ => return None,
+        };
+        let stream = match &self.cfg.tls {
+            None => stream,
+            Some(tls) => match self
+                .env
+                .timeout(self.cfg.connect_timeout, tls.connect(addr, stream))
+                .await
+            {
+                Ok(Ok(s)) => s,
+                _ => return None,
+            },
         };
         let (read, mut write) = proto::split(stream);
         let (out, mut out_rx) = mpsc::unbounded_channel::<Vec<u8>>();

@@ -1,7 +1,8 @@
 //! `faultline master`: one master for real, over TCP: its store replica
 //! (log and snapshots in a data directory, fsync on every batch) and, with
 //! `--api-port`, the API server, scheduler and controller manager, wired by
-//! `faultline-roles` exactly as the simulator wires them.
+//! `faultline-roles` exactly as the simulator wires them. TLS throughout
+//! (the API's HTTPS, the store's mutual TLS) unless `--insecure-plain-http`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -14,7 +15,7 @@ use faultline_controllers::manager::ManagerConfig;
 use faultline_env::tls::{TlsClient, TlsServer};
 use faultline_roles::master::{ManagerSpec, SchedulerSpec};
 use faultline_roles::{master, ControlPlaneSpec, MasterSpec, StoreRestart};
-use faultline_store::server::StoreConfig;
+use faultline_store::server::{StoreConfig, StoreTls};
 
 #[derive(Args)]
 pub struct MasterArgs {
@@ -54,19 +55,24 @@ pub struct MasterArgs {
     /// system:kube-controller-manager.
     #[arg(long)]
     token_file: Option<PathBuf>,
-    /// Serve the API over HTTPS with this certificate (PEM, leaf first).
+    /// This master's certificate (PEM, leaf first), signed by the cluster
+    /// CA: the API serves HTTPS with it, and the store uses it for mutual
+    /// TLS with its peers and clients (so it must name this master's
+    /// address and allow both server and client use).
     #[arg(long, requires = "tls_private_key_file")]
     tls_cert_file: Option<PathBuf>,
     /// The private key of --tls-cert-file (PEM).
     #[arg(long, requires = "tls_cert_file")]
     tls_private_key_file: Option<PathBuf>,
-    /// The cluster CA (PEM): a client certificate presented to the API
-    /// must chain to it (one from another CA is refused), and this master's
-    /// scheduler and controller manager verify the API servers with it.
+    /// The cluster CA (PEM). The store accepts only peers and clients with
+    /// a certificate it signed; a client certificate presented to the API
+    /// must chain to it; this master's scheduler and controller manager
+    /// verify the API servers with it.
     #[arg(long)]
     cluster_ca_file: Option<PathBuf>,
-    /// Serve the API over plain HTTP instead of HTTPS: bearer tokens then
-    /// cross the network in the clear. For a trusted network only.
+    /// No TLS: the API over plain HTTP and the store over plain TCP, so
+    /// tokens and data cross the network in the clear and any host may
+    /// join as a store peer. For a trusted network only.
     #[arg(long, conflicts_with_all = ["tls_cert_file", "tls_private_key_file", "cluster_ca_file"])]
     insecure_plain_http: bool,
     /// Every master's API address, for the scheduler's and controller
@@ -98,11 +104,19 @@ fn parse_members(list: &[String]) -> Result<BTreeMap<u64, String>, String> {
     Ok(out)
 }
 
-/// The API's TLS from the flags: the server side, and how this master's
-/// own clients verify the API servers.
-fn api_tls(args: &MasterArgs) -> Result<(Option<TlsServer>, Option<TlsClient>), String> {
+/// A master's TLS, from its flags.
+struct MasterTls {
+    /// The API's server side: client certificates optional, verified.
+    api: TlsServer,
+    /// How this master's own components verify the API servers.
+    api_client: TlsClient,
+    /// The store's mutual TLS.
+    store: StoreTls,
+}
+
+fn master_tls(args: &MasterArgs) -> Result<Option<MasterTls>, String> {
     if args.insecure_plain_http {
-        return Ok((None, None));
+        return Ok(None);
     }
     let (Some(cert), Some(key), Some(ca)) = (
         &args.tls_cert_file,
@@ -110,14 +124,20 @@ fn api_tls(args: &MasterArgs) -> Result<(Option<TlsServer>, Option<TlsClient>), 
         &args.cluster_ca_file,
     ) else {
         return Err(
-            "--api-port serves HTTPS: it needs --tls-cert-file, --tls-private-key-file \
-             and --cluster-ca-file (or --insecure-plain-http for plain HTTP)"
+            "a master speaks TLS: it needs --tls-cert-file, --tls-private-key-file \
+             and --cluster-ca-file (or --insecure-plain-http for no TLS at all)"
                 .into(),
         );
     };
-    let server = TlsServer::from_files(cert, key, Some(ca), false).map_err(|e| e.to_string())?;
-    let client = TlsClient::from_files(ca, None).map_err(|e| e.to_string())?;
-    Ok((Some(server), Some(client)))
+    let e = |e: faultline_env::tls::TlsError| e.to_string();
+    Ok(Some(MasterTls {
+        api: TlsServer::from_files(cert, key, Some(ca), false).map_err(e)?,
+        api_client: TlsClient::from_files(ca, None).map_err(e)?,
+        store: StoreTls {
+            server: TlsServer::from_files(cert, key, Some(ca), true).map_err(e)?,
+            client: TlsClient::from_files(ca, Some((cert, key))).map_err(e)?,
+        },
+    }))
 }
 
 pub fn run(args: MasterArgs) -> ExitCode {
@@ -139,6 +159,7 @@ fn start(args: MasterArgs) -> Result<ExitCode, String> {
     let host = format!("m{}", args.id);
     let env = crate::real_env(&host, args.seed, &args.data_dir, &args.listen_ip)?;
     let store_endpoints: Vec<String> = members.values().cloned().collect();
+    let tls = master_tls(&args)?;
     let control_plane = match (args.api_port, &args.token_file) {
         (None, _) => None,
         (Some(_), None) => return Err("--api-port needs --token-file".into()),
@@ -161,14 +182,13 @@ fn start(args: MasterArgs) -> Result<ExitCode, String> {
             } else {
                 args.api_servers.clone()
             };
-            let (tls, api_tls) = api_tls(&args)?;
             let mut api = ApiServerConfig::new(api_port, tokens);
-            api.tls = tls;
+            api.tls = tls.as_ref().map(|t| t.api.clone());
             Some(ControlPlaneSpec {
                 api,
                 store_endpoints,
                 api_servers,
-                api_tls,
+                api_tls: tls.as_ref().map(|t| t.api_client.clone()),
                 scheduler: Some(SchedulerSpec {
                     token: scheduler,
                     count: 1,
@@ -183,6 +203,7 @@ fn start(args: MasterArgs) -> Result<ExitCode, String> {
     let mut store = StoreConfig::new(args.id, port, members);
     store.tick = Duration::from_millis(args.tick_ms.max(1));
     store.rejoin = args.rejoin;
+    store.tls = tls.map(|t| t.store);
     eprintln!(
         "faultline master {} serving on {}:{port}",
         args.id, args.listen_ip

@@ -297,7 +297,7 @@ fn up_brings_a_cluster_that_serves_a_deployment_through_every_node() {
     let admin = admin.expect("the admin token is printed");
     let ca = std::fs::read(dir.join("pki/ca.crt")).expect("up wrote the cluster CA");
     let tls = tls_client(&ca, None);
-    https_is_the_only_way_in(&dir, api, &tls, &admin);
+    https_is_the_only_way_in(&dir, api, store, &tls, &admin);
     let deployment = r#"{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"web","namespace":"default"},"spec":{"replicas":3,"selector":{"matchLabels":{"app":"web"}},"template":{"metadata":{"labels":{"app":"web"}},"spec":{"containers":[{"name":"app","image":"echo","ports":[{"containerPort":8080}],"readinessProbe":{"httpGet":{"path":"/healthz","port":8080},"periodSeconds":1}}]}}}}"#;
     let service = r#"{"apiVersion":"v1","kind":"Service","metadata":{"name":"web","namespace":"default"},"spec":{"selector":{"app":"web"},"ports":[{"name":"http","port":8080,"targetPort":8080}]}}"#;
     let (code, body) = https(
@@ -381,10 +381,12 @@ fn foreign_identity() -> (String, String, String) {
 /// `up`'s API over TLS: refusals without a token, with a wrong one or the
 /// wrong role, a node's credentials kept to its own objects, no plain
 /// HTTP, no server from another CA trusted, no client certificate from
-/// another CA accepted; secrets readable by their owner only.
+/// another CA accepted; the store's port takes only peers with a cluster
+/// certificate; secrets readable by their owner only.
 fn https_is_the_only_way_in(
     dir: &std::path::Path,
     api: u16,
+    store: u16,
     tls: &Arc<rustls::ClientConfig>,
     admin: &str,
 ) {
@@ -455,10 +457,52 @@ fn https_is_the_only_way_in(
             & 0o777;
         assert_eq!(mode, 0o600, "{secret}");
     }
+    // The store's port: mutual TLS, only certificates from the cluster CA.
+    let m1 = (
+        std::fs::read_to_string(dir.join("pki/m1.crt")).unwrap(),
+        std::fs::read_to_string(dir.join("pki/m1.key")).unwrap(),
+    );
+    let peer = tls_client(&ca, Some((&m1.0, &m1.1)));
+    assert!(
+        handshake_accepted(&peer, store),
+        "a cluster certificate is accepted"
+    );
+    assert!(
+        !handshake_accepted(tls, store),
+        "no client certificate: refused"
+    );
+    assert!(
+        !handshake_accepted(&impostor, store),
+        "another CA's certificate: refused"
+    );
     let kubeconfig = std::fs::read_to_string(dir.join("kubeconfig")).unwrap();
     assert!(
         kubeconfig.contains(&format!("https://127.0.0.1:{api}")),
         "{kubeconfig}"
     );
     assert!(kubeconfig.contains("certificate-authority"), "{kubeconfig}");
+}
+
+/// Whether a TLS server on 127.0.0.1:`port` keeps a connection from `tls`
+/// open after the handshake (it then waits for a request), rather than
+/// ending it with an alert (TLS 1.3 refuses a client certificate only
+/// after the client has finished its side of the handshake).
+fn handshake_accepted(tls: &Arc<rustls::ClientConfig>, port: u16) -> bool {
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let mut conn = rustls::ClientConnection::new(tls.clone(), name).unwrap();
+    let mut tcp = connect(port).expect("the port is open");
+    tcp.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    while conn.is_handshaking() {
+        if conn.complete_io(&mut tcp).is_err() {
+            return false;
+        }
+    }
+    let mut byte = [0u8; 1];
+    match rustls::Stream::new(&mut conn, &mut tcp).read_exact(&mut byte) {
+        Err(e) => matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+        Ok(_) => false,
+    }
 }

@@ -68,7 +68,9 @@ pub(super) async fn start_faultline(exe: &Path, dir: &Path) -> Result<(Cluster, 
                 .arg("--data-dir")
                 .arg(dir.join(format!("m{id}")))
                 .args(["--listen-ip", "127.0.0.1"])
-                .args(["--seed", &id.to_string()]),
+                .args(["--seed", &id.to_string()])
+                // Plain TCP, like the etcd it is measured against.
+                .arg("--insecure-plain-http"),
         )?;
     }
     let env: Env = faultline_env::real::env("bench", 7, &dir.join("client"), "127.0.0.1")?;

@@ -13,8 +13,27 @@ use super::{Node, INTERNAL_CLIENT_BASE};
 use crate::codec;
 use crate::proto::{self, Frame, FrameError, FrameReader, Request, Response, ServerError};
 
+/// A peer or client has this long to finish its TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Serves one inbound connection: a peer (after `Hello`) or a client.
 pub(super) async fn handle_conn(node: Rc<Node>, conn: BoxConn, conn_id: u64) {
+    let conn = match &node.cfg.tls {
+        None => conn,
+        Some(tls) => match node
+            .env
+            .timeout(TLS_HANDSHAKE_TIMEOUT, tls.server.accept(conn))
+            .await
+        {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => {
+                node.env
+                    .trace(format_args!("store connection {conn_id}: TLS: {e}"));
+                return;
+            }
+            Err(_) => return,
+        },
+    };
     let (read, mut write) = proto::split(conn);
     let mut reader = FrameReader::new(read, proto::MAX_CLIENT_FRAME);
     let first = match reader.next().await {

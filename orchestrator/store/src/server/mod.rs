@@ -20,6 +20,7 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
 
+use faultline_env::tls::{TlsClient, TlsServer};
 use faultline_env::Env;
 use faultline_raft::{Config as RaftConfig, Message, NodeId, RawNode};
 use tokio::sync::{mpsc, oneshot, Notify};
@@ -90,6 +91,18 @@ pub struct StoreConfig {
     /// existing`): an empty disk means its data was lost, not that the
     /// cluster is new, and it must rejoin without voting until repaired.
     pub rejoin: bool,
+    /// Mutual TLS for peers and clients (real mode); `None` is plain TCP,
+    /// as in the simulator (see `faultline_env::tls`).
+    pub tls: Option<StoreTls>,
+}
+
+/// A replica's TLS: its server side refuses any connection without a
+/// certificate from the cluster CA (peer or client); its client side
+/// presents the replica's own certificate to its peers.
+#[derive(Debug, Clone)]
+pub struct StoreTls {
+    pub server: TlsServer,
+    pub client: TlsClient,
 }
 
 impl StoreConfig {
@@ -109,6 +122,7 @@ impl StoreConfig {
             request_timeout: Duration::from_secs(5),
             bugs: Bugs::default(),
             rejoin: false,
+            tls: None,
         }
     }
 }
@@ -217,7 +231,8 @@ pub async fn serve(env: Env, cfg: StoreConfig) -> Result<(), ServeError> {
         }
         let (tx, rx) = mpsc::channel(4096);
         peers.insert(id, tx);
-        env.spawn(peer_sender(env.clone(), cfg.id, addr.clone(), rx));
+        let tls = cfg.tls.as_ref().map(|t| t.client.clone());
+        env.spawn(peer_sender(env.clone(), cfg.id, addr.clone(), tls, rx));
     }
 
     let node = Rc::new(Node {

@@ -3,6 +3,7 @@
 use std::rc::Rc;
 use std::time::Duration;
 
+use faultline_env::tls::TlsClient;
 use faultline_env::Env;
 use faultline_raft::{Message, NodeId};
 use tokio::io::AsyncWriteExt;
@@ -23,6 +24,7 @@ pub(super) async fn peer_sender(
     env: Env,
     from: NodeId,
     addr: String,
+    tls: Option<TlsClient>,
     mut rx: mpsc::Receiver<Message>,
 ) {
     let mut backoff = Duration::from_millis(50);
@@ -38,9 +40,20 @@ pub(super) async fn peer_sender(
         let conn = env
             .timeout(Duration::from_millis(500), env.net().connect(&addr))
             .await;
+        let conn = match (conn, &tls) {
+            (Ok(Ok(c)), None) => Ok(c),
+            (Ok(Ok(c)), Some(tls)) => env
+                .timeout(PEER_ACK_TIMEOUT, tls.connect(&addr, c))
+                .await
+                .map_err(|_| ())
+                .and_then(|r| {
+                    r.map_err(|e| env.trace(format_args!("store peer {addr}: TLS: {e}")))
+                }),
+            _ => Err(()),
+        };
         let conn = match conn {
-            Ok(Ok(c)) => c,
-            _ => {
+            Ok(c) => c,
+            Err(()) => {
                 // Unreachable: what was queued is stale by the time we get
                 // through; Raft will resend what still matters.
                 pending = None;
