@@ -4,47 +4,79 @@
 
 use serde_json::{json, Value};
 
-/// (group, version, plural, kind, namespaced, verbs)
-pub type ResourceRow = (
-    &'static str,
-    &'static str,
-    &'static str,
-    &'static str,
-    bool,
-    &'static [&'static str],
-);
+/// One resource (or subresource) as discovery describes it.
+#[derive(Debug, Clone, Copy)]
+pub struct ApiResource {
+    pub group: &'static str,
+    pub version: &'static str,
+    /// `pods`, or `pods/status` for a subresource.
+    pub plural: &'static str,
+    pub kind: &'static str,
+    pub namespaced: bool,
+    pub verbs: &'static [&'static str],
+    /// Kubernetes' abbreviations (`kubectl get svc`).
+    pub short_names: &'static [&'static str],
+    /// `all` for what `kubectl get all` lists.
+    pub categories: &'static [&'static str],
+}
 
-/// Every resource and subresource served.
-pub const RESOURCES: &[ResourceRow] = &[
-    ("", "v1", "namespaces", "Namespace", false, ALL),
-    ("", "v1", "nodes", "Node", false, ALL),
-    ("", "v1", "nodes/status", "Node", false, STATUS),
-    ("", "v1", "pods", "Pod", true, ALL),
-    ("", "v1", "pods/status", "Pod", true, STATUS),
-    ("", "v1", "pods/binding", "Binding", true, &["create"]),
-    ("", "v1", "services", "Service", true, ALL),
-    ("", "v1", "endpoints", "Endpoints", true, ALL),
-    ("", "v1", "events", "Event", true, ALL),
-    ("apps", "v1", "deployments", "Deployment", true, ALL),
-    (
-        "apps",
-        "v1",
-        "deployments/status",
-        "Deployment",
-        true,
-        STATUS,
-    ),
-    ("apps", "v1", "deployments/scale", "Scale", true, STATUS),
-    ("apps", "v1", "replicasets", "ReplicaSet", true, ALL),
-    (
-        "apps",
-        "v1",
-        "replicasets/status",
-        "ReplicaSet",
-        true,
-        STATUS,
-    ),
-    ("coordination.k8s.io", "v1", "leases", "Lease", true, ALL),
+const fn resource(
+    group: &'static str,
+    plural: &'static str,
+    kind: &'static str,
+    namespaced: bool,
+    verbs: &'static [&'static str],
+) -> ApiResource {
+    ApiResource {
+        group,
+        version: "v1",
+        plural,
+        kind,
+        namespaced,
+        verbs,
+        short_names: &[],
+        categories: &[],
+    }
+}
+
+const fn named(r: ApiResource, short_names: &'static [&'static str]) -> ApiResource {
+    ApiResource { short_names, ..r }
+}
+
+const fn in_all(r: ApiResource) -> ApiResource {
+    ApiResource {
+        categories: &["all"],
+        ..r
+    }
+}
+
+/// Every resource and subresource served, with Kubernetes' short names
+/// and categories.
+pub const RESOURCES: &[ApiResource] = &[
+    named(resource("", "namespaces", "Namespace", false, ALL), &["ns"]),
+    named(resource("", "nodes", "Node", false, ALL), &["no"]),
+    resource("", "nodes/status", "Node", false, STATUS),
+    in_all(named(resource("", "pods", "Pod", true, ALL), &["po"])),
+    resource("", "pods/status", "Pod", true, STATUS),
+    resource("", "pods/binding", "Binding", true, &["create"]),
+    in_all(named(
+        resource("", "services", "Service", true, ALL),
+        &["svc"],
+    )),
+    named(resource("", "endpoints", "Endpoints", true, ALL), &["ep"]),
+    named(resource("", "events", "Event", true, ALL), &["ev"]),
+    in_all(named(
+        resource("apps", "deployments", "Deployment", true, ALL),
+        &["deploy"],
+    )),
+    resource("apps", "deployments/status", "Deployment", true, STATUS),
+    resource("apps", "deployments/scale", "Scale", true, STATUS),
+    in_all(named(
+        resource("apps", "replicasets", "ReplicaSet", true, ALL),
+        &["rs"],
+    )),
+    resource("apps", "replicasets/status", "ReplicaSet", true, STATUS),
+    resource("coordination.k8s.io", "leases", "Lease", true, ALL),
 ];
 
 const ALL: &[&str] = &[
@@ -74,15 +106,22 @@ pub fn groups() -> Value {
 pub fn resources(group: &str, version: &str) -> Option<Value> {
     let list: Vec<Value> = RESOURCES
         .iter()
-        .filter(|r| r.0 == group && r.1 == version)
-        .map(|(_, _, plural, kind, namespaced, verbs)| {
-            json!({
-                "name": plural,
-                "singularName": if plural.contains('/') { String::new() } else { kind.to_lowercase() },
-                "namespaced": namespaced,
-                "kind": kind,
-                "verbs": verbs,
-            })
+        .filter(|r| r.group == group && r.version == version)
+        .map(|r| {
+            let mut v = json!({
+                "name": r.plural,
+                "singularName": if r.plural.contains('/') { String::new() } else { r.kind.to_lowercase() },
+                "namespaced": r.namespaced,
+                "kind": r.kind,
+                "verbs": r.verbs,
+            });
+            if !r.short_names.is_empty() {
+                v["shortNames"] = json!(r.short_names);
+            }
+            if !r.categories.is_empty() {
+                v["categories"] = json!(r.categories);
+            }
+            v
         })
         .collect();
     if list.is_empty() {
@@ -96,4 +135,31 @@ pub fn resources(group: &str, version: &str) -> Option<Value> {
     Some(
         json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": list}),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn find<'a>(list: &'a Value, name: &str) -> &'a Value {
+        list["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == name)
+            .unwrap_or_else(|| panic!("{name} is listed"))
+    }
+
+    #[test]
+    fn resources_carry_kubernetes_short_names_and_categories() {
+        let core = resources("", "v1").unwrap();
+        assert_eq!(find(&core, "services")["shortNames"], json!(["svc"]));
+        assert_eq!(find(&core, "pods")["categories"], json!(["all"]));
+        assert!(find(&core, "events").get("categories").is_none());
+        assert!(find(&core, "pods/status").get("shortNames").is_none());
+        let apps = resources("apps", "v1").unwrap();
+        assert_eq!(find(&apps, "deployments")["shortNames"], json!(["deploy"]));
+        assert_eq!(find(&apps, "replicasets")["categories"], json!(["all"]));
+        assert!(resources("batch", "v1").is_none());
+    }
 }
