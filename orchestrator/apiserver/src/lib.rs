@@ -18,6 +18,7 @@ pub mod cacher;
 pub mod discovery;
 pub mod registry;
 pub mod server;
+pub mod table;
 
 pub use auth::{Role, Tokens};
 pub use registry::Bugs;

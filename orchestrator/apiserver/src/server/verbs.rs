@@ -17,6 +17,7 @@ use super::watch::{watch, Decoded};
 use super::{Body, Ctx, Route};
 use crate::auth::{authorize, Access, Decision, User};
 use crate::registry::{Guard, Part, Strategy};
+use crate::table;
 
 /// The node a pod is bound to, from any kind's JSON (empty if none).
 fn node_of<T: Resource>(obj: &T) -> String {
@@ -102,12 +103,33 @@ pub(super) async fn resource<T: Strategy>(
     } else {
         Part::Main
     };
+    let as_table = req
+        .headers()
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(table::wants_table)
+        && sub.is_empty();
+    let include = match as_table {
+        true => table::Include::parse(query.get("includeObject")).map_err(Status::bad_request)?,
+        false => table::Include::Metadata,
+    };
+    let as_rows = |objs: &[T], rv: String| {
+        let now_ms = ctx.reg.env.wall_ms();
+        let objs: Vec<Value> = objs
+            .iter()
+            .map(|o| serde_json::to_value(o).expect("objects always serialise"))
+            .collect();
+        json_response(200, &table::table(T::KIND, &objs, &rv, include, now_ms))
+    };
     match verb {
         "list" => {
             let sel = selectors(&query)?;
             let ns_opt = r.namespace.as_deref();
             let (items, rev) = ctx.reg.list::<T>(ns_opt).await?;
             let items: Vec<T> = items.into_iter().filter(|o| sel.matches(o)).collect();
+            if as_table {
+                return Ok(as_rows(&items, rev.to_string()));
+            }
             Ok(json_response(200, &List::new(items, rev)))
         }
         "watch" => watch::<T>(ctx, r.namespace.clone(), &query).await,
@@ -117,6 +139,10 @@ pub(super) async fn resource<T: Strategy>(
         }
         "get" => {
             let obj: T = ctx.reg.get(&ns, &name).await?;
+            if as_table {
+                let rv = obj.meta().resource_version.clone();
+                return Ok(as_rows(std::slice::from_ref(&obj), rv));
+            }
             Ok(json_response(200, &obj))
         }
         "create" if sub == "binding" => {
