@@ -222,9 +222,11 @@ object!(PodStatus {
     phase: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     conditions: Vec<PodCondition>,
-    #[serde(skip_serializing_if = "String::is_empty")]
+    // Kubernetes spells these `hostIP` and `podIP`; the aliases read what
+    // earlier versions stored.
+    #[serde(rename = "hostIP", alias = "hostIp", skip_serializing_if = "String::is_empty")]
     host_ip: String,
-    #[serde(skip_serializing_if = "String::is_empty")]
+    #[serde(rename = "podIP", alias = "podIp", skip_serializing_if = "String::is_empty")]
     pod_ip: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     start_time: Option<String>,
@@ -254,7 +256,11 @@ object!(ContainerStatus {
     #[serde(skip_serializing_if = "String::is_empty")]
     image: String,
     /// The runtime's id for the running instance.
-    #[serde(skip_serializing_if = "String::is_empty")]
+    #[serde(
+        rename = "containerID",
+        alias = "containerId",
+        skip_serializing_if = "String::is_empty"
+    )]
     container_id: String,
     /// `waiting`, `running` or `terminated`.
     #[serde(skip_serializing_if = "String::is_empty")]
@@ -671,6 +677,33 @@ mod tests {
             8080
         );
         assert_eq!(Pod::PLURAL, "pods");
+    }
+
+    #[test]
+    fn addresses_and_ids_are_spelled_as_kubernetes_spells_them() {
+        let mut pod = Pod::default();
+        pod.status.pod_ip = "10.0.0.7".into();
+        pod.status.host_ip = "192.168.0.1".into();
+        pod.status.container_statuses.push(ContainerStatus {
+            container_id: "sim://c1".into(),
+            ..Default::default()
+        });
+        let v = serde_json::to_value(&pod).unwrap();
+        assert_eq!(v["status"]["podIP"], "10.0.0.7");
+        assert_eq!(v["status"]["hostIP"], "192.168.0.1");
+        assert_eq!(
+            v["status"]["containerStatuses"][0]["containerID"],
+            "sim://c1"
+        );
+        // What earlier versions stored still reads.
+        let old: Pod = serde_json::from_str(
+            r#"{"metadata": {"name": "x"}, "spec": {"containers": []},
+                "status": {"podIp": "10.0.0.8", "containerStatuses":
+                  [{"name": "c", "ready": true, "restartCount": 0, "containerId": "x"}]}}"#,
+        )
+        .unwrap();
+        assert_eq!(old.status.pod_ip, "10.0.0.8");
+        assert_eq!(old.status.container_statuses[0].container_id, "x");
     }
 
     #[test]

@@ -273,7 +273,7 @@ fn cells(kind: &str, o: &Value, now_ms: u64) -> Vec<Value> {
                 pod_status(o).into(),
                 restarts.into(),
                 created.into(),
-                or_none(s(&o["status"]["podIp"])),
+                or_none(s(&o["status"]["podIP"])),
                 or_none(s(&o["spec"]["nodeName"])),
             ]
         }
@@ -501,7 +501,7 @@ mod tests {
         let pod = json!({
             "metadata": {"name": "web-1", "creationTimestamp": "2026-12-07T10:00:00Z"},
             "spec": {"nodeName": "n1", "containers": [{"name": "a"}, {"name": "b"}]},
-            "status": {"phase": "Running", "podIp": "10.0.0.7", "containerStatuses": [
+            "status": {"phase": "Running", "podIP": "10.0.0.7", "containerStatuses": [
                 {"name": "a", "ready": true, "restartCount": 2},
                 {"name": "b", "ready": false, "restartCount": 1}]},
         });
