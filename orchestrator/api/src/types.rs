@@ -161,18 +161,47 @@ object!(PodSpec {
     termination_grace_period_seconds: Option<i64>,
     #[serde(skip_serializing_if = "String::is_empty")]
     scheduler_name: String,
+    /// Kept and returned: pods here have no cluster DNS to choose.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    dns_policy: String,
+    /// Kept and returned: there are no service accounts here yet.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    service_account_name: String,
+    /// Kept as given (users, groups, sysctls): the built-in runtime has
+    /// nothing to apply it to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    security_context: Option<serde_json::Value>,
 });
 object!(Container {
     name: String,
     /// Names a built-in application of the container runtime (`echo`).
     image: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    command: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     args: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    env: Vec<EnvVar>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     ports: Vec<ContainerPort>,
     resources: ResourceRequirements,
     #[serde(skip_serializing_if = "Option::is_none")]
     readiness_probe: Option<Probe>,
+    /// Kept and returned: images are built in, nothing is pulled.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    image_pull_policy: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    termination_message_path: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    termination_message_policy: String,
+});
+object!(EnvVar {
+    name: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    value: String,
+    /// Kept as given (`fieldRef`, `secretKeyRef`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value_from: Option<serde_json::Value>,
 });
 object!(ContainerPort {
     #[serde(skip_serializing_if = "String::is_empty")]
@@ -343,6 +372,10 @@ object!(DeploymentSpec {
     revision_history_limit: Option<i32>,
     #[serde(skip_serializing_if = "is_false")]
     paused: bool,
+    /// Kept and returned; the deployment controller does not yet report
+    /// `ProgressDeadlineExceeded`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    progress_deadline_seconds: Option<i32>,
 });
 object!(DeploymentStrategy {
     /// `RollingUpdate` (default) or `Recreate`.
@@ -454,6 +487,9 @@ object!(ServiceSpec {
     /// `ClusterIP` (default) or `NodePort`.
     #[serde(rename = "type", skip_serializing_if = "String::is_empty")]
     kind: String,
+    /// `None` (the only behaviour here) or `ClientIP`, kept as given.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    session_affinity: String,
 });
 object!(ServicePort {
     #[serde(skip_serializing_if = "String::is_empty")]
