@@ -291,10 +291,92 @@ object!(ContainerStatus {
         skip_serializing_if = "String::is_empty"
     )]
     container_id: String,
-    /// `waiting`, `running` or `terminated`.
-    #[serde(skip_serializing_if = "String::is_empty")]
-    state: String,
+    /// Which of `waiting`, `running` or `terminated` it is in, as an object
+    /// (`{"running": {}}`), as Kubernetes reports it.
+    #[serde(
+        skip_serializing_if = "ContainerStatusState::is_unknown",
+        deserialize_with = "ContainerStatusState::read"
+    )]
+    state: ContainerStatusState,
 });
+object!(ContainerStatusState {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    waiting: Option<ContainerStateWaiting>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    running: Option<ContainerStateRunning>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    terminated: Option<ContainerStateTerminated>,
+});
+object!(ContainerStateWaiting {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    reason: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    message: String,
+});
+object!(ContainerStateRunning {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    started_at: Option<String>,
+});
+object!(ContainerStateTerminated {
+    exit_code: i32,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    reason: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    started_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    finished_at: Option<String>,
+});
+
+impl ContainerStatusState {
+    pub fn running() -> ContainerStatusState {
+        ContainerStatusState {
+            running: Some(ContainerStateRunning::default()),
+            ..Default::default()
+        }
+    }
+
+    pub fn waiting() -> ContainerStatusState {
+        ContainerStatusState {
+            waiting: Some(ContainerStateWaiting::default()),
+            ..Default::default()
+        }
+    }
+
+    /// `waiting`, `running`, `terminated`, or empty when none is set.
+    pub fn name(&self) -> &'static str {
+        match (&self.waiting, &self.running, &self.terminated) {
+            (Some(_), _, _) => "waiting",
+            (_, Some(_), _) => "running",
+            (_, _, Some(_)) => "terminated",
+            _ => "",
+        }
+    }
+
+    fn is_unknown(&self) -> bool {
+        self.name().is_empty()
+    }
+
+    /// Reads the object, or the bare name (`"running"`) that earlier
+    /// versions stored.
+    fn read<'de, D: serde::Deserializer<'de>>(d: D) -> Result<ContainerStatusState, D::Error> {
+        use serde::de::Error;
+        match serde_json::Value::deserialize(d)? {
+            serde_json::Value::String(name) => match name.as_str() {
+                "" => Ok(ContainerStatusState::default()),
+                "running" => Ok(ContainerStatusState::running()),
+                "waiting" => Ok(ContainerStatusState::waiting()),
+                "terminated" => Ok(ContainerStatusState {
+                    terminated: Some(ContainerStateTerminated::default()),
+                    ..Default::default()
+                }),
+                other => Err(D::Error::custom(format!(
+                    "unknown container state {other:?}"
+                ))),
+            },
+            v => serde_json::from_value(v).map_err(D::Error::custom),
+        }
+    }
+}
 impl_resource!(Pod, "Pod", "", "v1", "pods", true);
 
 impl Pod {
@@ -740,6 +822,31 @@ mod tests {
         .unwrap();
         assert_eq!(old.status.pod_ip, "10.0.0.8");
         assert_eq!(old.status.container_statuses[0].container_id, "x");
+    }
+
+    #[test]
+    fn a_container_state_is_an_object_and_the_old_name_still_reads() {
+        let c = ContainerStatus {
+            name: "c".into(),
+            state: ContainerStatusState::running(),
+            ..Default::default()
+        };
+        let v = serde_json::to_value(&c).unwrap();
+        assert_eq!(v["state"], serde_json::json!({"running": {}}));
+        let back: ContainerStatus = serde_json::from_value(v).unwrap();
+        assert_eq!(back.state.name(), "running");
+        let old: ContainerStatus = serde_json::from_str(
+            r#"{"name": "c", "ready": false, "restartCount": 0, "state": "waiting"}"#,
+        )
+        .unwrap();
+        assert_eq!(old.state, ContainerStatusState::waiting());
+        let bad = serde_json::from_str::<ContainerStatus>(r#"{"name": "c", "state": "dancing"}"#);
+        assert!(bad.unwrap_err().to_string().contains("dancing"));
+        let k8s: ContainerStatus = serde_json::from_str(
+            r#"{"name": "c", "state": {"terminated": {"exitCode": 1, "reason": "Error"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(k8s.state.name(), "terminated");
     }
 
     #[test]

@@ -84,7 +84,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use faultline_api::{Container, ContainerStatus, Pod, PodStatus, Probe};
+use faultline_api::{Container, ContainerStatus, ContainerStatusState, Pod, PodStatus, Probe};
 use tokio::time::Instant;
 
 use crate::runtime::{ContainerId, ContainerInfo};
@@ -390,7 +390,11 @@ impl<'a, 'c> PodSync<'a, 'c> {
             restart_count: attempt as i32,
             image: spec.image.clone(),
             container_id: id,
-            state: if running { "running" } else { "waiting" }.into(),
+            state: if running {
+                ContainerStatusState::running()
+            } else {
+                ContainerStatusState::waiting()
+            },
         });
     }
 
@@ -647,7 +651,7 @@ mod tests {
         assert!(st
             .container_statuses
             .iter()
-            .all(|c| c.ready && c.state == "running"));
+            .all(|c| c.ready && c.state.name() == "running"));
         for kind in ["Initialized", "PodScheduled", "ContainersReady", "Ready"] {
             assert_eq!(condition(&st, kind).status, "True", "{kind}");
         }
@@ -710,7 +714,7 @@ mod tests {
         assert_eq!(st.phase, "Succeeded");
         assert_eq!(
             (
-                st.container_statuses[0].state.as_str(),
+                st.container_statuses[0].state.name(),
                 st.container_statuses[0].ready
             ),
             ("waiting", false)
@@ -851,7 +855,7 @@ mod tests {
         assert_eq!(
             (
                 c.container_id.as_str(),
-                c.state.as_str(),
+                c.state.name(),
                 c.restart_count,
                 c.ready
             ),
