@@ -11,6 +11,7 @@
 //! - [`quantity`]: resource quantities such as `250m`, `128Mi`, `1Gi`;
 //! - [`status`]: the `Status` error body with reason and field causes.
 
+pub mod decode;
 pub mod meta;
 pub mod patch;
 pub mod quantity;

@@ -8,8 +8,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 /// `metadata` of every object (a subset of Kubernetes' ObjectMeta).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", default)]
 pub struct ObjectMeta {
     #[serde(skip_serializing_if = "String::is_empty")]
     pub name: String,
@@ -64,8 +64,8 @@ impl ObjectMeta {
 }
 
 /// A link from a dependent to the object that owns it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", default)]
 pub struct OwnerReference {
     pub api_version: String,
     pub kind: String,
@@ -93,8 +93,19 @@ impl OwnerReference {
 
 /// A reference to another object (Binding targets, Event subjects,
 /// Endpoints addresses).
-#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+#[derive(
+    Debug,
+    Clone,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "camelCase", default)]
 pub struct ObjectReference {
     #[serde(skip_serializing_if = "String::is_empty")]
     pub api_version: String,
@@ -126,12 +137,15 @@ impl ObjectReference {
 }
 
 /// `metadata` of a list.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", default)]
 pub struct ListMeta {
     /// The store revision the list was read at; watch from here.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub resource_version: String,
+    /// Where the next page starts, when a `limit` cut the list short.
+    #[serde(rename = "continue", skip_serializing_if = "String::is_empty")]
+    pub continue_: String,
 }
 
 /// A list of objects of one kind (`PodList`, `NodeList`, ...).
@@ -153,6 +167,7 @@ impl<T: Resource> List<T> {
             kind: format!("{}List", T::KIND),
             metadata: ListMeta {
                 resource_version: resource_version.to_string(),
+                ..Default::default()
             },
             items,
         }

@@ -134,6 +134,19 @@ impl std::str::FromStr for Quantity {
     }
 }
 
+impl schemars::JsonSchema for Quantity {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Quantity".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        // As Kubernetes' OpenAPI describes resource.Quantity.
+        schemars::json_schema!({
+            "description": "A quantity: 250m, 1.5, 128Mi, 1Gi, 2.",
+            "x-kubernetes-int-or-string": true
+        })
+    }
+}
+
 impl Serialize for Quantity {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&self.text)

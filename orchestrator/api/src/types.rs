@@ -20,8 +20,8 @@ fn is_false(b: &bool) -> bool {
 macro_rules! object {
     ($(#[$doc:meta])* $name:ident { $($(#[$fdoc:meta])* $field:ident : $fty:ty),* $(,)? }) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-        #[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+        #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+        #[serde(rename_all = "camelCase", default)]
         pub struct $name {
             $($(#[$fdoc])* pub $field: $fty,)*
         }
@@ -90,7 +90,30 @@ object!(NodeStatus {
     conditions: Vec<NodeCondition>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     addresses: Vec<NodeAddress>,
+    #[serde(skip_serializing_if = "NodeSystemInfo::is_empty")]
+    node_info: NodeSystemInfo,
 });
+object!(
+    /// What the node runs, as its kubelet reports it (`kubectl get nodes`
+    /// shows `kubeletVersion`).
+    NodeSystemInfo {
+        #[serde(skip_serializing_if = "String::is_empty")]
+        kubelet_version: String,
+        #[serde(skip_serializing_if = "String::is_empty")]
+        kube_proxy_version: String,
+        #[serde(skip_serializing_if = "String::is_empty")]
+        container_runtime_version: String,
+        #[serde(skip_serializing_if = "String::is_empty")]
+        operating_system: String,
+        #[serde(skip_serializing_if = "String::is_empty")]
+        architecture: String,
+    }
+);
+impl NodeSystemInfo {
+    pub fn is_empty(&self) -> bool {
+        *self == NodeSystemInfo::default()
+    }
+}
 object!(NodeCondition {
     /// `Ready`
     #[serde(rename = "type")]
@@ -257,6 +280,9 @@ object!(PodStatus {
     host_ip: String,
     #[serde(rename = "podIP", alias = "podIp", skip_serializing_if = "String::is_empty")]
     pod_ip: String,
+    /// `podIP` again, as the list Kubernetes keeps for dual-stack pods.
+    #[serde(rename = "podIPs", skip_serializing_if = "Vec::is_empty")]
+    pod_ips: Vec<PodIp>,
     #[serde(skip_serializing_if = "Option::is_none")]
     start_time: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -266,6 +292,7 @@ object!(PodStatus {
     #[serde(skip_serializing_if = "String::is_empty")]
     message: String,
 });
+object!(PodIp { ip: String });
 object!(PodCondition {
     /// `PodScheduled`, `Ready`, `ContainersReady`, `Initialized`
     #[serde(rename = "type")]
@@ -537,8 +564,8 @@ fn is_zero32(v: &i32) -> bool {
 }
 
 /// Selects objects by their labels (`matchLabels` and `matchExpressions`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", default)]
 pub struct LabelSelector {
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub match_labels: BTreeMap<String, String>,
@@ -743,6 +770,19 @@ pub enum IntOrString {
     String(String),
 }
 
+impl schemars::JsonSchema for IntOrString {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "IntOrString".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        // As Kubernetes' OpenAPI describes it.
+        schemars::json_schema!({
+            "description": "An integer or a string (a port name, a percentage).",
+            "x-kubernetes-int-or-string": true
+        })
+    }
+}
+
 impl Default for IntOrString {
     fn default() -> Self {
         IntOrString::Int(0)
@@ -850,10 +890,11 @@ mod tests {
     }
 
     #[test]
-    fn unknown_fields_are_refused() {
-        let err =
-            serde_json::from_str::<Pod>(r#"{"metadata": {"name": "x"}, "spec": {"nodname": "a"}}"#)
-                .unwrap_err();
+    fn unknown_fields_are_noticed() {
+        let v = serde_json::json!({"metadata": {"name": "x"}, "spec": {"nodname": "a"}});
+        let (_, unknown) = crate::decode::from_value::<Pod>(v.clone()).unwrap();
+        assert_eq!(unknown, vec!["spec.nodname"]);
+        let err = crate::decode::from_value_strict::<Pod>(v).unwrap_err();
         assert!(err.to_string().contains("nodname"), "{err}");
     }
 

@@ -7,7 +7,9 @@
 //! - [`server`]: routing, list/watch, patch, delete, binding and scale;
 //! - [`cacher`]: the watch cache, one store watch per kind fanned out to
 //!   every client watch;
-//! - [`discovery`]: `/api`, `/apis` and the resource lists.
+//! - [`discovery`]: `/api`, `/apis` and the resource lists;
+//! - [`openapi`]: the OpenAPI v3 documents kubectl validates and patches with;
+//! - [`table`]: the server-side `Table` rows `kubectl get` prints.
 
 // `Status` is the error: the body the client receives, built once per
 // failed request. Boxing it would only add noise to every handler.
@@ -16,6 +18,7 @@
 pub mod auth;
 pub mod cacher;
 pub mod discovery;
+pub mod openapi;
 pub mod registry;
 pub mod server;
 pub mod table;

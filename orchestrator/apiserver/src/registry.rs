@@ -62,6 +62,26 @@ pub fn prefix<T: Resource>(ns: Option<&str>) -> Vec<u8> {
     }
 }
 
+/// Every namespaced kind's plural: what a namespace holds.
+pub const NAMESPACED_PLURALS: &[&str] = &[
+    "pods",
+    "services",
+    "endpoints",
+    "events",
+    "deployments",
+    "replicasets",
+    "leases",
+];
+
+/// A page of a list; see [`Registry::list_page`].
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// The revision every page of this list is read at.
+    pub revision: i64,
+    /// Where the next page starts (the key after the prefix), if any.
+    pub next: Option<Vec<u8>>,
+}
+
 /// Maps a store failure to the status a client sees.
 pub fn store_status(e: ClientError) -> Status {
     match e {
@@ -295,17 +315,115 @@ impl Registry {
         Ok((items, rev))
     }
 
-    /// Whether a namespace exists (namespaced objects need theirs).
+    /// One page of a list (`limit`/`continue`), read at one revision so the
+    /// pages together are a consistent snapshot, as kube-apiserver pages
+    /// over etcd: up to `limit` objects that `keep` accepts, from `from`
+    /// (the revision, and the first key of this page after the kind's
+    /// prefix) or from the start.
+    /// A compacted revision is 410 Gone: the client starts over.
+    pub async fn list_page<T: Resource>(
+        &self,
+        ns: Option<&str>,
+        limit: i64,
+        from: Option<(i64, Vec<u8>)>,
+        keep: &dyn Fn(&T) -> bool,
+    ) -> Result<Page<T>, Status> {
+        let p = prefix::<T>(ns);
+        let end = prefix_end(&p);
+        let (mut revision, mut key) = match from {
+            Some((rev, start)) => (rev, [p.as_slice(), &start].concat()),
+            None => (0, p.clone()),
+        };
+        let mut items = Vec::new();
+        loop {
+            let req = RangeRequest {
+                key: key.clone(),
+                range_end: end.clone(),
+                limit: limit - items.len() as i64,
+                revision,
+                ..Default::default()
+            };
+            let (rev, r) = self.store.range(req, true).await.map_err(|e| match e {
+                ClientError::Store(StoreError::Compacted { .. }) => Status::gone(
+                    "The provided continue parameter is too old to display a consistent \
+                     list result. You can start a new list without the continue parameter.",
+                ),
+                e => store_status(e),
+            })?;
+            if revision == 0 {
+                revision = rev;
+            }
+            let Some(last) = r.kvs.last() else {
+                return Ok(Page {
+                    items,
+                    revision,
+                    next: None,
+                });
+            };
+            key = last.key.clone();
+            key.push(0);
+            for kv in &r.kvs {
+                let obj: T = decode(kv, kv.mod_revision)?;
+                if keep(&obj) {
+                    items.push(obj);
+                }
+            }
+            if !r.more {
+                return Ok(Page {
+                    items,
+                    revision,
+                    next: None,
+                });
+            }
+            if items.len() as i64 >= limit {
+                let next = key[p.len()..].to_vec();
+                return Ok(Page {
+                    items,
+                    revision,
+                    next: Some(next),
+                });
+            }
+        }
+    }
+
+    /// Whether a namespace exists and takes new objects (namespaced objects
+    /// need theirs; a namespace being deleted takes none, as in Kubernetes).
     async fn require_namespace(&self, ns: &str) -> Result<(), Status> {
         match self
             .store
             .get(&key::<faultline_api::Namespace>("", ns))
             .await
         {
-            Ok(Some(_)) => Ok(()),
+            Ok(Some(kv)) => {
+                let n: faultline_api::Namespace = decode(&kv, kv.mod_revision)?;
+                match n.metadata.deletion_timestamp {
+                    None => Ok(()),
+                    Some(_) => Err(Status::forbidden(format!(
+                        "unable to create new content in namespace {ns} because it is being terminated"
+                    ))),
+                }
+            }
             Ok(None) => Err(Status::not_found("namespaces", ns)),
             Err(e) => Err(store_status(e)),
         }
+    }
+
+    /// Whether nothing is left in namespace `ns` (of any namespaced kind).
+    pub async fn namespace_is_empty(&self, ns: &str) -> Result<bool, Status> {
+        for plural in NAMESPACED_PLURALS {
+            let p = format!("/registry/{plural}/{ns}/").into_bytes();
+            let req = RangeRequest {
+                range_end: prefix_end(&p),
+                key: p,
+                count_only: true,
+                ..Default::default()
+            };
+            let (_, r) = self.store.range(req, true).await.map_err(store_status)?;
+            if r.count > 0 {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// Creates `obj` in `ns`: assigns name (from `generateName`), uid,

@@ -41,6 +41,7 @@ pub mod endpoints;
 pub mod expectations;
 pub mod gc;
 pub mod manager;
+pub mod namespace;
 pub mod nodelifecycle;
 pub mod replicaset;
 mod util;

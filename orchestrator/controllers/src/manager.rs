@@ -33,7 +33,9 @@
 use std::cell::RefCell;
 use std::time::Duration;
 
-use faultline_api::{Deployment, Endpoints, Lease, Node, Pod, ReplicaSet, Resource, Service};
+use faultline_api::{
+    Deployment, Endpoints, Event, Lease, Namespace, Node, Pod, ReplicaSet, Resource, Service,
+};
 use faultline_client::{
     ApiError, Change, Client, DeleteParams, Elector, ElectorConfig, Informer, ListParams, WorkQueue,
 };
@@ -43,7 +45,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use crate::expectations::Expectations;
 use crate::gc::{self, ObjectSummary};
 use crate::nodelifecycle::{self, NodeLifecycleConfig, NodeLifecycleState, LEASE_NAMESPACE};
-use crate::{deployment, endpoints, replicaset, Action, Object};
+use crate::{deployment, endpoints, namespace, replicaset, Action, Object};
 
 /// The `source.component` of the Events the controllers record.
 pub const COMPONENT: &str = "controller-manager";
@@ -136,6 +138,7 @@ struct Caches {
     endpoints: Informer<Endpoints>,
     nodes: Informer<Node>,
     leases: Informer<Lease>,
+    namespaces: Informer<Namespace>,
 }
 
 impl Caches {
@@ -152,6 +155,7 @@ impl Caches {
             endpoints: inf(client, every),
             nodes: inf(client, None),
             leases: inf(client, None),
+            namespaces: inf(client, None),
         }
     }
 
@@ -163,6 +167,7 @@ impl Caches {
         self.endpoints.wait_synced().await;
         self.nodes.wait_synced().await;
         self.leases.wait_synced().await;
+        self.namespaces.wait_synced().await;
     }
 
     /// Every cached object, as the garbage collector sees it.
@@ -221,6 +226,7 @@ async fn lead(client: Client, caches: Caches, cfg: ManagerConfig) {
         m.endpoints_worker(),
         m.node_lifecycle_loop(),
         m.gc_loop(),
+        m.namespace_loop(),
     );
 }
 
@@ -314,6 +320,14 @@ macro_rules! with_kind {
             }
             "Lease" => {
                 type $t = Lease;
+                $e
+            }
+            "Event" => {
+                type $t = Event;
+                $e
+            }
+            "Namespace" => {
+                type $t = Namespace;
                 $e
             }
             other => panic!("the controllers never touch a {other}"),
@@ -622,6 +636,48 @@ impl Manager {
                 // Deletes are independent of each other: one failure does
                 // not hold back the rest (the next scan retries it).
                 let _ = self.write(&action).await;
+            }
+        }
+    }
+
+    /// Empties and deletes the namespaces being deleted (see
+    /// [`namespace`]). Reads only the caches until some namespace is
+    /// terminating; then lists its events too (they are not cached).
+    async fn namespace_loop(&self) {
+        loop {
+            self.env
+                .sleep(Duration::from_millis(namespace::RECHECK_MS))
+                .await;
+            let mut doomed = Vec::new();
+            self.caches.namespaces.for_each(|n| {
+                if namespace::is_terminating(n) {
+                    doomed.push(n.clone());
+                }
+            });
+            if doomed.is_empty() {
+                continue;
+            }
+            let objects = self.caches.summaries();
+            for ns in &doomed {
+                let name = &ns.metadata.name;
+                let mut inside: Vec<ObjectSummary> = objects
+                    .iter()
+                    .filter(|o| o.namespace == *name)
+                    .cloned()
+                    .collect();
+                match self
+                    .client
+                    .list::<Event>(Some(name), &ListParams::default())
+                    .await
+                {
+                    Ok(events) => inside.extend(events.items.iter().map(ObjectSummary::of)),
+                    Err(_) => continue,
+                }
+                for action in namespace::reconcile(ns, &inside) {
+                    if !matches!(action, Action::Requeue { .. }) {
+                        let _ = self.write(&action).await;
+                    }
+                }
             }
         }
     }

@@ -165,6 +165,7 @@ impl Kubelet {
             kind: "InternalIP".into(),
             address: self.cfg.address.clone(),
         }];
+        n.status.node_info = node_info();
         n
     }
 
@@ -191,11 +192,18 @@ impl Kubelet {
         match self.client.get::<Node>("", &self.cfg.node_name).await {
             Err(e) if e.is_not_found() => self.client.create(&self.node_object()).await.is_ok(),
             Err(_) => false,
-            Ok(n) if n.is_ready() && n.status.capacity == self.cfg.capacity => true,
+            Ok(n)
+                if n.is_ready()
+                    && n.status.capacity == self.cfg.capacity
+                    && n.status.node_info == node_info() =>
+            {
+                true
+            }
             Ok(mut n) => {
                 n.status.capacity = self.cfg.capacity.clone();
                 n.status.allocatable = self.cfg.capacity.clone();
                 n.status.addresses = self.node_object().status.addresses;
+                n.status.node_info = node_info();
                 n.status.conditions.retain(|c| c.kind != "Ready");
                 n.status.conditions.push(self.ready_condition());
                 self.client.update_status(&n).await.is_ok()
@@ -464,5 +472,19 @@ impl Kubelet {
             }
             self.env.sleep(state.period()).await;
         }
+    }
+}
+
+/// What this kubelet reports it runs (`kubectl get nodes` shows the
+/// version): this build's version, and the machine's OS and architecture
+/// as compiled in (constants, so simulated nodes report the same).
+fn node_info() -> faultline_api::NodeSystemInfo {
+    let version = concat!("v", env!("CARGO_PKG_VERSION"), "-faultline");
+    faultline_api::NodeSystemInfo {
+        kubelet_version: version.into(),
+        kube_proxy_version: version.into(),
+        container_runtime_version: "faultline-builtin://1".into(),
+        operating_system: std::env::consts::OS.into(),
+        architecture: std::env::consts::ARCH.into(),
     }
 }

@@ -426,6 +426,10 @@ impl<'a, 'c> PodSync<'a, 'c> {
                 conditions: pod.status.conditions.clone(),
                 host_ip: host_ip.to_string(),
                 pod_ip: pod_ip.to_string(),
+                pod_ips: match pod_ip {
+                    "" => Vec::new(),
+                    ip => vec![faultline_api::PodIp { ip: ip.to_string() }],
+                },
                 start_time: pod
                     .status
                     .start_time

@@ -24,6 +24,7 @@ use hyper::body::Incoming;
 use crate::auth::Tokens;
 use crate::cacher::Cacher;
 use crate::discovery;
+use crate::openapi;
 use crate::registry::{Bugs, Guard, Registry};
 use respond::{json_response, not_served, status_response, text};
 use verbs::resource;
@@ -241,6 +242,13 @@ async fn handle(ctx: Rc<Ctx>, req: Request<Incoming>) -> Response<Body> {
         Err(s) => return status_response(&s),
     };
     match path.trim_end_matches('/') {
+        "/openapi/v3" => return json_response(200, openapi::root()),
+        p if p.starts_with("/openapi/v3/") => {
+            return match openapi::group_version(&p["/openapi/v3/".len()..]) {
+                Some(doc) => json_response(200, doc),
+                None => status_response(&not_served(&path)),
+            };
+        }
         "/api" => return json_response(200, &discovery::core_versions()),
         "/apis" => return json_response(200, &discovery::groups()),
         p => {

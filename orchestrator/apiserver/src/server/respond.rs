@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
+use faultline_api::decode::{self, FieldValidation};
 use faultline_api::{Resource, Status};
 use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
@@ -106,14 +107,63 @@ pub(super) fn content_type(req: &Request<Incoming>) -> String {
         .unwrap_or_default()
 }
 
-/// Decodes a request body as a `T`: JSON, the right kind, no unknown fields.
-pub(super) fn decode_body<T: Resource>(body: &[u8]) -> Result<T, Status> {
+/// Decodes a request body as a `T`: JSON, the right kind; unknown fields
+/// as `fv` says (see [`decode_value`]).
+pub(super) fn decode_body<T: Resource>(
+    body: &[u8],
+    fv: FieldValidation,
+) -> Result<(T, Vec<String>), Status> {
     let v: Value = serde_json::from_slice(body)
         .map_err(|e| Status::bad_request(format!("the request body is not valid JSON: {e}")))?;
     check_type::<T>(&v)?;
-    serde_json::from_slice(body)
-        .map_err(|e| Status::bad_request(format!("strict decoding error for {}: {e}", T::KIND)))
+    decode_value(v, fv)
 }
+
+/// Decodes a JSON value as a `T`. Unknown fields are dropped, and named in
+/// the returned warnings under `Warn`; `Strict` refuses them, as
+/// kube-apiserver words it.
+pub(super) fn decode_value<T: Resource>(
+    v: Value,
+    fv: FieldValidation,
+) -> Result<(T, Vec<String>), Status> {
+    let cannot = || {
+        format!(
+            "{kind} in version {version:?} cannot be handled as a {kind}",
+            kind = T::KIND,
+            version = T::API_VERSION.rsplit('/').next().unwrap_or("")
+        )
+    };
+    let (obj, unknown) = decode::from_value::<T>(v)
+        .map_err(|e| Status::bad_request(format!("{}: {e}", cannot())))?;
+    let named: Vec<String> = unknown
+        .iter()
+        .map(|f| format!("unknown field \"{f}\""))
+        .collect();
+    match fv {
+        FieldValidation::Strict if !named.is_empty() => Err(Status::bad_request(format!(
+            "{}: strict decoding error: {}",
+            cannot(),
+            named.join(", ")
+        ))),
+        FieldValidation::Warn => Ok((obj, named)),
+        _ => Ok((obj, Vec::new())),
+    }
+}
+
+/// Adds one `Warning: 299 - "..."` header per warning (RFC 7234's
+/// warn-code 299, as kube-apiserver sends; kubectl prints them).
+pub(super) fn with_warnings(mut resp: Response<Body>, warnings: &[String]) -> Response<Body> {
+    for w in warnings.iter().take(MAX_WARNINGS) {
+        let text = format!("299 - \"{}\"", w.replace('\\', "\\\\").replace('"', "\\\""));
+        if let Ok(v) = header::HeaderValue::from_str(&text) {
+            resp.headers_mut().append(header::WARNING, v);
+        }
+    }
+    resp
+}
+
+/// A body with thousands of unknown fields gets this many warnings.
+const MAX_WARNINGS: usize = 50;
 
 fn check_type<T: Resource>(v: &Value) -> Result<(), Status> {
     if !v.is_object() {

@@ -49,3 +49,28 @@ fn splits_the_query_into_pairs() {
     assert_eq!(q.get("watch"), Some(""));
     assert!(Query::parse(None).0.is_empty());
 }
+
+#[test]
+fn unknown_fields_warn_by_default_and_fail_when_strict() {
+    use faultline_api::decode::FieldValidation;
+    let body = br#"{"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "echo", "colour": "x"}]}}"#;
+    let (pod, warnings) =
+        respond::decode_body::<faultline_api::Pod>(body, FieldValidation::Warn).unwrap();
+    assert_eq!(pod.metadata.name, "p");
+    assert_eq!(warnings, ["unknown field \"spec.containers[0].colour\""]);
+    let resp = respond::with_warnings(respond::text(201, "ok"), &warnings);
+    assert_eq!(
+        resp.headers()[http::header::WARNING],
+        r#"299 - "unknown field \"spec.containers[0].colour\"""#
+    );
+    let (_, none) =
+        respond::decode_body::<faultline_api::Pod>(body, FieldValidation::Ignore).unwrap();
+    assert!(none.is_empty());
+    let err =
+        respond::decode_body::<faultline_api::Pod>(body, FieldValidation::Strict).unwrap_err();
+    assert_eq!(err.code, 400);
+    assert_eq!(
+        err.message,
+        r#"Pod in version "v1" cannot be handled as a Pod: strict decoding error: unknown field "spec.containers[0].colour""#
+    );
+}

@@ -2,7 +2,8 @@
 
 use std::rc::Rc;
 
-use faultline_api::patch::merge_patch;
+use faultline_api::decode::FieldValidation;
+use faultline_api::patch::PatchType;
 use faultline_api::selector::{FieldSelector, Selector};
 use faultline_api::{Binding, Deployment, List, Pod, Resource, Scale, Status};
 use http::{Method, Request, Response};
@@ -10,8 +11,8 @@ use hyper::body::Incoming;
 use serde_json::Value;
 
 use super::respond::{
-    content_type, decode_body, json_response, method_not_allowed, not_served, read_body,
-    require_json, Query,
+    content_type, decode_body, decode_value, json_response, method_not_allowed, not_served,
+    read_body, require_json, with_warnings, Query,
 };
 use super::watch::{watch, Decoded};
 use super::{Body, Ctx, Route};
@@ -83,6 +84,7 @@ pub(super) async fn resource<T: Strategy>(
         },
     )?;
     let check = on_node_check::<T>(&decision, user);
+    let fv = FieldValidation::parse(query.get("fieldValidation")).map_err(Status::bad_request)?;
     let guard = match req
         .headers()
         .get("x-faultline-fence")
@@ -119,18 +121,43 @@ pub(super) async fn resource<T: Strategy>(
             .iter()
             .map(|o| serde_json::to_value(o).expect("objects always serialise"))
             .collect();
-        json_response(200, &table::table(T::KIND, &objs, &rv, include, now_ms))
+        table::table(T::KIND, &objs, &rv, include, now_ms)
     };
     match verb {
         "list" => {
             let sel = selectors(&query)?;
             let ns_opt = r.namespace.as_deref();
-            let (items, rev) = ctx.reg.list::<T>(ns_opt).await?;
-            let items: Vec<T> = items.into_iter().filter(|o| sel.matches(o)).collect();
+            let limit = match query.get("limit").filter(|l| !l.is_empty()) {
+                None => 0,
+                Some(l) => l.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
+                    Status::bad_request(format!("limit must be a non-negative integer, not {l:?}"))
+                })?,
+            };
+            let from = match query.get("continue").filter(|c| !c.is_empty()) {
+                Some(c) => Some(paging::decode(c)?),
+                None => None,
+            };
+            let (items, rev, next) = if limit == 0 && from.is_none() {
+                let (items, rev) = ctx.reg.list::<T>(ns_opt).await?;
+                let items: Vec<T> = items.into_iter().filter(|o| sel.matches(o)).collect();
+                (items, rev, None)
+            } else {
+                let limit = if limit == 0 { i64::MAX } else { limit };
+                let keep = |o: &T| sel.matches(o);
+                let page = ctx.reg.list_page::<T>(ns_opt, limit, from, &keep).await?;
+                (page.items, page.revision, page.next)
+            };
+            let token = next.map(|start| paging::encode(rev, &start));
             if as_table {
-                return Ok(as_rows(&items, rev.to_string()));
+                let mut t = as_rows(&items, rev.to_string());
+                if let Some(tok) = token {
+                    t["metadata"]["continue"] = Value::String(tok);
+                }
+                return Ok(json_response(200, &t));
             }
-            Ok(json_response(200, &List::new(items, rev)))
+            let mut list = List::new(items, rev);
+            list.metadata.continue_ = token.unwrap_or_default();
+            Ok(json_response(200, &list))
         }
         "watch" => watch::<T>(ctx, r.namespace.clone(), &query).await,
         "get" if sub == "scale" => {
@@ -141,18 +168,19 @@ pub(super) async fn resource<T: Strategy>(
             let obj: T = ctx.reg.get(&ns, &name).await?;
             if as_table {
                 let rv = obj.meta().resource_version.clone();
-                return Ok(as_rows(std::slice::from_ref(&obj), rv));
+                return Ok(json_response(200, &as_rows(std::slice::from_ref(&obj), rv)));
             }
             Ok(json_response(200, &obj))
         }
         "create" if sub == "binding" => {
             let body = read_body(ctx, req).await?;
-            bind(ctx, &ns, &name, decode_body::<Binding>(&body)?, g).await
+            let (b, warnings) = decode_body::<Binding>(&body, fv)?;
+            Ok(with_warnings(bind(ctx, &ns, &name, b, g).await?, &warnings))
         }
         "create" => {
             require_json(&content_type(&req))?;
             let body = read_body(ctx, req).await?;
-            let obj = decode_body::<T>(&body)?;
+            let (obj, warnings) = decode_body::<T>(&body, fv)?;
             if let Decision::IfNamed(own) = &decision {
                 if obj.meta().name != *own {
                     return Err(Status::forbidden(format!(
@@ -164,54 +192,96 @@ pub(super) async fn resource<T: Strategy>(
                 }
             }
             let created = ctx.reg.create(&ns, obj, g).await?;
-            Ok(json_response(201, &created))
+            Ok(with_warnings(json_response(201, &created), &warnings))
         }
         "update" if sub == "scale" => {
             require_json(&content_type(&req))?;
             let body = read_body(ctx, req).await?;
-            let s = decode_body::<Scale>(&body)?;
-            set_scale(ctx, &ns, &name, s, g).await
+            let (s, warnings) = decode_body::<Scale>(&body, fv)?;
+            Ok(with_warnings(
+                set_scale(ctx, &ns, &name, s, g).await?,
+                &warnings,
+            ))
         }
         "update" => {
             require_json(&content_type(&req))?;
             let body = read_body(ctx, req).await?;
-            let obj = decode_body::<T>(&body)?;
+            let (obj, warnings) = decode_body::<T>(&body, fv)?;
             let out = ctx.reg.update(&ns, &name, obj, part, &check, g).await?;
-            Ok(json_response(200, &out))
+            Ok(with_warnings(json_response(200, &out), &warnings))
         }
         "patch" => {
             let ct = content_type(&req);
-            if !matches!(
-                ct.as_str(),
-                "application/merge-patch+json" | "application/strategic-merge-patch+json"
-            ) {
+            let Some(kind) = PatchType::from_content_type(&ct) else {
                 return Err(Status::failure(
                     415,
                     "UnsupportedMediaType",
                     format!(
-                        "the patch content type {ct:?} is not supported; use application/merge-patch+json"
+                        "the patch content type {ct:?} is not supported; use \
+                         application/merge-patch+json, application/strategic-merge-patch+json \
+                         or application/json-patch+json (server-side apply is not served)"
                     ),
                 ));
-            }
+            };
             let body = read_body(ctx, req).await?;
-            let p: Value = serde_json::from_slice(&body)
-                .map_err(|e| Status::bad_request(format!("the patch is not valid JSON: {e}")))?;
             if sub == "scale" {
                 let d: Deployment = ctx.reg.get(&ns, &name).await?;
                 let mut s = serde_json::to_value(scale_of(&d)).expect("serialises");
-                merge_patch(&mut s, &p);
-                let s: Scale = serde_json::from_value(s).map_err(|e| {
-                    Status::bad_request(format!("the patched scale is not valid: {e}"))
-                })?;
-                return set_scale(ctx, &ns, &name, s, g).await;
+                kind.apply(&mut s, &body).map_err(Status::bad_request)?;
+                let (s, warnings) = decode_value::<Scale>(s, fv)?;
+                let out = set_scale(ctx, &ns, &name, s, g).await?;
+                return Ok(with_warnings(out, &warnings));
             }
-            patch::<T>(ctx, &ns, &name, &p, part, &check, g).await
+            let how = Patching {
+                kind,
+                body: &body,
+                fv,
+            };
+            patch::<T>(ctx, &ns, &name, &how, part, &check, g).await
         }
         "delete" => {
             let body = read_body(ctx, req).await?;
             delete::<T>(ctx, &ns, &name, &query, &body, &check, g).await
         }
         _ => Err(method_not_allowed(&method, r.plural.as_str())),
+    }
+}
+
+/// The `continue` token of a paged list: where the next page starts and
+/// the revision every page is read at, as kube-apiserver's (base64 of
+/// `{"v": "meta.k8s.io/v1", "rv": ..., "start": ...}`). Opaque to clients.
+mod paging {
+    use base64::engine::general_purpose::URL_SAFE;
+    use base64::Engine;
+    use faultline_api::Status;
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Serialize, Deserialize)]
+    struct Token {
+        v: String,
+        rv: i64,
+        start: String,
+    }
+
+    pub(super) fn encode(rev: i64, start: &[u8]) -> String {
+        let t = Token {
+            v: "meta.k8s.io/v1".into(),
+            rv: rev,
+            start: String::from_utf8_lossy(start).into_owned(),
+        };
+        URL_SAFE.encode(serde_json::to_vec(&t).expect("a token serialises"))
+    }
+
+    /// The revision and the first key (after the kind's prefix) of the
+    /// page a token names.
+    pub(super) fn decode(token: &str) -> Result<(i64, Vec<u8>), Status> {
+        let bad = |why: &str| Status::bad_request(format!("invalid continue token: {why}"));
+        let raw = URL_SAFE.decode(token).map_err(|_| bad("not base64"))?;
+        let t: Token = serde_json::from_slice(&raw).map_err(|_| bad("not a continue token"))?;
+        if t.v != "meta.k8s.io/v1" || t.rv <= 0 {
+            return Err(bad("not a continue token of this server"));
+        }
+        Ok((t.rv, t.start.into_bytes()))
     }
 }
 
@@ -267,27 +337,45 @@ pub(super) fn selectors(q: &Query) -> Result<Selectors, Status> {
     Ok(Selectors { labels, fields })
 }
 
+/// A `PATCH` request's body and how to read it.
+struct Patching<'a> {
+    kind: PatchType,
+    body: &'a [u8],
+    fv: FieldValidation,
+}
+
+/// Applies a patch to the current object and writes the result with a
+/// compare-and-swap, again on a conflict — unless the patch names the
+/// resourceVersion it was made against, which then must still hold.
 async fn patch<T: Strategy>(
     ctx: &Rc<Ctx>,
     ns: &str,
     name: &str,
-    p: &Value,
+    how: &Patching<'_>,
     part: Part,
     check: &dyn Fn(&T) -> Result<(), Status>,
     g: &Guard,
 ) -> Result<Response<Body>, Status> {
+    let p: Value = serde_json::from_slice(how.body)
+        .map_err(|e| Status::bad_request(format!("the patch is not valid JSON: {e}")))?;
     let pinned = p["metadata"]["resourceVersion"].as_str().is_some();
     for _ in 0..5 {
         let cur: T = ctx.reg.get(ns, name).await?;
         let mut v = serde_json::to_value(&cur).expect("objects always serialise");
-        merge_patch(&mut v, p);
-        let next: T = serde_json::from_value(v).map_err(|e| {
-            Status::bad_request(format!("the patched {} is not valid: {e}", T::KIND))
+        how.kind
+            .apply(&mut v, how.body)
+            .map_err(Status::bad_request)?;
+        let (next, warnings) = decode_value::<T>(v, how.fv).map_err(|s| {
+            Status::bad_request(format!(
+                "the patched {} is not valid: {}",
+                T::KIND,
+                s.message
+            ))
         })?;
         match ctx.reg.update(ns, name, next, part, check, g).await {
             Err(s) if s.reason == "Conflict" && !pinned => continue,
             Err(s) => return Err(s),
-            Ok(out) => return Ok(json_response(200, &out)),
+            Ok(out) => return Ok(with_warnings(json_response(200, &out), &warnings)),
         }
     }
     Err(Status::conflict(
@@ -345,6 +433,35 @@ async fn delete<T: Strategy>(
                     cur.meta().resource_version
                 ),
             ));
+        }
+        if T::PLURAL == "namespaces" {
+            if super::SYSTEM_NAMESPACES.contains(&name) {
+                return Err(Status::forbidden(format!(
+                    "namespaces {name:?} is forbidden: this namespace may not be deleted"
+                )));
+            }
+            // A namespace goes in two steps, as in Kubernetes: marked
+            // Terminating (no new content; the controller manager deletes
+            // what is in it), then removed once it is empty.
+            if cur.meta().deletion_timestamp.is_some() {
+                if !ctx.reg.namespace_is_empty(name).await? {
+                    return Ok(json_response(200, &cur));
+                }
+            } else {
+                let mut v = serde_json::to_value(&cur).expect("objects always serialise");
+                v["metadata"]["deletionTimestamp"] =
+                    Value::String(faultline_api::time::rfc3339(ctx.reg.env.wall_ms()));
+                v["status"]["phase"] = Value::String("Terminating".into());
+                let next: T = serde_json::from_value(v).expect("a namespace stays a namespace");
+                match ctx.reg.swap(ns, name, &cur, &next, g).await? {
+                    Some(rev) => {
+                        let mut next = next;
+                        next.meta_mut().resource_version = rev.to_string();
+                        return Ok(json_response(200, &next));
+                    }
+                    None => continue,
+                }
+            }
         }
         let graceful = T::PLURAL == "pods" && !node_of(&cur).is_empty() && grace != Some(0);
         if graceful {

@@ -1,14 +1,60 @@
-//! JSON merge patch (RFC 7386), the `application/merge-patch+json` body of
-//! a `PATCH` request.
+//! The bodies of a `PATCH` request: JSON merge patch (RFC 7386),
+//! Kubernetes' strategic merge patch ([`strategic`]) and JSON patch
+//! (RFC 6902, through the `json-patch` crate).
 //!
 //! A merge patch is a partial object: members present replace (objects
 //! merge recursively), members set to `null` are deleted, anything not an
-//! object replaces the whole target. Lists are replaced, never merged; that
-//! is what *strategic* merge patch adds, which this crate does not offer.
+//! object replaces the whole target. Lists are replaced, never merged; a
+//! strategic merge patch merges some of them element by element.
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{Map, Value};
+
+mod strategic;
+pub use strategic::{list_merge_key, merges_as_set, strategic_merge_patch};
+
+/// The patch formats a `PATCH` request may carry, by content type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatchType {
+    /// `application/merge-patch+json`
+    Merge,
+    /// `application/strategic-merge-patch+json`
+    Strategic,
+    /// `application/json-patch+json`
+    Json,
+}
+
+impl PatchType {
+    /// The patch type a content type names (parameters already stripped).
+    pub fn from_content_type(ct: &str) -> Option<PatchType> {
+        Some(match ct {
+            "application/merge-patch+json" => PatchType::Merge,
+            "application/strategic-merge-patch+json" => PatchType::Strategic,
+            "application/json-patch+json" => PatchType::Json,
+            _ => return None,
+        })
+    }
+
+    /// Applies a patch body of this type to `target`; the error says what
+    /// is wrong with the patch.
+    pub fn apply(self, target: &mut Value, body: &[u8]) -> Result<(), String> {
+        let patch: Value = serde_json::from_slice(body)
+            .map_err(|e| format!("the patch is not valid JSON: {e}"))?;
+        match self {
+            PatchType::Merge => {
+                merge_patch(target, &patch);
+                Ok(())
+            }
+            PatchType::Strategic => strategic_merge_patch(target, &patch),
+            PatchType::Json => {
+                let ops: json_patch::Patch = serde_json::from_value(patch)
+                    .map_err(|e| format!("the JSON patch is not a list of operations: {e}"))?;
+                json_patch::patch(target, &ops).map_err(|e| format!("the JSON patch failed: {e}"))
+            }
+        }
+    }
+}
 
 /// Applies `patch` to `target` in place, as RFC 7386 section 2 defines.
 ///
@@ -69,16 +115,18 @@ pub fn create_merge_patch(old: &Value, new: &Value) -> Value {
 /// Applies a merge patch to a typed object through its JSON form.
 ///
 /// Fails when the result is not a valid `T` (a patch that sets an unknown
-/// field, since the kinds refuse unknown fields, or a field to the wrong
-/// type); the error is serde's and names the field.
+/// field, or a field to the wrong type); the error names the field.
 pub fn patch_object<T>(object: &T, patch: &Value) -> Result<T, serde_json::Error>
 where
     T: Serialize + DeserializeOwned,
 {
     let mut value = serde_json::to_value(object)?;
     merge_patch(&mut value, patch);
-    serde_json::from_value(value)
+    crate::decode::from_value_strict(value)
 }
+
+#[cfg(test)]
+mod strategic_tests;
 
 #[cfg(test)]
 mod tests {
