@@ -137,6 +137,86 @@ pub fn resources(group: &str, version: &str) -> Option<Value> {
     )
 }
 
+/// The content type of aggregated discovery (kubectl 1.26 and later ask for
+/// it first on `/api` and `/apis`, and fall back to the per-group lists).
+pub const AGGREGATED: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+
+/// Whether an `Accept` header asks for aggregated discovery (v2).
+pub fn wants_aggregated(accept: &str) -> bool {
+    accept.split(',').any(|part| {
+        let params: Vec<&str> = part.split(';').map(str::trim).collect();
+        params.contains(&"g=apidiscovery.k8s.io")
+            && params.contains(&"v=v2")
+            && params.contains(&"as=APIGroupDiscoveryList")
+    })
+}
+
+/// Aggregated discovery: every resource of the core group (`core`, for
+/// `/api`) or of the named groups (`/apis`) in one document.
+pub fn aggregated(core: bool) -> Value {
+    let groups: &[&str] = if core {
+        &[""]
+    } else {
+        &["apps", "coordination.k8s.io"]
+    };
+    let items: Vec<Value> = groups
+        .iter()
+        .map(|g| {
+            let resources: Vec<Value> = RESOURCES
+                .iter()
+                .filter(|r| r.group == *g && !r.plural.contains('/'))
+                .map(|r| {
+                    let subresources: Vec<Value> = RESOURCES
+                        .iter()
+                        .filter_map(|s| {
+                            let (parent, sub) = s.plural.split_once('/')?;
+                            (s.group == r.group && parent == r.plural).then(|| {
+                                let group = if s.kind == "Scale" { "autoscaling" } else { s.group };
+                                json!({
+                                    "subresource": sub,
+                                    "responseKind": {"group": group, "version": "v1", "kind": s.kind},
+                                    "verbs": s.verbs,
+                                })
+                            })
+                        })
+                        .collect();
+                    let mut v = json!({
+                        "resource": r.plural,
+                        "responseKind": {"group": r.group, "version": r.version, "kind": r.kind},
+                        "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
+                        "singularResource": r.kind.to_lowercase(),
+                        "verbs": r.verbs,
+                    });
+                    if !r.short_names.is_empty() {
+                        v["shortNames"] = json!(r.short_names);
+                    }
+                    if !r.categories.is_empty() {
+                        v["categories"] = json!(r.categories);
+                    }
+                    if !subresources.is_empty() {
+                        v["subresources"] = json!(subresources);
+                    }
+                    v
+                })
+                .collect();
+            let mut meta = json!({});
+            if !g.is_empty() {
+                meta["name"] = json!(g);
+            }
+            json!({
+                "metadata": meta,
+                "versions": [{"version": "v1", "resources": resources, "freshness": "Current"}],
+            })
+        })
+        .collect();
+    json!({
+        "kind": "APIGroupDiscoveryList",
+        "apiVersion": "apidiscovery.k8s.io/v2",
+        "metadata": {},
+        "items": items,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,5 +241,36 @@ mod tests {
         assert_eq!(find(&apps, "deployments")["shortNames"], json!(["deploy"]));
         assert_eq!(find(&apps, "replicasets")["categories"], json!(["all"]));
         assert!(resources("batch", "v1").is_none());
+    }
+
+    #[test]
+    fn aggregated_discovery_lists_every_group_with_its_subresources() {
+        assert!(wants_aggregated(
+            "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json"
+        ));
+        assert!(!wants_aggregated("application/json"));
+        let apis = aggregated(false);
+        let apps = &apis["items"][0];
+        assert_eq!(apps["metadata"]["name"], "apps");
+        let deploy = &apps["versions"][0]["resources"][0];
+        assert_eq!(deploy["resource"], "deployments");
+        assert_eq!(deploy["shortNames"], json!(["deploy"]));
+        let subs: Vec<&str> = deploy["subresources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["subresource"].as_str().unwrap())
+            .collect();
+        assert_eq!(subs, ["status", "scale"]);
+        assert_eq!(
+            deploy["subresources"][1]["responseKind"]["group"],
+            "autoscaling"
+        );
+        let core = aggregated(true);
+        assert!(core["items"][0]["metadata"].get("name").is_none());
+        assert_eq!(
+            core["items"][0]["versions"][0]["resources"][0]["scope"],
+            "Cluster"
+        );
     }
 }

@@ -7,8 +7,11 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+
+mod up;
 use std::sync::Arc;
 use std::time::Duration;
+use up::Up;
 
 struct Masters(Vec<Child>);
 
@@ -231,73 +234,22 @@ fn masters_serve_the_api_for_real() {
     assert_eq!(code, 401);
 }
 
-/// Sends SIGTERM to `faultline up` (which stops its cluster) and reaps it.
-struct Up(Child);
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").arg(self.0.id().to_string()).status();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 #[allow(clippy::disallowed_methods)] // a real-mode test waits in real time
 fn up_brings_a_cluster_that_serves_a_deployment_through_every_node() {
-    use std::io::BufRead;
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("up-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let pid = std::process::id();
-    let base = 20000 + (pid % 20000) as u16;
-    let (api, store) = (base + 200, base + 300);
-    // Node and pod addresses of their own, so that a cluster left over by
-    // another run (or one a person runs) cannot answer for this one.
-    let node_net = format!("127.0.{}", 2 + pid % 250);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_faultline"))
-        .arg("up")
-        .arg("--dir")
-        .arg(&dir)
-        .args([
-            "--nodes",
-            "2",
-            "--api-port",
-            &api.to_string(),
-            "--store-port",
-            &store.to_string(),
-            "--node-net",
-            &node_net,
-            "--pod-octet",
-            &(100 + pid % 100).to_string(),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("faultline up starts");
-    let stdout = child.stdout.take().unwrap();
-    let up = Up(child);
-    let mut lines = std::io::BufReader::new(stdout).lines();
-    let mut printed = Vec::new();
-    let mut admin = None;
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        if let Some(rest) = line.strip_prefix("admin token: ") {
-            admin = rest.split(' ').next().map(str::to_string);
-        }
-        printed.push(line.clone());
-        if line.starts_with("Ctrl-C stops the cluster") {
-            break;
-        }
-    }
+    let up = Up::start("up", 2, 0);
+    let printed = &up.printed;
     assert!(
         printed
             .first()
             .is_some_and(|l| l.starts_with("cluster up: 3 master(s), 2 node(s)")),
         "{printed:?}"
     );
-    let admin = admin.expect("the admin token is printed");
+    let (dir, api, store, node_net) = (&up.dir, up.api, up.store, &up.node_net);
+    let admin = up.admin.clone();
     let ca = std::fs::read(dir.join("pki/ca.crt")).expect("up wrote the cluster CA");
     let tls = tls_client(&ca, None);
-    https_is_the_only_way_in(&dir, api, store, &tls, &admin);
+    https_is_the_only_way_in(dir, api, store, &tls, &admin);
     let deployment = r#"{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"web","namespace":"default"},"spec":{"replicas":3,"selector":{"matchLabels":{"app":"web"}},"template":{"metadata":{"labels":{"app":"web"}},"spec":{"containers":[{"name":"app","image":"echo","ports":[{"containerPort":8080}],"readinessProbe":{"httpGet":{"path":"/healthz","port":8080},"periodSeconds":1}}]}}}}"#;
     let service = r#"{"apiVersion":"v1","kind":"Service","metadata":{"name":"web","namespace":"default"},"spec":{"selector":{"app":"web"},"ports":[{"name":"http","port":8080,"targetPort":8080}]}}"#;
     let (code, body) = https(

@@ -179,6 +179,13 @@ async fn bootstrap(ctx: Rc<Ctx>) {
     }
 }
 
+fn wants_aggregated(req: &Request<Incoming>) -> bool {
+    req.headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(discovery::wants_aggregated)
+}
+
 /// A resource path, parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Route {
@@ -248,6 +255,17 @@ async fn handle(ctx: Rc<Ctx>, req: Request<Incoming>) -> Response<Body> {
                 Some(doc) => json_response(200, doc),
                 None => status_response(&not_served(&path)),
             };
+        }
+        "/api" | "/apis" if wants_aggregated(&req) => {
+            let mut resp = json_response(
+                200,
+                &discovery::aggregated(path.trim_end_matches('/') == "/api"),
+            );
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static(discovery::AGGREGATED),
+            );
+            return resp;
         }
         "/api" => return json_response(200, &discovery::core_versions()),
         "/apis" => return json_response(200, &discovery::groups()),

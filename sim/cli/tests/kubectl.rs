@@ -1,0 +1,347 @@
+//! Stock `kubectl` against `faultline up`, over TLS with the kubeconfig
+//! `up` writes: the everyday steps a Kubernetes user takes, each checked
+//! on kubectl's own output.
+//!
+//! kubectl comes from `$KUBECTL` or the `PATH` (CI installs Debian's
+//! `kubernetes-client` where none is there). Without one, the test says so
+//! and passes, unless `FAULTLINE_REQUIRE_KUBECTL=1` (set by `.ci/run`).
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+mod up;
+use up::Up;
+
+const APP: &str = "\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  labels:
+    app: web
+spec:
+  replicas: 3
+  progressDeadlineSeconds: 600
+  selector:
+    matchLabels:
+      app: web
+  template:
+    metadata:
+      labels:
+        app: web
+    spec:
+      containers:
+      - name: app
+        image: echo
+        imagePullPolicy: IfNotPresent
+        ports:
+        - containerPort: 8080
+        readinessProbe:
+          httpGet:
+            path: /healthz
+            port: 8080
+          periodSeconds: 1
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+spec:
+  selector:
+    app: web
+  ports:
+  - port: 8080
+    targetPort: 8080
+";
+
+struct Kubectl {
+    bin: String,
+    kubeconfig: String,
+    /// kubectl before 1.27 validates only against `/openapi/v2`, which it
+    /// reads as protobuf and the server does not serve.
+    validate_flag: Option<&'static str>,
+}
+
+impl Kubectl {
+    fn find() -> Option<Kubectl> {
+        let bin = std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".into());
+        let out = Command::new(&bin)
+            .args(["version", "--client", "-o", "json"])
+            .output()
+            .ok()?;
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        let minor: u32 = v["clientVersion"]["minor"]
+            .as_str()?
+            .trim_end_matches('+')
+            .parse()
+            .ok()?;
+        eprintln!("kubectl: {bin}, client version 1.{minor}");
+        Some(Kubectl {
+            bin,
+            kubeconfig: String::new(),
+            validate_flag: (minor < 27).then_some("--validate=false"),
+        })
+    }
+
+    /// Runs kubectl; returns its stdout, panicking with its stderr on failure.
+    fn ok(&self, args: &[&str]) -> String {
+        let (code, out, err) = self.run(args, None);
+        assert_eq!(code, Some(0), "kubectl {args:?} failed:\n{out}\n{err}");
+        out
+    }
+
+    fn run(&self, args: &[&str], stdin: Option<&str>) -> (Option<i32>, String, String) {
+        use std::io::Write;
+        let mut child = Command::new(&self.bin)
+            .args(args)
+            .arg("--request-timeout=30s")
+            .env("KUBECONFIG", &self.kubeconfig)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kubectl runs");
+        let mut input = child.stdin.take().expect("piped");
+        input
+            .write_all(stdin.unwrap_or("").as_bytes())
+            .expect("kubectl reads its input");
+        drop(input);
+        let out = child.wait_with_output().expect("kubectl ends");
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        (out.status.code(), text(&out.stdout), text(&out.stderr))
+    }
+
+    /// `kubectl apply -f -` of `yaml`.
+    fn apply(&self, yaml: &str, extra: &[&str]) -> String {
+        let mut args = vec!["apply", "-f", "-"];
+        args.extend(self.validate_flag);
+        args.extend(extra);
+        let (code, out, err) = self.run(&args, Some(yaml));
+        assert_eq!(code, Some(0), "kubectl apply failed:\n{out}\n{err}");
+        out
+    }
+
+    /// Polls `args` until its output satisfies `want` (or panics after
+    /// `secs`, showing the last output).
+    #[allow(clippy::disallowed_methods)] // a real-mode test waits in real time
+    fn until(&self, secs: u64, args: &[&str], want: impl Fn(&str) -> bool) -> String {
+        let start = Instant::now();
+        let mut last = String::new();
+        while start.elapsed() < Duration::from_secs(secs) {
+            let (code, out, err) = self.run(args, None);
+            if code == Some(0) && want(&out) {
+                return out;
+            }
+            last = format!("{out}{err}");
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        panic!("kubectl {args:?} never showed what was wanted; last:\n{last}");
+    }
+}
+
+fn rows(table: &str) -> Vec<Vec<&str>> {
+    table
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+        .collect()
+}
+
+#[test]
+#[allow(clippy::disallowed_methods)] // a real-mode test waits in real time
+fn stock_kubectl_drives_a_faultline_cluster() {
+    let Some(mut k) = Kubectl::find() else {
+        assert!(
+            std::env::var("FAULTLINE_REQUIRE_KUBECTL").as_deref() != Ok("1"),
+            "FAULTLINE_REQUIRE_KUBECTL=1 but no kubectl runs (set KUBECTL or PATH)"
+        );
+        eprintln!("no kubectl on this machine: the kubectl test is skipped");
+        return;
+    };
+    let up = Up::start("kubectl", 2, 1);
+    let kubeconfig = up.dir.join("kubeconfig");
+    assert!(Path::new(&kubeconfig).exists(), "up writes a kubeconfig");
+    k.kubeconfig = kubeconfig.display().to_string();
+
+    // Discovery, with short names and the `all` category.
+    let resources = k.ok(&["api-resources"]);
+    for (name, short) in [
+        ("deployments", "deploy"),
+        ("services", "svc"),
+        ("pods", "po"),
+    ] {
+        assert!(
+            resources
+                .lines()
+                .any(|l| l.starts_with(name) && l.split_whitespace().nth(1) == Some(short)),
+            "{name} ({short}) in:\n{resources}"
+        );
+    }
+
+    // Every node Ready.
+    let nodes = k.until(60, &["get", "nodes"], |out| {
+        let r = rows(out);
+        r.len() == 2 && r.iter().all(|r| r.get(1) == Some(&"Ready"))
+    });
+    assert!(nodes.starts_with("NAME"), "{nodes}");
+    assert!(
+        nodes.contains("-faultline"),
+        "VERSION is the kubelet's: {nodes}"
+    );
+
+    // Apply a Deployment and a Service from one multi-document file.
+    let applied = k.apply(APP, &[]);
+    assert!(applied.contains("deployment.apps/web created"), "{applied}");
+    assert!(applied.contains("service/web created"), "{applied}");
+    let rolled = k.ok(&["rollout", "status", "deployment/web", "--timeout=120s"]);
+    assert!(rolled.contains("successfully rolled out"), "{rolled}");
+
+    // The Table columns, and -o wide with pod IPs and nodes.
+    let pods = k.until(30, &["get", "pods"], |out| {
+        rows(out).len() == 3 && rows(out).iter().all(|r| r[1] == "1/1" && r[2] == "Running")
+    });
+    let header: Vec<&str> = pods.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["NAME", "READY", "STATUS", "RESTARTS", "AGE"],
+        "{pods}"
+    );
+    let wide = k.ok(&["get", "pods", "-o", "wide"]);
+    let header: Vec<&str> = wide.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(&header[5..7], ["IP", "NODE"], "{wide}");
+    for r in rows(&wide) {
+        assert!(r[5].starts_with("127."), "a pod IP: {wide}");
+        assert!(r[6] == "n1" || r[6] == "n2", "a node: {wide}");
+    }
+
+    // Re-applying the same file changes nothing.
+    let again = k.apply(APP, &[]);
+    assert!(again.contains("deployment.apps/web unchanged"), "{again}");
+    assert!(again.contains("service/web unchanged"), "{again}");
+
+    // Scale, then a new image rolls out (a strategic merge patch).
+    assert!(k
+        .ok(&["scale", "deployment/web", "--replicas=4"])
+        .contains("scaled"));
+    k.until(60, &["get", "deployment", "web"], |out| {
+        rows(out).first().is_some_and(|r| r[1] == "4/4")
+    });
+    assert!(k
+        .ok(&["set", "image", "deployment/web", "app=echo:v2"])
+        .contains("image updated"));
+    let rolled = k.ok(&["rollout", "status", "deployment/web", "--timeout=120s"]);
+    assert!(rolled.contains("successfully rolled out"), "{rolled}");
+    let images = k.until(
+        60,
+        &[
+            "get",
+            "pods",
+            "-o",
+            "jsonpath={.items[*].spec.containers[0].image}",
+        ],
+        |out| {
+            let v: Vec<&str> = out.split_whitespace().collect();
+            v.len() == 4 && v.iter().all(|i| *i == "echo:v2")
+        },
+    );
+    assert!(images.contains("echo:v2"));
+
+    // `get pods -w` streams: a deleted pod shows, and its replacement.
+    let mut watch = Command::new(&k.bin)
+        .args(["get", "pods", "-w", "--output-watch-events"])
+        .env("KUBECONFIG", &k.kubeconfig)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("kubectl get -w runs");
+    let names = k.ok(&["get", "pods", "-o", "name"]);
+    let victim = names.lines().next().expect("a pod").to_string();
+    std::thread::sleep(Duration::from_secs(1));
+    let deleted = k.ok(&["delete", &victim, "--wait=false"]);
+    assert!(deleted.contains("deleted"), "{deleted}");
+    let short = victim.trim_start_matches("pod/").to_string();
+    // Lines arrive on a thread, so a silent watch fails the test instead
+    // of hanging it.
+    let stream = BufReader::new(watch.stdout.take().expect("piped"));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stream.lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) {
+        let done = line.contains(&short) && (line.contains("DELETED") || line.contains("MODIFIED"));
+        seen.push(line);
+        if done {
+            break;
+        }
+    }
+    let _ = watch.kill();
+    let _ = watch.wait();
+    assert!(
+        seen.iter().any(|l| l.contains(&short)),
+        "the watch showed the deleted pod: {seen:?}"
+    );
+    k.until(60, &["get", "pods"], |out| {
+        let r = rows(out);
+        r.len() == 4 && !out.contains(&short) && r.iter().all(|r| r[1] == "1/1")
+    });
+
+    // describe shows the container's state object, the IP and the node.
+    let first = k.ok(&["get", "pods", "-o", "name"]);
+    let described = k.ok(&["describe", first.lines().next().unwrap()]);
+    for want in ["Status:", "Running", "IP:", "Node:", "Ready:", "True"] {
+        assert!(described.contains(want), "{want} in:\n{described}");
+    }
+
+    // The Service's endpoints are exactly the ready pods' IPs.
+    let svc = k.ok(&["get", "svc,endpoints"]);
+    assert!(svc.contains("service/web"), "{svc}");
+    assert!(svc.contains("endpoints/web"), "{svc}");
+    let sorted = |s: String| {
+        let mut v: Vec<String> = s.split_whitespace().map(str::to_string).collect();
+        v.sort();
+        v
+    };
+    let pod_ips = sorted(k.ok(&["get", "pods", "-o", "jsonpath={.items[*].status.podIP}"]));
+    k.until(
+        30,
+        &[
+            "get",
+            "endpoints",
+            "web",
+            "-o",
+            "jsonpath={.subsets[*].addresses[*].ip}",
+        ],
+        |out| sorted(out.to_string()) == pod_ips,
+    );
+
+    // A namespace, something in it, and its deletion, which takes its content.
+    k.apply(
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: scratch\n",
+        &[],
+    );
+    k.apply(APP, &["-n", "scratch"]);
+    k.until(60, &["get", "pods", "-n", "scratch"], |out| {
+        rows(out).len() == 3
+    });
+    let gone = k.ok(&["delete", "namespace", "scratch", "--timeout=120s"]);
+    assert!(gone.contains("namespace \"scratch\" deleted"), "{gone}");
+    let namespaces = k.ok(&["get", "namespaces"]);
+    assert!(!namespaces.contains("scratch"), "{namespaces}");
+
+    // Cleanup through the same file.
+    let (code, cleaned, err) = k.run(&["delete", "-f", "-"], Some(APP));
+    assert_eq!(code, Some(0), "{cleaned}{err}");
+    assert!(
+        cleaned.contains("deployment.apps \"web\" deleted"),
+        "{cleaned}"
+    );
+    k.until(60, &["get", "pods"], |out| rows(out).is_empty());
+    drop(up);
+}
