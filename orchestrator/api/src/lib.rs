@@ -12,6 +12,7 @@
 //! - [`status`]: the `Status` error body with reason and field causes.
 
 pub mod decode;
+pub mod defaults;
 pub mod meta;
 pub mod patch;
 pub mod quantity;

@@ -161,6 +161,9 @@ fn with_status_of<T: Resource>(target: &T, source: &T) -> Result<T, Status> {
 pub trait Strategy: Resource + Validate + PartialEq {
     /// Resets what a client may not set on create (for most kinds, status).
     fn prepare_for_create(&mut self) {}
+    /// Fills in Kubernetes' defaults (`faultline_api::defaults`), on
+    /// create and on every update of the object's spec.
+    fn default_fields(&mut self) {}
     /// Whether the status subresource exists (else status is part of the
     /// main resource).
     const HAS_STATUS: bool = true;
@@ -217,22 +220,35 @@ impl Strategy for faultline_api::Node {
     // A kubelet registers its node with its capacity in the status.
 }
 impl Strategy for faultline_api::Pod {
+    fn default_fields(&mut self) {
+        faultline_api::defaults::pod_spec(&mut self.spec);
+    }
     fn prepare_for_create(&mut self) {
         self.status = Default::default();
         self.status.phase = "Pending".into();
     }
 }
 impl Strategy for faultline_api::Deployment {
+    fn default_fields(&mut self) {
+        faultline_api::defaults::pod_spec(&mut self.spec.template.spec);
+    }
     fn prepare_for_create(&mut self) {
         self.status = Default::default();
     }
 }
 impl Strategy for faultline_api::ReplicaSet {
+    fn default_fields(&mut self) {
+        faultline_api::defaults::pod_spec(&mut self.spec.template.spec);
+    }
     fn prepare_for_create(&mut self) {
         self.status = Default::default();
     }
 }
-impl Strategy for faultline_api::Service {}
+impl Strategy for faultline_api::Service {
+    fn default_fields(&mut self) {
+        faultline_api::defaults::service_spec(&mut self.spec);
+    }
+}
 impl Strategy for faultline_api::Endpoints {
     const HAS_STATUS: bool = false;
 }
@@ -458,6 +474,7 @@ impl Registry {
             obj.meta_mut().name = name;
         }
         obj.prepare_for_create();
+        obj.default_fields();
         obj.set_type_meta();
         let (uid, now) = (self.new_uid(), self.now());
         {
@@ -536,6 +553,7 @@ impl Registry {
                     } else {
                         new.clone()
                     };
+                    n.default_fields();
                     let (m, c) = (n.meta_mut(), cur.meta());
                     m.uid = c.uid.clone();
                     m.namespace = c.namespace.clone();

@@ -418,6 +418,22 @@ impl<'a, 'c> PodSync<'a, 'c> {
         } else {
             "Pending"
         };
+        // A running container's start time: as reported before while it is
+        // the same container, else now (when this kubelet first saw it run).
+        let mut statuses = self.statuses;
+        for c in &mut statuses {
+            let Some(running) = &mut c.state.running else {
+                continue;
+            };
+            let before = pod
+                .status
+                .container_statuses
+                .iter()
+                .find(|p| p.name == c.name && p.container_id == c.container_id)
+                .and_then(|p| p.state.running.as_ref())
+                .and_then(|r| r.started_at.clone());
+            running.started_at = before.or_else(|| Some(wall_now.to_string()));
+        }
         // The new status is built on a pod that carries nothing else, so a
         // pass that changes nothing copies no spec or metadata.
         let mut next = Pod {
@@ -435,7 +451,7 @@ impl<'a, 'c> PodSync<'a, 'c> {
                     .start_time
                     .clone()
                     .or_else(|| Some(wall_now.to_string())),
-                container_statuses: self.statuses,
+                container_statuses: statuses,
                 reason: String::new(),
                 message: String::new(),
             },

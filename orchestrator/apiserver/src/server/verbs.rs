@@ -365,13 +365,7 @@ async fn patch<T: Strategy>(
         how.kind
             .apply(&mut v, how.body)
             .map_err(Status::bad_request)?;
-        let (next, warnings) = decode_value::<T>(v, how.fv).map_err(|s| {
-            Status::bad_request(format!(
-                "the patched {} is not valid: {}",
-                T::KIND,
-                s.message
-            ))
-        })?;
+        let (next, warnings) = decode_value::<T>(v, how.fv)?;
         match ctx.reg.update(ns, name, next, part, check, g).await {
             Err(s) if s.reason == "Conflict" && !pinned => continue,
             Err(s) => return Err(s),
