@@ -481,8 +481,8 @@ object!(DeploymentSpec {
     revision_history_limit: Option<i32>,
     #[serde(skip_serializing_if = "is_false")]
     paused: bool,
-    /// Kept and returned; the deployment controller does not yet report
-    /// `ProgressDeadlineExceeded`.
+    /// Seconds a rollout may go without progress before its `Progressing`
+    /// condition turns False with `ProgressDeadlineExceeded` (default 600).
     #[serde(skip_serializing_if = "Option::is_none")]
     progress_deadline_seconds: Option<i32>,
 });
@@ -513,6 +513,13 @@ object!(DeploymentCondition {
     #[serde(rename = "type")]
     kind: String,
     status: String,
+    /// When the condition was last updated (for `Progressing`: the last
+    /// progress, which the deadline counts from).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_update_time: Option<String>,
+    /// When `status` last changed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_transition_time: Option<String>,
     #[serde(skip_serializing_if = "String::is_empty")]
     reason: String,
     #[serde(skip_serializing_if = "String::is_empty")]

@@ -31,10 +31,16 @@
 //! - **Status**: `replicas`, `updatedReplicas`, `readyReplicas`,
 //!   `availableReplicas`, `unavailableReplicas`, `observedGeneration` and
 //!   the `Available` and `Progressing` conditions, written when changed.
+//! - **Progress deadline**: a rollout that makes no progress (no more
+//!   updated, ready or available replicas, no fewer old ones) for
+//!   `progressDeadlineSeconds` (default 600) gets `Progressing=False`,
+//!   reason `ProgressDeadlineExceeded` (what `kubectl rollout status`
+//!   reports as a failed rollout); the controller asks to be woken when
+//!   the deadline would pass.
 //!
 //! Simplified: no proportional scaling of several active ReplicaSets when
 //! `replicas` changes mid-rollout (the rolling update converges anyway), no
-//! `progressDeadlineSeconds`, no `collisionCount` (a name collision with a
+//! `collisionCount` (a name collision with a
 //! foreign ReplicaSet is reported as a Warning event and retried), no
 //! rollback annotations, and the Deployment's own revision annotation is
 //! not maintained.
@@ -231,8 +237,8 @@ impl Plan<'_> {
 }
 
 /// Reconciles one Deployment against the ReplicaSets and pods of its
-/// namespace (others are ignored). `now_ms` is unused today (no progress
-/// deadline) and kept so the signature need not change when it is added.
+/// namespace (others are ignored). `now_ms` is the wall clock, for the
+/// conditions' times and the progress deadline.
 ///
 /// Actions: releases of ReplicaSets that stopped matching, then creates and
 /// updates of owned ReplicaSets (adoption, revision, scaling), each
@@ -244,7 +250,6 @@ pub fn reconcile<P: Borrow<Pod>>(
     pods: &[P],
     now_ms: u64,
 ) -> Vec<Action> {
-    let _ = now_ms;
     assert!(
         !d.metadata.uid.is_empty(),
         "a Deployment from the cache has a uid"
@@ -332,19 +337,111 @@ pub fn reconcile<P: Borrow<Pod>>(
         }
     }
 
-    let status = calculate_status(&plan);
+    let mut status = calculate_status(&plan);
     let complete = is_complete(d, &status);
+    let wake_ms = track_progress(d, &mut status, complete, now_ms);
     plan.flush();
     if complete && !deleting {
         cleanup_history(&mut plan);
     }
     let mut out = plan.out;
+    if let Some(after_ms) = wake_ms {
+        out.push(Action::Requeue { after_ms });
+    }
     if status != d.status {
         let mut updated = d.clone();
         updated.status = status;
         out.push(Action::UpdateStatus(Object::Deployment(updated)));
     }
     out
+}
+
+/// The default `progressDeadlineSeconds`, as Kubernetes'.
+pub const PROGRESS_DEADLINE_SECONDS: i32 = 600;
+
+/// Stamps the conditions' times and applies the progress deadline
+/// (Kubernetes' `syncRolloutStatus`): a condition whose status changed
+/// gets `lastTransitionTime` now; `Progressing` gets `lastUpdateTime` now
+/// whenever the rollout progressed; a rollout that has not progressed for
+/// the deadline turns `Progressing` False. Returns how long until the
+/// deadline would pass, for a requeue, while a rollout is under way.
+fn track_progress(
+    d: &Deployment,
+    status: &mut DeploymentStatus,
+    complete: bool,
+    now_ms: u64,
+) -> Option<u64> {
+    let now = faultline_api::time::rfc3339(now_ms);
+    let old = &d.status;
+    let old_cond = |kind: &str| old.conditions.iter().find(|c| c.kind == kind);
+    let old_others = old.replicas - old.updated_replicas;
+    let new_others = status.replicas - status.updated_replicas;
+    let progressed = status.updated_replicas > old.updated_replicas
+        || new_others < old_others
+        || status.ready_replicas > old.ready_replicas
+        || status.available_replicas > old.available_replicas;
+    let deadline_ms = 1000
+        * u64::try_from(
+            d.spec
+                .progress_deadline_seconds
+                .unwrap_or(PROGRESS_DEADLINE_SECONDS),
+        )
+        .unwrap_or(0);
+    let mut wake = None;
+    if let Some(p) = status
+        .conditions
+        .iter_mut()
+        .find(|c| c.kind == "Progressing")
+    {
+        let before = old_cond("Progressing");
+        // Exceeded stays exceeded until the rollout moves again.
+        if let Some(b) = before {
+            if b.reason == "ProgressDeadlineExceeded" && !progressed && !complete {
+                *p = b.clone();
+            }
+        }
+        let changed = before.is_none_or(|b| {
+            (&b.status, &b.reason, &b.message) != (&p.status, &p.reason, &p.message)
+        });
+        p.last_update_time = match before.and_then(|b| b.last_update_time.clone()) {
+            Some(t) if !progressed && !changed => Some(t),
+            _ => Some(now.clone()),
+        };
+        let under_way = p.status == "True" && p.reason != "NewReplicaSetAvailable";
+        if under_way && !complete && !d.spec.paused {
+            let since = p
+                .last_update_time
+                .as_deref()
+                .and_then(faultline_api::time::parse_ms)
+                .unwrap_or(now_ms);
+            let idle = now_ms.saturating_sub(since);
+            if idle >= deadline_ms {
+                let rs = p.message.split('"').nth(1).unwrap_or("").to_string();
+                p.status = "False".into();
+                p.reason = "ProgressDeadlineExceeded".into();
+                p.message = format!("ReplicaSet \"{rs}\" has timed out progressing.");
+                p.last_update_time = Some(now.clone());
+            } else {
+                wake = Some(deadline_ms - idle);
+            }
+        }
+    }
+    for c in &mut status.conditions {
+        let before = old_cond(&c.kind);
+        c.last_transition_time = match before {
+            Some(b) if b.status == c.status => b.last_transition_time.clone(),
+            _ => Some(now.clone()),
+        };
+        if c.kind != "Progressing" {
+            c.last_update_time = match before {
+                Some(b) if b.status == c.status && b.reason == c.reason => {
+                    b.last_update_time.clone()
+                }
+                _ => Some(now.clone()),
+            };
+        }
+    }
+    wake
 }
 
 fn creation_key(rs: &ReplicaSet) -> (u64, String) {
@@ -679,11 +776,14 @@ fn set_condition(
     reason: &str,
     message: String,
 ) {
+    // The times are stamped afterwards, against the previous status
+    // (`track_progress`).
     let c = DeploymentCondition {
         kind: kind.into(),
         status: value.into(),
         reason: reason.into(),
         message,
+        ..Default::default()
     };
     match status.conditions.iter_mut().find(|c| c.kind == kind) {
         Some(existing) => *existing = c,

@@ -82,6 +82,8 @@ struct World {
     check_rollout: bool,
     /// Recreate: old and new pods never run at the same time.
     check_exclusive: bool,
+    /// Pods of this image never become ready (a broken release).
+    stuck_image: String,
 }
 
 impl World {
@@ -94,6 +96,7 @@ impl World {
             pods: vec![],
             check_rollout: false,
             check_exclusive: false,
+            stuck_image: String::new(),
         }
     }
 
@@ -184,7 +187,7 @@ impl World {
             if p.spec.node_name.is_empty() {
                 p.spec.node_name = "n1".into();
                 p.status.phase = "Running".into();
-            } else if !p.is_ready() {
+            } else if !p.is_ready() && p.spec.containers[0].image != self.stuck_image {
                 let created =
                     parse_time_ms(p.metadata.creation_timestamp.as_deref().unwrap()).unwrap();
                 if self.now >= created + 2_000 {
@@ -665,4 +668,59 @@ fn a_foreign_replicaset_with_the_new_name_is_a_collision() {
     assert!(out
         .iter()
         .any(|a| matches!(a, Action::Event(e) if e.reason == "HashCollision")));
+}
+
+#[test]
+fn a_rollout_that_stops_progressing_exceeds_its_deadline_and_recovers() {
+    let mut d = deployment(2);
+    d.spec.progress_deadline_seconds = Some(30);
+    let mut w = World::new(d);
+    w.converge(30);
+    let done = condition(&w.d.status, "Progressing").clone();
+    assert_eq!(done.reason, "NewReplicaSetAvailable");
+    assert!(done.last_update_time.is_some() && done.last_transition_time.is_some());
+
+    w.stuck_image = "echo:broken".into();
+    set_image(&mut w.d, "echo:broken");
+    w.step();
+    // While the rollout is under way, the controller asks to be woken by
+    // the deadline.
+    let actions = reconcile(&w.d, &w.rss, &w.pods, w.now);
+    let wake = actions.iter().find_map(|a| match a {
+        Action::Requeue { after_ms } => Some(*after_ms),
+        _ => None,
+    });
+    assert!(wake.is_some_and(|ms| ms <= 30_000), "{actions:?}");
+
+    let started = w.now;
+    let mut exceeded = None;
+    for _ in 0..60 {
+        w.step();
+        if condition(&w.d.status, "Progressing").reason == "ProgressDeadlineExceeded" {
+            exceeded = Some(w.now);
+            break;
+        }
+    }
+    let at = exceeded.expect("the deadline passed");
+    assert!(
+        (29_000..=40_000).contains(&(at - started)),
+        "exceeded {} ms after the rollout stalled",
+        at - started
+    );
+    let p = condition(&w.d.status, "Progressing");
+    assert_eq!(p.status, "False");
+    assert!(p.message.contains("has timed out progressing"), "{p:?}");
+    // It stays exceeded while nothing moves...
+    w.step();
+    w.step();
+    assert_eq!(
+        condition(&w.d.status, "Progressing").reason,
+        "ProgressDeadlineExceeded"
+    );
+    // ...and a fixed release rolls out and completes.
+    w.stuck_image.clear();
+    set_image(&mut w.d, "echo:v3");
+    w.converge(60);
+    w.assert_complete();
+    assert_eq!(condition(&w.d.status, "Progressing").status, "True");
 }
