@@ -52,25 +52,18 @@ pub fn group_version(path: &str) -> Option<&'static Value> {
         .map(|(_, d)| d)
 }
 
-/// The component name of a kind's schema, as Kubernetes names them.
+/// The component name of a kind's schema, as Kubernetes names them
+/// (`io.k8s.api.core.v1.Pod`; a `scale` subresource is autoscaling's).
 fn component(r: &ApiResource) -> String {
+    if r.plural.ends_with("/scale") {
+        return format!("io.k8s.api.autoscaling.{}.Scale", r.version);
+    }
     let package = match r.group {
-        "" => "io.k8s.api.core".to_string(),
-        "apps" => "io.k8s.api.apps".to_string(),
-        "coordination.k8s.io" => "io.k8s.api.coordination".to_string(),
-        g => format!("io.faultline.{g}"),
+        "" => "core",
+        "coordination.k8s.io" => "coordination",
+        g => g,
     };
-    let kind = if r.plural.ends_with("/scale") {
-        "Scale"
-    } else {
-        r.kind
-    };
-    let package = if kind == "Scale" {
-        "io.k8s.api.autoscaling".to_string()
-    } else {
-        package
-    };
-    format!("{package}.{}.{kind}", r.version)
+    format!("io.k8s.api.{package}.{}.{}", r.version, r.kind)
 }
 
 fn build() -> Docs {

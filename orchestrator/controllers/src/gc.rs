@@ -55,6 +55,17 @@ pub struct OwnerSummary {
 }
 
 impl ObjectSummary {
+    /// The delete of this object, preconditioned on its uid.
+    pub fn delete(&self) -> Action {
+        Action::Delete {
+            kind: self.kind,
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+            uid: self.uid.clone(),
+            resource_version: self.resource_version.clone(),
+        }
+    }
+
     /// The summary of any API object.
     pub fn of<R: Resource>(obj: &R) -> ObjectSummary {
         let m = obj.meta();
@@ -98,16 +109,7 @@ pub fn reconcile(objects: &[ObjectSummary], complete_kinds: &[&str]) -> Vec<Acti
         })
         .collect();
     doomed.sort_by(|a, b| (a.kind, &a.namespace, &a.name).cmp(&(b.kind, &b.namespace, &b.name)));
-    doomed
-        .into_iter()
-        .map(|o| Action::Delete {
-            kind: o.kind,
-            namespace: o.namespace.clone(),
-            name: o.name.clone(),
-            uid: o.uid.clone(),
-            resource_version: o.resource_version.clone(),
-        })
-        .collect()
+    doomed.into_iter().map(ObjectSummary::delete).collect()
 }
 
 #[cfg(test)]

@@ -29,13 +29,7 @@ pub fn reconcile(ns: &Namespace, inside: &[ObjectSummary]) -> Vec<Action> {
     let mut actions: Vec<Action> = inside
         .iter()
         .filter(|o| !o.deleting)
-        .map(|o| Action::Delete {
-            kind: o.kind,
-            namespace: o.namespace.clone(),
-            name: o.name.clone(),
-            uid: o.uid.clone(),
-            resource_version: o.resource_version.clone(),
-        })
+        .map(ObjectSummary::delete)
         .collect();
     actions.push(Action::Requeue {
         after_ms: RECHECK_MS,

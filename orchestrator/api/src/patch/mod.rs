@@ -36,19 +36,17 @@ impl PatchType {
         })
     }
 
-    /// Applies a patch body of this type to `target`; the error says what
-    /// is wrong with the patch.
-    pub fn apply(self, target: &mut Value, body: &[u8]) -> Result<(), String> {
-        let patch: Value = serde_json::from_slice(body)
-            .map_err(|e| format!("the patch is not valid JSON: {e}"))?;
+    /// Applies a patch of this type (the request body, parsed) to
+    /// `target`; the error says what is wrong with the patch.
+    pub fn apply(self, target: &mut Value, patch: &Value) -> Result<(), String> {
         match self {
             PatchType::Merge => {
-                merge_patch(target, &patch);
+                merge_patch(target, patch);
                 Ok(())
             }
-            PatchType::Strategic => strategic_merge_patch(target, &patch),
+            PatchType::Strategic => strategic_merge_patch(target, patch),
             PatchType::Json => {
-                let ops: json_patch::Patch = serde_json::from_value(patch)
+                let ops: json_patch::Patch = serde_json::from_value(patch.clone())
                     .map_err(|e| format!("the JSON patch is not a list of operations: {e}"))?;
                 json_patch::patch(target, &ops).map_err(|e| format!("the JSON patch failed: {e}"))
             }

@@ -148,7 +148,9 @@ fn json_patches_apply_in_order_and_fail_whole() {
         {"op": "remove", "path": "/spec/template/spec/containers/1"},
         {"op": "test", "path": "/spec/replicas", "value": 5}
     ]"#;
-    PatchType::Json.apply(&mut t, ops).unwrap();
+    PatchType::Json
+        .apply(&mut t, &serde_json::from_slice(ops).unwrap())
+        .unwrap();
     assert_eq!(t["spec"]["replicas"], 5);
     assert_eq!(
         t["spec"]["template"]["spec"]["containers"]
@@ -165,10 +167,14 @@ fn json_patches_apply_in_order_and_fail_whole() {
     let before = t.clone();
     let failing = br#"[{"op": "replace", "path": "/spec/replicas", "value": 1},
                        {"op": "test", "path": "/spec/replicas", "value": 7}]"#;
-    let e = PatchType::Json.apply(&mut t, failing).unwrap_err();
+    let e = PatchType::Json
+        .apply(&mut t, &serde_json::from_slice(failing).unwrap())
+        .unwrap_err();
     assert!(e.contains("JSON patch failed"), "{e}");
     assert_eq!(t, before, "a failed JSON patch changes nothing");
-    let e = PatchType::Json.apply(&mut t, b"{\"op\": 1}").unwrap_err();
+    let e = PatchType::Json
+        .apply(&mut t, &json!({"op": 1}))
+        .unwrap_err();
     assert!(e.contains("not a list of operations"), "{e}");
     assert_eq!(
         PatchType::from_content_type("application/json-patch+json"),

@@ -224,6 +224,8 @@ pub(super) async fn resource<T: Strategy>(
                 ));
             };
             let body = read_body(ctx, req).await?;
+            let body: Value = serde_json::from_slice(&body)
+                .map_err(|e| Status::bad_request(format!("the patch is not valid JSON: {e}")))?;
             if sub == "scale" {
                 let d: Deployment = ctx.reg.get(&ns, &name).await?;
                 let mut s = serde_json::to_value(scale_of(&d)).expect("serialises");
@@ -234,7 +236,7 @@ pub(super) async fn resource<T: Strategy>(
             }
             let how = Patching {
                 kind,
-                body: &body,
+                patch: &body,
                 fv,
             };
             patch::<T>(ctx, &ns, &name, &how, part, &check, g).await
@@ -337,10 +339,10 @@ pub(super) fn selectors(q: &Query) -> Result<Selectors, Status> {
     Ok(Selectors { labels, fields })
 }
 
-/// A `PATCH` request's body and how to read it.
+/// A `PATCH` request's body (parsed) and how to apply it.
 struct Patching<'a> {
     kind: PatchType,
-    body: &'a [u8],
+    patch: &'a Value,
     fv: FieldValidation,
 }
 
@@ -356,14 +358,12 @@ async fn patch<T: Strategy>(
     check: &dyn Fn(&T) -> Result<(), Status>,
     g: &Guard,
 ) -> Result<Response<Body>, Status> {
-    let p: Value = serde_json::from_slice(how.body)
-        .map_err(|e| Status::bad_request(format!("the patch is not valid JSON: {e}")))?;
-    let pinned = p["metadata"]["resourceVersion"].as_str().is_some();
+    let pinned = how.patch["metadata"]["resourceVersion"].as_str().is_some();
     for _ in 0..5 {
         let cur: T = ctx.reg.get(ns, name).await?;
         let mut v = serde_json::to_value(&cur).expect("objects always serialise");
         how.kind
-            .apply(&mut v, how.body)
+            .apply(&mut v, how.patch)
             .map_err(Status::bad_request)?;
         let (next, warnings) = decode_value::<T>(v, how.fv)?;
         match ctx.reg.update(ns, name, next, part, check, g).await {
