@@ -321,6 +321,12 @@ fn stock_kubectl_drives_a_faultline_cluster() {
         |out| sorted(out.to_string()) == pod_ips,
     );
 
+    // Container logs are not kept by the built-in runtime: kubectl says so
+    // in the server's words, rather than a bare 404.
+    let (code, _, err) = k.run(&["logs", "deployment/web"], None);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("pods/log is not served"), "{err}");
+
     // A namespace, something in it, and its deletion, which takes its content.
     k.apply(
         "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: scratch\n",

@@ -98,6 +98,13 @@ pub(super) async fn resource<T: Strategy>(
         ("" | "status", _) => {}
         ("binding", "pods") if method == Method::POST => {}
         ("scale", "deployments") => {}
+        ("log", "pods") => {
+            return Err(Status::failure(
+                404,
+                "NotFound",
+                "pods/log is not served: the nodes' built-in container runtime keeps no container output",
+            ))
+        }
         _ => return Err(not_served(req.uri().path())),
     }
     let part = if sub == "status" {
