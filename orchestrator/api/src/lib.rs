@@ -13,6 +13,7 @@
 
 pub mod decode;
 pub mod defaults;
+pub mod log_options;
 pub mod meta;
 pub mod patch;
 pub mod quantity;
@@ -22,6 +23,7 @@ pub mod time;
 pub mod types;
 pub mod validate;
 
+pub use log_options::{BadLogOptions, PodLogOptions};
 pub use meta::{List, ListMeta, ObjectMeta, ObjectReference, OwnerReference, Resource, WatchEvent};
 pub use quantity::Quantity;
 pub use selector::{FieldSelector, Selector};

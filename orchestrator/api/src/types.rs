@@ -92,7 +92,24 @@ object!(NodeStatus {
     addresses: Vec<NodeAddress>,
     #[serde(skip_serializing_if = "NodeSystemInfo::is_empty")]
     node_info: NodeSystemInfo,
+    /// Where the node's kubelet serves (the API server reads container
+    /// output there).
+    #[serde(skip_serializing_if = "NodeDaemonEndpoints::is_empty")]
+    daemon_endpoints: NodeDaemonEndpoints,
 });
+object!(NodeDaemonEndpoints {
+    kubelet_endpoint: DaemonEndpoint,
+});
+object!(DaemonEndpoint {
+    /// Kubernetes spells this one field with a capital letter.
+    #[serde(rename = "Port")]
+    port: i32,
+});
+impl NodeDaemonEndpoints {
+    pub fn is_empty(&self) -> bool {
+        self.kubelet_endpoint.port == 0
+    }
+}
 object!(
     /// What the node runs, as its kubelet reports it (`kubectl get nodes`
     /// shows `kubeletVersion`).
@@ -325,6 +342,10 @@ object!(ContainerStatus {
         deserialize_with = "ContainerStatusState::read"
     )]
     state: ContainerStatusState,
+    /// The previous instance's end, once the container restarted (or while
+    /// it waits to restart): what `kubectl describe` shows as Last State.
+    #[serde(skip_serializing_if = "ContainerStatusState::is_unknown")]
+    last_state: ContainerStatusState,
 });
 object!(ContainerStatusState {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -346,6 +367,11 @@ object!(ContainerStateRunning {
 });
 object!(ContainerStateTerminated {
     exit_code: i32,
+    /// The instance that ended.
+    #[serde(rename = "containerID", skip_serializing_if = "String::is_empty")]
+    container_id: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    message: String,
     #[serde(skip_serializing_if = "String::is_empty")]
     reason: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -379,7 +405,32 @@ impl ContainerStatusState {
         }
     }
 
-    fn is_unknown(&self) -> bool {
+    /// A waiting state with Kubernetes' `reason` and a message.
+    pub fn waiting_because(reason: &str, message: String) -> ContainerStatusState {
+        ContainerStatusState {
+            waiting: Some(ContainerStateWaiting {
+                reason: reason.into(),
+                message,
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// The end of instance `container_id` with `exit_code` (reason
+    /// `Completed` for 0, else `Error`, as Kubernetes reports them).
+    pub fn terminated(container_id: &str, exit_code: i32) -> ContainerStatusState {
+        ContainerStatusState {
+            terminated: Some(ContainerStateTerminated {
+                exit_code,
+                container_id: container_id.into(),
+                reason: if exit_code == 0 { "Completed" } else { "Error" }.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    pub fn is_unknown(&self) -> bool {
         self.name().is_empty()
     }
 

@@ -149,7 +149,7 @@ pub struct Access<'a> {
     /// get, list, watch, create, update, patch, delete
     pub verb: &'a str,
     pub resource: &'a str,
-    /// `status`, `binding`, `scale` or empty.
+    /// `status`, `binding`, `scale`, `log` or empty.
     pub sub: &'a str,
     pub namespace: &'a str,
     pub name: &'a str,
@@ -194,6 +194,11 @@ pub fn authorize(user: &User, a: &Access<'_>) -> Result<Decision, Status> {
             },
         )))
     };
+    // Container output is for people: no component reads it, and a node
+    // must not read another node's (Kubernetes' node authorizer agrees).
+    if a.resource == "pods" && a.sub == "log" && user.role != Role::Admin {
+        return deny();
+    }
     match &user.role {
         Role::Admin => Ok(Decision::Allow),
         Role::Controller => {
@@ -309,5 +314,7 @@ mod tests {
         };
         assert!(authorize(&s, &acc("create", "pods", "binding", "default", "p")).is_ok());
         assert!(authorize(&s, &acc("delete", "pods", "", "default", "p")).is_err());
+        assert!(authorize(&s, &acc("get", "pods", "log", "default", "p")).is_err());
+        assert!(authorize(&u, &acc("get", "pods", "log", "default", "p")).is_err());
     }
 }

@@ -59,6 +59,7 @@ pub const RESOURCES: &[ApiResource] = &[
     in_all(named(resource("", "pods", "Pod", true, ALL), &["po"])),
     resource("", "pods/status", "Pod", true, STATUS),
     resource("", "pods/binding", "Binding", true, &["create"]),
+    resource("", "pods/log", "Pod", true, &["get"]),
     in_all(named(
         resource("", "services", "Service", true, ALL),
         &["svc"],

@@ -9,6 +9,8 @@
 //!   every client watch;
 //! - [`discovery`]: `/api`, `/apis` and the resource lists;
 //! - [`openapi`]: the OpenAPI v3 documents kubectl validates and patches with;
+//! - [`openapi_v2`]: the same as Swagger 2.0, JSON or protobuf, for kubectl
+//!   before 1.27;
 //! - [`table`]: the server-side `Table` rows `kubectl get` prints.
 
 // `Status` is the error: the body the client receives, built once per
@@ -19,6 +21,7 @@ pub mod auth;
 pub mod cacher;
 pub mod discovery;
 pub mod openapi;
+pub mod openapi_v2;
 pub mod registry;
 pub mod server;
 pub mod table;

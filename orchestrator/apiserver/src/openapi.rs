@@ -10,8 +10,8 @@
 //! merge patches of `kubectl apply`. The schemas are derived (schemars) from
 //! the very types the server decodes into, so they cannot drift from them.
 //!
-//! Not served: `/openapi/v2`, which kubectl reads only as protobuf (gnostic);
-//! kubectl before 1.27 therefore needs `--validate=false`.
+//! kubectl before 1.27 reads `/openapi/v2` instead: see
+//! [`crate::openapi_v2`], which derives it from these documents.
 
 use std::sync::OnceLock;
 
@@ -50,6 +50,11 @@ pub fn group_version(path: &str) -> Option<&'static Value> {
         .iter()
         .find(|(p, _)| p == path)
         .map(|(_, d)| d)
+}
+
+/// Every group-version's document, with its path after `/openapi/v3/`.
+pub fn group_versions() -> &'static [(String, Value)] {
+    &docs().group_versions
 }
 
 /// The component name of a kind's schema, as Kubernetes names them
@@ -258,6 +263,11 @@ fn add_paths(paths: &mut Map<String, Value>, r: &ApiResource, schema: &str, gvk:
             "parameters": params,
             "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": reference}}}},
         });
+        if sub == Some("log") {
+            // A container's output, not an object.
+            o["responses"] = json!({"200": {"description": "OK",
+                "content": {"text/plain": {"schema": {"type": "string"}}}}});
+        }
         if body {
             let ct = if action == "patch" {
                 json!({

@@ -239,20 +239,43 @@ fn template_cells(o: &Value) -> [Value; 3] {
     ]
 }
 
-/// A pod's STATUS as kubectl shows it: Terminating while being deleted,
-/// else the phase.
+/// A pod's STATUS as kubectl's printer computes it: Terminating while
+/// being deleted; else the first container's waiting or terminated reason
+/// (`CrashLoopBackOff`, `ErrImageNeverPull`, `Completed`, `Error`, or
+/// `ExitCode:N`), `Running` again when a completed pod still has a running
+/// container; else the pod's reason or phase.
 fn pod_status(o: &Value) -> String {
     if !o["metadata"]["deletionTimestamp"].is_null() {
         return "Terminating".into();
     }
-    let reason = s(&o["status"]["reason"]);
-    if !reason.is_empty() {
-        return reason.into();
+    let mut reason = match (s(&o["status"]["reason"]), s(&o["status"]["phase"])) {
+        ("", "") => "Pending".to_string(),
+        ("", phase) => phase.to_string(),
+        (r, _) => r.to_string(),
+    };
+    let mut running = false;
+    let statuses = o["status"]["containerStatuses"].as_array();
+    for c in statuses.into_iter().flatten().rev() {
+        let (waiting, ended) = (&c["state"]["waiting"], &c["state"]["terminated"]);
+        if !s(&waiting["reason"]).is_empty() {
+            reason = s(&waiting["reason"]).into();
+        } else if !s(&ended["reason"]).is_empty() {
+            reason = s(&ended["reason"]).into();
+        } else if ended.is_object() {
+            reason = format!("ExitCode:{}", n(&ended["exitCode"]));
+        } else if c["ready"] == true && c["state"]["running"].is_object() {
+            running = true;
+        }
     }
-    match s(&o["status"]["phase"]) {
-        "" => "Pending".into(),
-        p => p.into(),
+    if reason == "Completed" && running {
+        let ready = o["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True");
+        reason = if ready { "Running" } else { "NotReady" }.into();
     }
+    reason
 }
 
 fn cells(kind: &str, o: &Value, now_ms: u64) -> Vec<Value> {
@@ -522,5 +545,37 @@ mod tests {
         );
         assert_eq!(t["rows"][0]["object"]["kind"], "PartialObjectMetadata");
         assert_eq!(t["metadata"]["resourceVersion"], "42");
+    }
+
+    #[test]
+    fn a_pods_status_is_its_first_containers_reason_as_kubectl_prints_it() {
+        let status = |phase: &str, states: Value| {
+            pod_status(&json!({"metadata": {}, "status": {"phase": phase,
+                "conditions": [{"type": "Ready", "status": "True"}],
+                "containerStatuses": states}}))
+        };
+        let waiting = |r: &str| json!({"ready": false, "state": {"waiting": {"reason": r}}});
+        let running = json!({"ready": true, "state": {"running": {}}});
+        let ended = |code: i64, r: &str| json!({"ready": false, "state": {"terminated": {"exitCode": code, "reason": r}}});
+        assert_eq!(status("Running", json!([running])), "Running");
+        assert_eq!(
+            status("Running", json!([waiting("CrashLoopBackOff"), running])),
+            "CrashLoopBackOff"
+        );
+        assert_eq!(
+            status("Pending", json!([running, waiting("ErrImageNeverPull")])),
+            "ErrImageNeverPull"
+        );
+        assert_eq!(
+            status("Succeeded", json!([ended(0, "Completed")])),
+            "Completed"
+        );
+        assert_eq!(status("Failed", json!([ended(3, "Error")])), "Error");
+        assert_eq!(status("Failed", json!([ended(137, "")])), "ExitCode:137");
+        assert_eq!(
+            status("Running", json!([ended(0, "Completed"), running])),
+            "Running"
+        );
+        assert_eq!(status("", json!([])), "Pending");
     }
 }

@@ -11,6 +11,11 @@
 //! | `crash` | runs, then exits with `code` after `after`        | `after=0s`, `code=1` |
 //! | `sleep` | nothing, forever                                  | none               |
 //! | `exit0` | exits 0 after `after`                             | `after=0s`         |
+//!
+//! Each writes to its container's output ([`LogBuffer`], what `kubectl
+//! logs` shows): `echo` a line per port it listens on and an access-log
+//! line per request, the others what they do and, on stderr, why they
+//! exit.
 
 use std::cell::RefCell;
 use std::convert::Infallible;
@@ -31,6 +36,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::task::AbortHandle;
 
+use crate::logs::{LogBuffer, Stream};
 use crate::runtime::{ContainerSpec, RuntimeError};
 
 /// The images this runtime knows, by name (without tag).
@@ -128,24 +134,59 @@ pub(crate) async fn launch(
     env: &Env,
     spec: &ContainerSpec,
     app: &App,
+    log: Rc<LogBuffer>,
 ) -> Result<Running, RuntimeError> {
+    let out = Output {
+        env: env.clone(),
+        log,
+    };
     match app {
-        App::Echo => launch_echo(env, spec).await,
+        App::Echo => launch_echo(env, spec, out).await,
         App::Crash { after, code } => {
             let (env, after, code) = (env.clone(), *after, *code);
+            out.stdout(&format!(
+                "crash: running; will exit with code {code} in {}",
+                humantime::format_duration(after)
+            ));
             Ok(Box::pin(async move {
                 env.sleep(after).await;
+                out.stderr(&format!("crash: exiting with code {code}"));
                 code
             }))
         }
-        App::Sleep => Ok(Box::pin(std::future::pending())),
+        App::Sleep => {
+            out.stdout("sleep: sleeping until stopped");
+            Ok(Box::pin(std::future::pending()))
+        }
         App::Exit0 { after } => {
             let (env, after) = (env.clone(), *after);
+            out.stdout(&format!(
+                "exit0: running; will exit with code 0 in {}",
+                humantime::format_duration(after)
+            ));
             Ok(Box::pin(async move {
                 env.sleep(after).await;
+                out.stdout("exit0: done");
                 0
             }))
         }
+    }
+}
+
+/// An application's stdout and stderr.
+#[derive(Clone)]
+struct Output {
+    env: Env,
+    log: Rc<LogBuffer>,
+}
+
+impl Output {
+    fn stdout(&self, line: &str) {
+        self.log.write(self.env.wall_ms(), Stream::Stdout, line);
+    }
+
+    fn stderr(&self, line: &str) {
+        self.log.write(self.env.wall_ms(), Stream::Stderr, line);
     }
 }
 
@@ -211,7 +252,11 @@ impl EchoIdentity {
     }
 }
 
-async fn launch_echo(env: &Env, spec: &ContainerSpec) -> Result<Running, RuntimeError> {
+async fn launch_echo(
+    env: &Env,
+    spec: &ContainerSpec,
+    out: Output,
+) -> Result<Running, RuntimeError> {
     if spec.pod_ip.is_empty() {
         return Err(RuntimeError::NoPodIp {
             image: spec.image.clone(),
@@ -243,7 +288,10 @@ async fn launch_echo(env: &Env, spec: &ContainerSpec) -> Result<Running, Runtime
                     kind: e.kind(),
                     message: e.to_string(),
                 })?;
-        listeners.push(listener);
+        listeners.push((listener, port));
+    }
+    for (_, port) in &listeners {
+        out.stdout(&format!("echo: listening on {}:{port}", spec.pod_ip));
     }
     let identity = Rc::new(EchoIdentity::new(
         &format!("{}/{}", spec.pod_namespace, spec.pod_name),
@@ -262,12 +310,13 @@ async fn launch_echo(env: &Env, spec: &ContainerSpec) -> Result<Running, Runtime
         // dropping it, as `stop` does, frees the ports at once.
         let mut loops: Vec<Option<Pin<Box<dyn Future<Output = ()>>>>> = listeners
             .into_iter()
-            .map(|l| {
+            .map(|(l, _port)| {
                 let fut: Pin<Box<dyn Future<Output = ()>>> = Box::pin(accept_loop(
                     env.clone(),
                     l,
                     identity.clone(),
                     children.clone(),
+                    out.clone(),
                 ));
                 Some(fut)
             })
@@ -293,11 +342,17 @@ async fn accept_loop(
     mut listener: Box<dyn Listener>,
     identity: Rc<EchoIdentity>,
     children: Rc<Children>,
+    out: Output,
 ) {
     loop {
         match listener.accept().await {
-            Ok((conn, _peer)) => {
-                let task = env.spawn(serve_connection(conn, identity.clone()));
+            Ok((conn, peer)) => {
+                let task = env.spawn(serve_connection(
+                    conn,
+                    identity.clone(),
+                    out.clone(),
+                    Rc::from(peer),
+                ));
                 children.add(task.abort_handle());
             }
             Err(e) => {
@@ -310,8 +365,19 @@ async fn accept_loop(
     }
 }
 
-async fn serve_connection(conn: BoxConn, identity: Rc<EchoIdentity>) {
-    let service = service_fn(move |req| answer(identity.clone(), req));
+async fn serve_connection(conn: BoxConn, identity: Rc<EchoIdentity>, out: Output, peer: Rc<str>) {
+    let service = service_fn(move |req| {
+        let answered = answer(identity.clone(), &req);
+        // An access-log line per request, as web servers write them.
+        out.stdout(&format!(
+            "{peer} \"{} {} {:?}\" 200 {}",
+            req.method(),
+            req.uri(),
+            req.version(),
+            answered.body_len
+        ));
+        std::future::ready(Ok::<_, Infallible>(answered.response))
+    });
     // Errors (garbage, a client gone mid-request, the header timeout) end
     // this connection only; hyper has already answered 400 where it could.
     let _ = http1::Builder::new()
@@ -324,22 +390,29 @@ async fn serve_connection(conn: BoxConn, identity: Rc<EchoIdentity>) {
         .await;
 }
 
-async fn answer(
-    identity: Rc<EchoIdentity>,
-    req: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+/// An answer, and its body's length for the access log.
+struct Answered {
+    response: Response<Full<Bytes>>,
+    body_len: usize,
+}
+
+fn answer(identity: Rc<EchoIdentity>, req: &Request<Incoming>) -> Answered {
     let path = req.uri().path();
     let (content_type, body) = if path == "/healthz" {
         ("text/plain", Bytes::from_static(b"ok"))
     } else {
         ("application/json", identity.answer(path))
     };
+    let body_len = body.len();
     let mut resp = Response::new(Full::new(body));
     *resp.status_mut() = StatusCode::OK;
     let headers = resp.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(POD_HEADER, identity.pod_name.clone());
-    Ok(resp)
+    Answered {
+        response: resp,
+        body_len,
+    }
 }
 
 #[cfg(test)]

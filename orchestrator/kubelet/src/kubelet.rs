@@ -19,17 +19,21 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use faultline_api::{
     labels, Lease, LeaseSpec, Node, NodeAddress, NodeCondition, ObjectMeta, Pod, Quantity,
     ResourceList,
 };
 use faultline_client::{Change, Client, DeleteParams, Informer, ListParams};
+use faultline_env::tls::TlsServer;
 use faultline_env::Env;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use crate::logs::LogBuffer;
 use crate::probe::{probe, ProbeState};
-use crate::runtime::{ContainerInfo, ContainerRuntime, ContainerSpec};
+use crate::runtime::{ContainerId, ContainerInfo, ContainerRuntime, ContainerSpec};
+use crate::server::{LogRefusal, NodeLogs, KUBELET_PORT};
 use crate::sync::{
     self, Backoff, BackoffKey, ContainerStep, PodPlan, PodSync, Readiness, Start, StartOutcome,
 };
@@ -51,6 +55,13 @@ pub struct KubeletConfig {
     pub lease_renew_every: Duration,
     /// The sync loop also runs this often without a trigger.
     pub sync_every: Duration,
+    /// The kubelet's server (container output for the API server) listens
+    /// here on the node's address, reported in the Node's
+    /// `daemonEndpoints`; 0 serves nothing.
+    pub port: u16,
+    /// Serve HTTPS with this certificate, verifying clients (real mode);
+    /// `None` serves plain HTTP, as in the simulator.
+    pub tls: Option<TlsServer>,
 }
 
 impl KubeletConfig {
@@ -68,6 +79,8 @@ impl KubeletConfig {
             lease_duration: Duration::from_secs(40),
             lease_renew_every: Duration::from_secs(10),
             sync_every: Duration::from_secs(1),
+            port: KUBELET_PORT,
+            tls: None,
         }
     }
 }
@@ -82,6 +95,10 @@ struct Worker {
     next_ip: u32,
     /// Pod uids this kubelet already deleted for good.
     finalized: BTreeSet<String>,
+    /// The output of the last container replaced by a restart, per pod
+    /// uid and container name (`kubectl logs --previous` once the new
+    /// one runs). Dropped with the pod; lost when the kubelet restarts.
+    retired: BTreeMap<(String, String), (ContainerId, Rc<LogBuffer>)>,
 }
 
 struct Kubelet {
@@ -110,9 +127,19 @@ pub async fn run(env: Env, client: Client, runtime: Rc<dyn ContainerRuntime>, cf
             ips: BTreeMap::new(),
             next_ip: 1,
             finalized: BTreeSet::new(),
+            retired: BTreeMap::new(),
         }),
         wake: Notify::new(),
     });
+    if k.cfg.port != 0 {
+        let (env2, port, tls) = (env.clone(), k.cfg.port, k.cfg.tls.clone());
+        let logs: Rc<dyn NodeLogs> = k.clone();
+        env.spawn(async move {
+            if let Err(e) = crate::server::serve(env2.clone(), port, tls, logs).await {
+                env2.trace(format_args!("kubelet server on port {port} stopped: {e}"));
+            }
+        });
+    }
     k.register().await;
     env.spawn(k.clone().heartbeat());
     let mut changes = k.pods.subscribe();
@@ -166,6 +193,7 @@ impl Kubelet {
             address: self.cfg.address.clone(),
         }];
         n.status.node_info = node_info();
+        n.status.daemon_endpoints.kubelet_endpoint.port = i32::from(self.cfg.port);
         n
     }
 
@@ -195,15 +223,18 @@ impl Kubelet {
             Ok(n)
                 if n.is_ready()
                     && n.status.capacity == self.cfg.capacity
-                    && n.status.node_info == node_info() =>
+                    && n.status.node_info == node_info()
+                    && n.status.daemon_endpoints == self.node_object().status.daemon_endpoints =>
             {
                 true
             }
             Ok(mut n) => {
+                let mine = self.node_object().status;
                 n.status.capacity = self.cfg.capacity.clone();
                 n.status.allocatable = self.cfg.capacity.clone();
-                n.status.addresses = self.node_object().status.addresses;
+                n.status.addresses = mine.addresses;
                 n.status.node_info = node_info();
+                n.status.daemon_endpoints = mine.daemon_endpoints;
                 n.status.conditions.retain(|c| c.kind != "Ready");
                 n.status.conditions.push(self.ready_condition());
                 self.client.update_status(&n).await.is_ok()
@@ -281,10 +312,12 @@ impl Kubelet {
                 self.state.borrow_mut().ready.remove(c.id.as_str());
             }
         }
-        self.state
-            .borrow_mut()
-            .ips
-            .retain(|uid, _| wanted.contains(uid.as_str()));
+        {
+            let mut st = self.state.borrow_mut();
+            st.ips.retain(|uid, _| wanted.contains(uid.as_str()));
+            st.retired
+                .retain(|(uid, _), _| wanted.contains(uid.as_str()));
+        }
         for pod in &pods {
             let mine: Vec<&ContainerInfo> = running
                 .iter()
@@ -407,6 +440,13 @@ impl Kubelet {
     ) -> StartOutcome {
         let spec = step.spec;
         if let Some(old) = &start.replaces {
+            if let Ok(log) = self.runtime.log(old).await {
+                let key = (pod.metadata.uid.clone(), spec.name.clone());
+                self.state
+                    .borrow_mut()
+                    .retired
+                    .insert(key, (old.clone(), log));
+            }
             let _ = self.runtime.remove(old).await;
         }
         let attempt = start.attempt;
@@ -437,7 +477,10 @@ impl Kubelet {
                     "kubelet {}: cannot start {}/{}: {e}",
                     self.cfg.node_name, pod.metadata.name, spec.name
                 ));
-                StartOutcome::Failed
+                StartOutcome::Failed {
+                    reason: e.waiting_reason(),
+                    message: e.to_string(),
+                }
             }
         }
     }
@@ -472,6 +515,76 @@ impl Kubelet {
             }
             self.env.sleep(state.period()).await;
         }
+    }
+}
+
+#[async_trait(?Send)]
+impl NodeLogs for Kubelet {
+    /// Picks the container instance as Kubernetes' kubelet does: the
+    /// running one, else the last that ran; with `previous`, the last that
+    /// terminated (the one a crash-looping container's restart waits on, or
+    /// the one a restart replaced).
+    async fn container_log(
+        &self,
+        ns: &str,
+        name: &str,
+        container: &str,
+        previous: bool,
+    ) -> Result<Rc<LogBuffer>, LogRefusal> {
+        let pod = self.pods.get_shared(ns, name).ok_or_else(|| {
+            LogRefusal::not_found(format!(
+                "pod {name:?} in namespace {ns:?} is not on node {}",
+                self.cfg.node_name
+            ))
+        })?;
+        if !pod.spec.containers.iter().any(|c| c.name == container) {
+            return Err(LogRefusal::bad_request(format!(
+                "container {container:?} is not valid for pod {name:?}"
+            )));
+        }
+        let instances: Vec<ContainerInfo> = self
+            .runtime
+            .list()
+            .await
+            .into_iter()
+            .filter(|c| c.pod_uid == pod.metadata.uid && c.container_name == container)
+            .collect();
+        let retired = self
+            .state
+            .borrow()
+            .retired
+            .get(&(pod.metadata.uid.clone(), container.to_string()))
+            .map(|(_, log)| log.clone());
+        let chosen = if previous {
+            match instances.iter().rev().find(|c| !c.state.is_running()) {
+                Some(c) => self.runtime.log(&c.id).await.ok(),
+                None => retired,
+            }
+        } else {
+            match instances.last() {
+                Some(c) => self.runtime.log(&c.id).await.ok(),
+                None => retired,
+            }
+        };
+        chosen.ok_or_else(|| {
+            if previous {
+                return LogRefusal::bad_request(format!(
+                    "previous terminated container {container:?} in pod {name:?} not found"
+                ));
+            }
+            let reason = pod
+                .status
+                .container_statuses
+                .iter()
+                .find(|s| s.name == container)
+                .and_then(|s| s.state.waiting.as_ref())
+                .map(|w| w.reason.clone())
+                .filter(|r| !r.is_empty())
+                .unwrap_or_else(|| "ContainerCreating".into());
+            LogRefusal::bad_request(format!(
+                "container {container:?} in pod {name:?} is waiting to start: {reason}"
+            ))
+        })
     }
 }
 

@@ -6,6 +6,8 @@
 //!   node's host, so a host crash kills them and forgets them;
 //! - [`apps`]: the built-in applications an image name selects (`echo`,
 //!   `crash`, `sleep`, `exit0`);
+//! - [`logs`]: a container's output ([`LogBuffer`]) and how `kubectl logs`
+//!   reads it ([`LogOptions`]);
 //! - [`probe`]: one readiness probe (HTTP GET or TCP connect against the pod
 //!   IP) and [`ProbeState`], the success/failure threshold machine.
 //!
@@ -18,16 +20,21 @@
 //!   (what to remove, stop, start and adopt, CrashLoopBackOff, the status
 //!   to write);
 //! - [`kubelet`]: the async shell that executes them against the runtime
-//!   and the API, registers the node and renews its lease.
+//!   and the API, registers the node and renews its lease;
+//! - [`server`]: the kubelet's HTTP server (port 10250), which serves
+//!   container output to the API server.
 
 pub mod apps;
 pub mod kubelet;
+pub mod logs;
 pub mod probe;
 pub mod runtime;
+pub mod server;
 pub mod sync;
 
 pub use apps::App;
 pub use kubelet::{run, KubeletConfig};
+pub use logs::LogBuffer;
 pub use probe::{probe, ProbeResult, ProbeState};
 pub use runtime::{
     ContainerId, ContainerInfo, ContainerRuntime, ContainerSpec, ContainerState, RuntimeError,

@@ -24,6 +24,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::apps::{self, App};
+use crate::logs::{LogBuffer, DEFAULT_LOG_CAPACITY};
 
 /// The exit code a container reports when the runtime stopped it (128 +
 /// SIGKILL: [`SimRuntime`] stops without a grace period).
@@ -182,6 +183,24 @@ pub enum RuntimeError {
     NotFound { id: ContainerId },
 }
 
+impl RuntimeError {
+    /// Kubernetes' reason for a container that waits because of this
+    /// error (`kubectl get pods` shows it as the pod's status).
+    pub fn waiting_reason(&self) -> &'static str {
+        match self {
+            // Not on the node, and nothing will fetch it (there is no
+            // registry): Kubernetes' word for an image that is not present
+            // under `imagePullPolicy: Never`.
+            RuntimeError::UnknownImage { .. } => "ErrImageNeverPull",
+            RuntimeError::BadArgument { .. }
+            | RuntimeError::BadPort { .. }
+            | RuntimeError::NoPodIp { .. }
+            | RuntimeError::NotFound { .. } => "CreateContainerError",
+            RuntimeError::Listen { .. } => "RunContainerError",
+        }
+    }
+}
+
 /// The CRI-like seam between the kubelet and whatever runs containers.
 ///
 /// Not `Send`: everything a host runs lives on one thread.
@@ -199,6 +218,9 @@ pub trait ContainerRuntime {
     async fn list(&self) -> Vec<ContainerInfo>;
     /// Stops the container if it runs and forgets it.
     async fn remove(&self, id: &ContainerId) -> Result<(), RuntimeError>;
+    /// The container's output (stdout and stderr), while the runtime keeps
+    /// the container; closed once it exited.
+    async fn log(&self, id: &ContainerId) -> Result<Rc<LogBuffer>, RuntimeError>;
 }
 
 /// One row of the runtime's table.
@@ -212,6 +234,8 @@ struct Entry {
     state: Rc<RefCell<ContainerState>>,
     /// The container's task; `None` once stopped.
     task: Option<JoinHandle<()>>,
+    /// What the application wrote.
+    log: Rc<LogBuffer>,
 }
 
 impl Entry {
@@ -268,9 +292,10 @@ impl SimRuntime {
 impl ContainerRuntime for SimRuntime {
     async fn start(&self, spec: ContainerSpec) -> Result<ContainerId, RuntimeError> {
         let app = App::parse(&spec.image, &spec.args)?;
+        let log = Rc::new(LogBuffer::new(DEFAULT_LOG_CAPACITY));
         // Servers bind here, before the id exists, so a port clash is an
         // error of `start` rather than a container that dies at once.
-        let running = apps::launch(&self.env, &spec, &app).await?;
+        let running = apps::launch(&self.env, &spec, &app, log.clone()).await?;
         let (seq, id) = self.next_id(&spec.pod_uid);
         let started_at = self.env.now();
         let state = Rc::new(RefCell::new(ContainerState::Running));
@@ -278,12 +303,14 @@ impl ContainerRuntime for SimRuntime {
             let env = self.env.clone();
             let state = state.clone();
             let id = id.clone();
+            let log = log.clone();
             self.env.spawn(async move {
                 let code = running.await;
                 *state.borrow_mut() = ContainerState::Exited {
                     code,
                     at: env.now(),
                 };
+                log.close();
                 env.trace(format_args!("container {id} exited code={code}"));
             })
         };
@@ -299,6 +326,7 @@ impl ContainerRuntime for SimRuntime {
                 started_at,
                 state,
                 task: Some(task),
+                log,
             },
         );
         assert!(previous.is_none(), "container ids are never reused");
@@ -306,12 +334,12 @@ impl ContainerRuntime for SimRuntime {
     }
 
     async fn stop(&self, id: &ContainerId) -> Result<(), RuntimeError> {
-        let (task, state) = {
+        let (task, state, log) = {
             let mut table = self.table.borrow_mut();
             let entry = table
                 .get_mut(id)
                 .ok_or_else(|| RuntimeError::NotFound { id: id.clone() })?;
-            (entry.task.take(), entry.state.clone())
+            (entry.task.take(), entry.state.clone(), entry.log.clone())
         };
         let Some(task) = task else {
             return Ok(());
@@ -328,6 +356,7 @@ impl ContainerRuntime for SimRuntime {
             };
             self.env.trace(format_args!("container {id} stopped"));
         }
+        log.close();
         Ok(())
     }
 
@@ -346,5 +375,13 @@ impl ContainerRuntime for SimRuntime {
         self.table.borrow_mut().remove(id);
         self.env.trace(format_args!("container {id} removed"));
         Ok(())
+    }
+
+    async fn log(&self, id: &ContainerId) -> Result<Rc<LogBuffer>, RuntimeError> {
+        self.table
+            .borrow()
+            .get(id)
+            .map(|e| e.log.clone())
+            .ok_or_else(|| RuntimeError::NotFound { id: id.clone() })
     }
 }

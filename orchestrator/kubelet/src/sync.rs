@@ -108,6 +108,8 @@ pub type BackoffKey = (String, String);
 pub struct Backoff {
     /// The container may not restart before this instant.
     pub until: Instant,
+    /// The wait that ends at `until` (shown in the waiting message).
+    pub wait: Duration,
     /// The wait that the next restart sets (doubled after it, at most
     /// [`MAX_BACKOFF`]).
     pub delay: Duration,
@@ -208,8 +210,14 @@ pub enum StartOutcome {
     NotAsked,
     /// The runtime started the container under this id.
     Started(ContainerId),
-    /// The runtime refused; the container waits.
-    Failed,
+    /// The runtime refused; the container waits, with Kubernetes' reason
+    /// (see [`RuntimeError::waiting_reason`]) and the error as message.
+    ///
+    /// [`RuntimeError::waiting_reason`]: crate::runtime::RuntimeError::waiting_reason
+    Failed {
+        reason: &'static str,
+        message: String,
+    },
 }
 
 /// The step planned and not yet recorded.
@@ -217,6 +225,8 @@ pub enum StartOutcome {
 struct Pending<'c> {
     latest: Option<&'c ContainerInfo>,
     start: Option<u32>,
+    /// The latest instance exited and will restart after this back-off.
+    backing_off: Option<Duration>,
 }
 
 /// One pass over a running pod's containers, in spec order: for each, a
@@ -295,6 +305,7 @@ impl<'a, 'c> PodSync<'a, 'c> {
             .map(|s| s.restart_count.max(0) as u32);
         let key = (pod.metadata.uid.clone(), spec.name.clone());
         let mut remember = None;
+        let mut backing_off = None;
         let attempt = match latest {
             None => Some(recorded.map(|n| n + 1).unwrap_or(0)),
             Some(c) if c.state.is_running() => None,
@@ -315,16 +326,19 @@ impl<'a, 'c> PodSync<'a, 'c> {
                 } else {
                     let b = backoff.get(&key).copied().unwrap_or(Backoff {
                         until: now,
+                        wait: Duration::ZERO,
                         delay: INITIAL_BACKOFF,
                     });
                     if now >= b.until {
                         let next = Backoff {
                             until: now + b.delay,
+                            wait: b.delay,
                             delay: (b.delay * 2).min(MAX_BACKOFF),
                         };
                         remember = Some((key, next));
                         Some(c.attempt + 1)
                     } else {
+                        backing_off = Some(b.wait);
                         None
                     }
                 }
@@ -356,6 +370,7 @@ impl<'a, 'c> PodSync<'a, 'c> {
         self.pending = Some(Pending {
             latest,
             start: attempt,
+            backing_off,
         });
         Some(ContainerStep {
             spec,
@@ -370,16 +385,73 @@ impl<'a, 'c> PodSync<'a, 'c> {
     /// adoption and start), which the container's status reports.
     pub fn record(&mut self, outcome: StartOutcome, ready: &Readiness) {
         let pending = self.pending.take().expect("record follows next_step, once");
-        let spec = &self.pod.spec.containers[self.next - 1];
-        let (id, running, attempt) = match (pending.start, outcome) {
-            (None, StartOutcome::NotAsked) => pending
-                .latest
-                .map(|c| (c.id.as_str().to_string(), c.state.is_running(), c.attempt))
-                .unwrap_or_default(),
-            (Some(attempt), StartOutcome::Started(id)) => (id.as_str().to_string(), true, attempt),
-            (Some(_), StartOutcome::Failed) => Default::default(),
+        let pod = self.pod;
+        let spec = &pod.spec.containers[self.next - 1];
+        // The end of the latest instance, when it has ended.
+        let ended = pending.latest.and_then(|c| {
+            let code = c.state.exit_code()?;
+            Some(ContainerStatusState::terminated(c.id.as_str(), code))
+        });
+        let (id, state, last_state, attempt) = match (pending.start, outcome) {
+            (None, StartOutcome::NotAsked) => match pending.latest {
+                Some(c) if c.state.is_running() => {
+                    // Still the same instance: its last state stays what
+                    // it was when it started.
+                    let last = pod
+                        .status
+                        .container_statuses
+                        .iter()
+                        .find(|s| s.name == spec.name && s.container_id == c.id.as_str())
+                        .map(|s| s.last_state.clone())
+                        .unwrap_or_default();
+                    (
+                        c.id.to_string(),
+                        ContainerStatusState::running(),
+                        last,
+                        c.attempt,
+                    )
+                }
+                Some(c) => {
+                    let ended = ended.unwrap_or_default();
+                    let state = match pending.backing_off {
+                        Some(wait) => ContainerStatusState::waiting_because(
+                            "CrashLoopBackOff",
+                            format!(
+                                "back-off {} restarting failed container={} pod={}_{}({})",
+                                humantime::format_duration(wait),
+                                spec.name,
+                                pod.metadata.name,
+                                pod.metadata.namespace,
+                                pod.metadata.uid
+                            ),
+                        ),
+                        None => ended.clone(),
+                    };
+                    let last = if pending.backing_off.is_some() {
+                        ended
+                    } else {
+                        Default::default()
+                    };
+                    (c.id.to_string(), state, last, c.attempt)
+                }
+                None => Default::default(),
+            },
+            (Some(attempt), StartOutcome::Started(id)) => (
+                id.as_str().to_string(),
+                ContainerStatusState::running(),
+                ended.unwrap_or_default(),
+                attempt,
+            ),
+            // Not a restart: the count stays that of the last instance.
+            (Some(_), StartOutcome::Failed { reason, message }) => (
+                String::new(),
+                ContainerStatusState::waiting_because(reason, message),
+                ended.unwrap_or_default(),
+                pending.latest.map_or(0, |c| c.attempt),
+            ),
             (planned, got) => panic!("planned start {planned:?}, but the outcome is {got:?}"),
         };
+        let running = state.running.is_some();
         let ready =
             running && (spec.readiness_probe.is_none() || ready.get(&id).copied().unwrap_or(false));
         self.all_running &= running;
@@ -390,11 +462,8 @@ impl<'a, 'c> PodSync<'a, 'c> {
             restart_count: attempt as i32,
             image: spec.image.clone(),
             container_id: id,
-            state: if running {
-                ContainerStatusState::running()
-            } else {
-                ContainerStatusState::waiting()
-            },
+            state,
+            last_state,
         });
     }
 
@@ -732,13 +801,11 @@ mod tests {
         assert_eq!(steps[0].start, None);
         let st = status.unwrap();
         assert_eq!(st.phase, "Succeeded");
-        assert_eq!(
-            (
-                st.container_statuses[0].state.name(),
-                st.container_statuses[0].ready
-            ),
-            ("waiting", false)
-        );
+        let c = &st.container_statuses[0];
+        assert_eq!((c.state.name(), c.ready), ("terminated", false));
+        let t = c.state.terminated.as_ref().unwrap();
+        assert_eq!((t.exit_code, t.reason.as_str()), (0, "Completed"));
+        assert!(c.last_state.is_unknown(), "it never restarted");
         assert_eq!(condition(&st, "Ready").status, "False");
     }
 
@@ -780,6 +847,7 @@ mod tests {
                     key("a"),
                     Backoff {
                         until: now + wait,
+                        wait,
                         delay: (wait * 2).min(MAX_BACKOFF)
                     }
                 ))
@@ -793,7 +861,24 @@ mod tests {
                 (steps[0].start.clone(), steps[0].backoff.clone()),
                 (None, None)
             );
-            assert_eq!(status.unwrap().phase, "Pending");
+            let st = status.unwrap();
+            assert_eq!(st.phase, "Pending");
+            // kubectl shows CrashLoopBackOff, and the crash as last state.
+            let c = &st.container_statuses[0];
+            let w = c.state.waiting.as_ref().expect("waiting");
+            assert_eq!(w.reason, "CrashLoopBackOff");
+            assert_eq!(
+                w.message,
+                format!(
+                    "back-off {} restarting failed container=a pod=p_default(uid-p)",
+                    humantime::format_duration(wait)
+                )
+            );
+            let t = c.last_state.terminated.as_ref().expect("last state");
+            assert_eq!(
+                (t.exit_code, t.container_id.as_str()),
+                (1, crashed.id.as_str())
+            );
             now += wait;
         }
     }
@@ -865,7 +950,13 @@ mod tests {
         let mut sync = PodSync::new(&p, &containers, t0());
         let step = sync.next_step(&Readiness::new(), &BTreeMap::new()).unwrap();
         assert_eq!(step.start.map(|s| s.attempt), Some(5));
-        sync.record(StartOutcome::Failed, &Readiness::new());
+        sync.record(
+            StartOutcome::Failed {
+                reason: "ErrImageNeverPull",
+                message: "no such image".into(),
+            },
+            &Readiness::new(),
+        );
         assert!(sync
             .next_step(&Readiness::new(), &BTreeMap::new())
             .is_none());
@@ -879,8 +970,15 @@ mod tests {
                 c.restart_count,
                 c.ready
             ),
-            ("", "waiting", 0, false)
+            ("", "waiting", 4, false)
         );
+        let w = c.state.waiting.as_ref().unwrap();
+        assert_eq!(
+            (w.reason.as_str(), w.message.as_str()),
+            ("ErrImageNeverPull", "no such image")
+        );
+        let t = c.last_state.terminated.as_ref().unwrap();
+        assert_eq!((t.exit_code, t.reason.as_str()), (1, "Error"));
     }
 
     #[test]

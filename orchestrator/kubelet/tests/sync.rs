@@ -102,3 +102,113 @@ fn the_kubelet_runs_restarts_reports_and_deletes_its_pods() {
         ]
     );
 }
+
+/// `GET pods/NAME/log` as `token` (the admin's when `None`): the output, or
+/// the refusal's code and message.
+async fn pod_log(env: &Env, token: Option<&str>, pod: &str, query: &str) -> Result<String, String> {
+    let c = match token {
+        None => masters().admin(env),
+        Some(t) => masters().client(env, t),
+    };
+    let path = format!(
+        "{}?{query}",
+        faultline_client::client::path::<Pod>(Some("default"), Some(pod), Some("log"))
+    );
+    match c.request(http::Method::GET, &path, None).await {
+        Ok(body) => Ok(String::from_utf8_lossy(&body).into_owned()),
+        Err(faultline_client::ApiError::Status(s)) => Err(format!("{} {}", s.code, s.message)),
+        Err(e) => Err(format!("transport: {e}")),
+    }
+}
+
+fn logs_user(log: Log) -> HostMain {
+    Rc::new(move |env: Env| {
+        let log = log.clone();
+        Box::pin(async move {
+            env.sleep(Duration::from_secs(5)).await;
+            let c = masters().admin(&env);
+            let two: Pod = serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "two", "namespace": "default"},
+                "spec": {"nodeName": "n1", "containers": [
+                    {"name": "a", "image": "sleep"}, {"name": "b", "image": "sleep"}]}
+            }))
+            .unwrap();
+            for p in [
+                pod("flaky", "crash", &["after=5s", "code=3"], "Always"),
+                pod("web", "echo", &[], "Always"),
+                pod("job", "exit0", &["after=8s"], "Never"),
+                pod("nginx", "nginx:1.27", &[], "Always"),
+                two,
+            ] {
+                c.create(&p).await.expect("create");
+            }
+            let say = |line: String| log.borrow_mut().push(line);
+            // While `job` runs: a follower gets its output until it exits.
+            env.sleep(Duration::from_secs(4)).await;
+            say(format!(
+                "job -f: {:?}",
+                pod_log(&env, None, "job", "follow=true").await
+            ));
+            env.sleep(Duration::from_secs(30)).await;
+            say(format!("web: {:?}", pod_log(&env, None, "web", "").await));
+            // flaky: ran at 5 s... crashed, waits in backoff or runs again.
+            let now = pod_log(&env, None, "flaky", "").await.unwrap_or_default();
+            let before = pod_log(&env, None, "flaky", "previous=true").await;
+            say(format!(
+                "flaky now starts running: {}",
+                now.starts_with("crash: running")
+            ));
+            say(format!("flaky previous: {before:?}"));
+            say(format!(
+                "flaky tail 1: {:?}",
+                pod_log(&env, None, "flaky", "previous=true&tailLines=1").await
+            ));
+            say(format!("two: {:?}", pod_log(&env, None, "two", "").await));
+            say(format!(
+                "two/b: {:?}",
+                pod_log(&env, None, "two", "container=b").await
+            ));
+            say(format!(
+                "two/c: {:?}",
+                pod_log(&env, None, "two", "container=c").await
+            ));
+            say(format!(
+                "nginx: {:?}",
+                pod_log(&env, None, "nginx", "").await
+            ));
+            say(format!(
+                "bad tail: {:?}",
+                pod_log(&env, None, "web", "tailLines=-2").await
+            ));
+            say(format!(
+                "node n1: {:?}",
+                pod_log(&env, Some("node-n1-token"), "web", "").await
+            ));
+        })
+    })
+}
+
+#[test]
+fn container_output_is_read_through_the_api_from_the_kubelet() {
+    let log: Log = Default::default();
+    let l = log.clone();
+    let kubelet = KubeletConfig::new("n1", "10.1");
+    simulate(12, 60, &masters(), move |world| {
+        world.add_host("n1", "dc-a", masters().node("n1", Some(kubelet), None));
+        world.add_host("user", "dc-a", logs_user(l));
+    });
+    let want = [
+        r#"job -f: Ok("exit0: running; will exit with code 0 in 8s\nexit0: done\n")"#,
+        r#"web: Ok("echo: listening on 10.1.0.2:8080\n")"#,
+        "flaky now starts running: true",
+        r#"flaky previous: Ok("crash: running; will exit with code 3 in 5s\ncrash: exiting with code 3\n")"#,
+        r#"flaky tail 1: Ok("crash: exiting with code 3\n")"#,
+        r#"two: Err("400 a container name must be specified for pod two, choose one of: [a b]")"#,
+        r#"two/b: Ok("sleep: sleeping until stopped\n")"#,
+        r#"two/c: Err("400 container c is not valid for pod two")"#,
+        r#"nginx: Err("400 container \"c\" in pod \"nginx\" is waiting to start: ErrImageNeverPull")"#,
+        r#"bad tail: Err("400 tailLines: -2: must be greater than or equal to 0")"#,
+        r#"node n1: Err("403 User \"system:node:n1\" cannot get resource \"pods/log\" named \"web\" in namespace \"default\"")"#,
+    ];
+    assert_eq!(*log.borrow(), want);
+}

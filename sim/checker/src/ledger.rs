@@ -10,7 +10,8 @@ use std::rc::Rc;
 
 use async_trait::async_trait;
 use faultline_kubelet::{
-    ContainerId, ContainerInfo, ContainerRuntime, ContainerSpec, RuntimeError, SimRuntime,
+    ContainerId, ContainerInfo, ContainerRuntime, ContainerSpec, LogBuffer, RuntimeError,
+    SimRuntime,
 };
 
 use crate::record::Clock;
@@ -190,5 +191,9 @@ impl ContainerRuntime for LedgerRuntime {
         let r = self.inner.remove(id).await;
         self.ledger.end(id.as_str(), None);
         r
+    }
+
+    async fn log(&self, id: &ContainerId) -> Result<Rc<LogBuffer>, RuntimeError> {
+        self.inner.log(id).await
     }
 }

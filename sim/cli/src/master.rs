@@ -184,6 +184,9 @@ fn start(args: MasterArgs) -> Result<ExitCode, String> {
             };
             let mut api = ApiServerConfig::new(api_port, tokens);
             api.tls = tls.as_ref().map(|t| t.api.clone());
+            // The kubelets (pods/log) take the master's own certificate,
+            // as the store peers do.
+            api.kubelet_tls = tls.as_ref().map(|t| t.store.client.clone());
             Some(ControlPlaneSpec {
                 api,
                 store_endpoints,

@@ -1,6 +1,7 @@
 //! `faultline node`: one worker node for real — the kubelet and the node's
 //! service proxy in one process, talking to the masters' API servers over
-//! TCP.
+//! TCP. The kubelet serves its containers' output to the API servers on
+//! port 10250 (HTTPS, clients verified against the cluster CA).
 //!
 //! Containers run in this process on the kubelet's built-in runtime (the
 //! same one the simulator uses: the `echo`, `sleep`, `crash` and `exit0`
@@ -16,7 +17,7 @@ use std::rc::Rc;
 use clap::Args;
 use faultline_api::{labels, Quantity};
 use faultline_apiserver::Role;
-use faultline_env::tls::TlsClient;
+use faultline_env::tls::{TlsClient, TlsServer};
 use faultline_kubelet::{KubeletConfig, SimRuntime};
 use faultline_proxy::ProxyConfig;
 use faultline_roles::{start_node, NodeSpec};
@@ -37,10 +38,28 @@ pub struct NodeArgs {
     /// the node speaks HTTPS to them.
     #[arg(long, required_unless_present = "insecure_plain_http")]
     cluster_ca_file: Option<PathBuf>,
+    /// The kubelet's serving certificate (PEM), for the address
+    /// --listen-ip: the API servers read container output from it
+    /// (`kubectl logs`). Only clients with a client certificate from the
+    /// cluster CA (the masters') are served.
+    #[arg(
+        long,
+        requires = "tls_private_key_file",
+        required_unless_present = "insecure_plain_http"
+    )]
+    tls_cert_file: Option<PathBuf>,
+    /// The private key of --tls-cert-file (PEM).
+    #[arg(long, requires = "tls_cert_file")]
+    tls_private_key_file: Option<PathBuf>,
     /// Speak plain HTTP to the API servers (they run with
-    /// --insecure-plain-http).
-    #[arg(long, conflicts_with = "cluster_ca_file")]
+    /// --insecure-plain-http), and serve the kubelet's port without TLS.
+    #[arg(long, conflicts_with_all = ["cluster_ca_file", "tls_cert_file", "tls_private_key_file"])]
     insecure_plain_http: bool,
+    /// The kubelet serves container output on this port of --listen-ip
+    /// (Kubernetes' 10250); 0 serves nothing, and `kubectl logs` then
+    /// fails for this node's pods.
+    #[arg(long, default_value_t = faultline_kubelet::server::KUBELET_PORT)]
+    kubelet_port: u16,
     /// The node's address: Service ports and the proxy's health check
     /// (port 10256) are served on it, and it is reported as the node's
     /// InternalIP.
@@ -120,6 +139,17 @@ fn start(args: NodeArgs) -> Result<(), String> {
     let tls = match &args.cluster_ca_file {
         Some(ca) => Some(TlsClient::from_files(ca, None).map_err(|e| e.to_string())?),
         None => None,
+    };
+    cfg.port = args.kubelet_port;
+    cfg.tls = match (
+        &args.tls_cert_file,
+        &args.tls_private_key_file,
+        &args.cluster_ca_file,
+    ) {
+        (Some(cert), Some(key), Some(ca)) => {
+            Some(TlsServer::from_files(cert, key, Some(ca), true).map_err(|e| e.to_string())?)
+        }
+        _ => None,
     };
     let spec = NodeSpec {
         api_servers: args.api_servers,

@@ -262,7 +262,10 @@ pub fn run(args: UpArgs) -> ExitCode {
         None
     } else {
         let ips = vec!["127.0.0.1".to_string(); args.masters as usize];
-        match crate::pki::ensure(&args.dir.join("pki"), &ips) {
+        let node_ips: Vec<String> = (1..=args.nodes)
+            .map(|i| format!("{}.{i}", args.node_net))
+            .collect();
+        match crate::pki::ensure(&args.dir.join("pki"), &ips, &node_ips) {
             Ok(p) => Some(p),
             Err(e) => return fail(e),
         }
@@ -338,7 +341,17 @@ pub fn run(args: UpArgs) -> ExitCode {
         ];
         match &pki {
             None => a.push("--insecure-plain-http".into()),
-            Some(pki) => a.extend(["--cluster-ca-file".into(), path(&pki.ca)]),
+            Some(pki) => {
+                let id = &pki.nodes[i as usize - 1];
+                a.extend([
+                    "--cluster-ca-file".into(),
+                    path(&pki.ca),
+                    "--tls-cert-file".into(),
+                    path(&id.cert),
+                    "--tls-private-key-file".into(),
+                    path(&id.key),
+                ]);
+            }
         }
         match spawn(
             &format!("node n{i}"),

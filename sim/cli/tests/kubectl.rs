@@ -14,6 +14,33 @@ use std::time::{Duration, Instant};
 mod up;
 use up::Up;
 
+/// A pod whose container exits with code 3 a second after it starts.
+const CRASHER: &str = "\
+apiVersion: v1
+kind: Pod
+metadata:
+  name: crasher
+spec:
+  containers:
+  - name: app
+    image: crash
+    args: [\"after=1s\", \"code=3\"]
+";
+
+/// A pod that runs for a few seconds and completes.
+const JOB: &str = "\
+apiVersion: v1
+kind: Pod
+metadata:
+  name: job
+spec:
+  restartPolicy: Never
+  containers:
+  - name: app
+    image: exit0
+    args: [\"after=6s\"]
+";
+
 const APP: &str = "\
 apiVersion: apps/v1
 kind: Deployment
@@ -59,9 +86,6 @@ spec:
 struct Kubectl {
     bin: String,
     kubeconfig: String,
-    /// kubectl before 1.27 validates only against `/openapi/v2`, which it
-    /// reads as protobuf and the server does not serve.
-    validate_flag: Option<&'static str>,
 }
 
 impl Kubectl {
@@ -81,7 +105,6 @@ impl Kubectl {
         Some(Kubectl {
             bin,
             kubeconfig: String::new(),
-            validate_flag: (minor < 27).then_some("--validate=false"),
         })
     }
 
@@ -116,7 +139,6 @@ impl Kubectl {
     /// `kubectl apply -f -` of `yaml`.
     fn apply(&self, yaml: &str, extra: &[&str]) -> String {
         let mut args = vec!["apply", "-f", "-"];
-        args.extend(self.validate_flag);
         args.extend(extra);
         let (code, out, err) = self.run(&args, Some(yaml));
         assert_eq!(code, Some(0), "kubectl apply failed:\n{out}\n{err}");
@@ -215,6 +237,14 @@ fn stock_kubectl_drives_a_faultline_cluster() {
         assert!(r[5].starts_with("127."), "a pod IP: {wide}");
         assert!(r[6] == "n1" || r[6] == "n2", "a node: {wide}");
     }
+
+    // A misspelt field is refused, by name: kubectl 1.27+ asks the server
+    // to validate strictly (it read /openapi/v3), older ones validate
+    // against /openapi/v2 themselves.
+    let typo = APP.replace("imagePullPolicy", "imagePolicy");
+    let (code, _, err) = k.run(&["apply", "-f", "-"], Some(&typo));
+    assert_ne!(code, Some(0), "a misspelt field is refused");
+    assert!(err.contains("imagePolicy"), "{err}");
 
     // Re-applying the same file changes nothing.
     let again = k.apply(APP, &[]);
@@ -321,11 +351,46 @@ fn stock_kubectl_drives_a_faultline_cluster() {
         |out| sorted(out.to_string()) == pod_ips,
     );
 
-    // Container logs are not kept by the built-in runtime: kubectl says so
-    // in the server's words, rather than a bare 404.
-    let (code, _, err) = k.run(&["logs", "deployment/web"], None);
-    assert_ne!(code, Some(0));
-    assert!(err.contains("pods/log is not served"), "{err}");
+    // Container output, read from the pods' kubelets over HTTPS.
+    let logs = k.ok(&["logs", "deployment/web"]);
+    assert!(logs.contains("echo: listening on 127."), "{logs}");
+    let stamped = k.ok(&[
+        "logs",
+        first.lines().next().unwrap(),
+        "--tail=1",
+        "--timestamps",
+    ]);
+    assert!(
+        stamped.starts_with("20") && stamped.contains("Z "),
+        "one line with its time: {stamped}"
+    );
+    // A crash loop: its status, then the crashed instance's output.
+    k.apply(CRASHER, &[]);
+    k.until(60, &["get", "pod", "crasher"], |out| {
+        rows(out)
+            .first()
+            .is_some_and(|r| r[2] == "CrashLoopBackOff" || r[2] == "Error")
+    });
+    let previous = k.ok(&["logs", "crasher", "--previous"]);
+    assert!(
+        previous.contains("crash: exiting with code 3"),
+        "{previous}"
+    );
+    let described = k.ok(&["describe", "pod", "crasher"]);
+    for want in ["Last State:", "Terminated", "Exit Code:", "3"] {
+        assert!(described.contains(want), "{want} in:\n{described}");
+    }
+    // -f follows a running container until it exits.
+    k.apply(JOB, &[]);
+    k.until(60, &["get", "pod", "job"], |out| {
+        rows(out).first().is_some_and(|r| r[2] == "Running")
+    });
+    let followed = k.ok(&["logs", "-f", "job"]);
+    assert!(followed.contains("exit0: done"), "{followed}");
+    k.until(60, &["get", "pod", "job"], |out| {
+        rows(out).first().is_some_and(|r| r[2] == "Completed")
+    });
+    k.ok(&["delete", "pod", "crasher", "job", "--wait=false"]);
 
     // A namespace, something in it, and its deletion, which takes its content.
     k.apply(

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use faultline_api::{
     Deployment, Endpoints, Event, Lease, Namespace, Node, Pod, ReplicaSet, Service,
 };
-use faultline_env::tls::TlsServer;
+use faultline_env::tls::{TlsClient, TlsServer};
 use faultline_env::{Env, Listener};
 use faultline_store::client::StoreClient;
 use http::{header, Request, Response};
@@ -25,11 +25,13 @@ use crate::auth::Tokens;
 use crate::cacher::Cacher;
 use crate::discovery;
 use crate::openapi;
+use crate::openapi_v2;
 use crate::registry::{Bugs, Guard, Registry};
 use respond::{json_response, not_served, status_response, text};
 use verbs::resource;
 use watch::WatchCache;
 
+mod logs;
 mod respond;
 #[cfg(test)]
 mod tests;
@@ -56,6 +58,10 @@ pub struct ApiServerConfig {
     /// Serve HTTPS with this certificate (real mode); `None` serves plain
     /// HTTP, as the simulator does (see `faultline_env::tls`).
     pub tls: Option<TlsServer>,
+    /// How to reach the nodes' kubelets (`pods/log`): HTTPS with this
+    /// client identity (real mode); `None` speaks plain HTTP, as the
+    /// simulator's kubelets serve.
+    pub kubelet_tls: Option<TlsClient>,
 }
 
 /// See [`ApiServerConfig::on_request`].
@@ -79,6 +85,7 @@ impl ApiServerConfig {
             watch_timeout: Duration::from_secs(300),
             on_request: None,
             tls: None,
+            kubelet_tls: None,
         }
     }
 }
@@ -249,6 +256,20 @@ async fn handle(ctx: Rc<Ctx>, req: Request<Incoming>) -> Response<Body> {
         Err(s) => return status_response(&s),
     };
     match path.trim_end_matches('/') {
+        "/openapi/v2" => {
+            let accept = req
+                .headers()
+                .get(header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            if !openapi_v2::wants_protobuf(accept) {
+                return json_response(200, openapi_v2::json());
+            }
+            return Response::builder()
+                .header(header::CONTENT_TYPE, openapi_v2::PROTOBUF)
+                .body(respond::bytes(openapi_v2::protobuf()))
+                .expect("a valid response");
+        }
         "/openapi/v3" => return json_response(200, openapi::root()),
         p if p.starts_with("/openapi/v3/") => {
             return match openapi::group_version(&p["/openapi/v3/".len()..]) {

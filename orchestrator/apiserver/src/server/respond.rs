@@ -12,6 +12,11 @@ use serde_json::Value;
 
 use super::{Body, Ctx};
 
+/// A response body of static bytes.
+pub(super) fn bytes(b: &'static [u8]) -> Body {
+    full(Bytes::from_static(b))
+}
+
 fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into()).boxed_unsync()
 }

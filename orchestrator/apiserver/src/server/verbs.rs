@@ -98,12 +98,8 @@ pub(super) async fn resource<T: Strategy>(
         ("" | "status", _) => {}
         ("binding", "pods") if method == Method::POST => {}
         ("scale", "deployments") => {}
-        ("log", "pods") => {
-            return Err(Status::failure(
-                404,
-                "NotFound",
-                "pods/log is not served: the nodes' built-in container runtime keeps no container output",
-            ))
+        ("log", "pods") if verb == "get" => {
+            return super::logs::pod_log(ctx, &ns, &name, &query).await
         }
         _ => return Err(not_served(req.uri().path())),
     }
