@@ -382,7 +382,8 @@ impl Kubelet {
     /// Keeps a pod's containers running and its status written.
     async fn run_pod(self: &Rc<Self>, pod: &Pod, containers: &[&ContainerInfo]) {
         let ip = self.pod_ip(pod);
-        let mut pass = PodSync::new(pod, containers, self.env.now());
+        let mut pass =
+            PodSync::new(pod, containers, self.env.now()).with_wall_clock(self.env.wall_ms());
         loop {
             // Read the tables afresh for every container: the previous
             // container's runtime calls awaited, and probers ran meanwhile.

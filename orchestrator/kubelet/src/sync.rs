@@ -87,7 +87,7 @@ use std::time::Duration;
 use faultline_api::{Container, ContainerStatus, ContainerStatusState, Pod, PodStatus, Probe};
 use tokio::time::Instant;
 
-use crate::runtime::{ContainerId, ContainerInfo};
+use crate::runtime::{ContainerId, ContainerInfo, ContainerState};
 
 /// The wait after a container's first restart.
 pub const INITIAL_BACKOFF: Duration = Duration::from_secs(10);
@@ -245,6 +245,9 @@ pub struct PodSync<'a, 'c> {
     statuses: Vec<ContainerStatus>,
     all_running: bool,
     all_ready: bool,
+    /// The wall clock at `now` (ms since the epoch), to date a terminated
+    /// instance's start and end; `None` leaves them out.
+    wall_ms: Option<u64>,
     /// Containers that exited 0 and will not restart.
     exited_ok: usize,
     /// A container exited non-zero and will not restart.
@@ -270,9 +273,45 @@ impl<'a, 'c> PodSync<'a, 'c> {
             statuses: Vec::new(),
             all_running: true,
             all_ready: true,
+            wall_ms: None,
             exited_ok: 0,
             failed: false,
         }
+    }
+
+    /// Dates terminated instances (`startedAt`, `finishedAt`) with the
+    /// wall clock, `wall_ms` at this pass' `now`.
+    pub fn with_wall_clock(mut self, wall_ms: u64) -> Self {
+        self.wall_ms = Some(wall_ms);
+        self
+    }
+
+    /// The end of instance `c` (exited with `code`): as the pod's status
+    /// recorded it, when it did (so the times, converted once, never
+    /// change), else dated now from the instance's clock readings.
+    fn ended(&self, c: &ContainerInfo, code: i32) -> ContainerStatusState {
+        let recorded = self.pod.status.container_statuses.iter().find_map(|s| {
+            [&s.state, &s.last_state].into_iter().find(|st| {
+                st.terminated
+                    .as_ref()
+                    .is_some_and(|t| t.container_id == c.id.as_str())
+            })
+        });
+        if let Some(st) = recorded {
+            return st.clone();
+        }
+        let mut ended = ContainerStatusState::terminated(c.id.as_str(), code);
+        if let (Some(wall), Some(t), ContainerState::Exited { at, .. }) =
+            (self.wall_ms, ended.terminated.as_mut(), c.state)
+        {
+            let wall_at = |i: Instant| {
+                let ago = self.now.saturating_duration_since(i).as_millis() as u64;
+                faultline_api::time::rfc3339(wall.saturating_sub(ago))
+            };
+            t.started_at = Some(wall_at(c.started_at));
+            t.finished_at = Some(wall_at(at));
+        }
+        ended
     }
 
     /// Plans the next container spec, or `None` once all are done.
@@ -388,10 +427,9 @@ impl<'a, 'c> PodSync<'a, 'c> {
         let pod = self.pod;
         let spec = &pod.spec.containers[self.next - 1];
         // The end of the latest instance, when it has ended.
-        let ended = pending.latest.and_then(|c| {
-            let code = c.state.exit_code()?;
-            Some(ContainerStatusState::terminated(c.id.as_str(), code))
-        });
+        let ended = pending
+            .latest
+            .and_then(|c| Some(self.ended(c, c.state.exit_code()?)));
         let (id, state, last_state, attempt) = match (pending.start, outcome) {
             (None, StartOutcome::NotAsked) => match pending.latest {
                 Some(c) if c.state.is_running() => {
@@ -552,7 +590,6 @@ mod tests {
     use faultline_api::{ContainerStatus, ObjectMeta, PodCondition};
 
     use super::*;
-    use crate::runtime::ContainerState;
 
     const W1: &str = "2024-01-01T00:00:01Z";
     const W2: &str = "2024-01-01T00:00:02Z";
@@ -788,6 +825,42 @@ mod tests {
             );
             assert_eq!(status.unwrap().phase, "Running");
         }
+    }
+
+    #[test]
+    fn a_terminated_instance_is_dated_once() {
+        // `b` still runs, so the pod is not terminal and keeps syncing.
+        let p = pod("Never", vec![spec("a", false), spec("b", false)]);
+        let runs = running("b", 0);
+        let mut done = exited("a", 0, 0);
+        done.state = ContainerState::Exited {
+            code: 0,
+            at: t0() + Duration::from_secs(5),
+        };
+        let wall = 1_800_000_000_000;
+        let status = |p: &Pod, now: Instant, wall: u64| {
+            let containers = [&done, &runs];
+            let mut sync = PodSync::new(p, &containers, now).with_wall_clock(wall);
+            while sync
+                .next_step(&Readiness::new(), &BTreeMap::new())
+                .is_some()
+            {
+                sync.record(StartOutcome::NotAsked, &Readiness::new());
+            }
+            sync.status("192.0.2.1", "10.1.0.1", W1)
+        };
+        let st = status(&p, t0() + Duration::from_secs(10), wall).unwrap();
+        let t = st.container_statuses[0].state.terminated.clone().unwrap();
+        let at = |ms| Some(faultline_api::time::rfc3339(ms));
+        assert_eq!(t.started_at, at(wall - 10_000));
+        assert_eq!(t.finished_at, at(wall - 5_000));
+        // A later pass, its clocks a little apart: nothing to write.
+        let mut recorded = p.clone();
+        recorded.status = st;
+        assert_eq!(
+            status(&recorded, t0() + Duration::from_secs(20), wall + 10_700),
+            None
+        );
     }
 
     #[test]
