@@ -7,7 +7,7 @@
 //! - [`meta`]: object and list metadata, owner references, the
 //!   [`Resource`] trait every kind implements;
 //! - [`types`]: the kinds (Namespace, Node, Pod, Deployment, ReplicaSet,
-//!   Service, Endpoints, Lease, Event) and the sub-resources (Binding, Scale);
+//!   Service, Endpoints, Lease, Event, ConfigMap, Secret) and the sub-resources (Binding, Scale);
 //! - [`quantity`]: resource quantities such as `250m`, `128Mi`, `1Gi`;
 //! - [`status`]: the `Status` error body with reason and field causes.
 

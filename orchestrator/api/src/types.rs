@@ -793,6 +793,46 @@ impl Event {
     }
 }
 
+// ---------------------------------------------------- ConfigMap and Secret
+
+kind!(
+    /// Configuration as key-value pairs, for pods to read as environment
+    /// variables or files.
+    ConfigMap {
+        #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+        data: BTreeMap<String, String>,
+        /// Values that are not UTF-8 text, base64-encoded.
+        #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+        binary_data: BTreeMap<String, String>,
+        /// Once true, the data can no longer change (and this cannot be
+        /// unset): only deleting the object does.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        immutable: Option<bool>,
+    }
+);
+impl_resource!(ConfigMap, "ConfigMap", "", "v1", "configmaps", true);
+
+kind!(
+    /// Sensitive key-value pairs (passwords, keys, tokens). Stored like a
+    /// ConfigMap, but readable by a node only when a pod bound to it uses
+    /// them, and never written to logs or events.
+    Secret {
+        /// `Opaque` unless given; cannot change.
+        #[serde(rename = "type", skip_serializing_if = "String::is_empty")]
+        secret_type: String,
+        /// The values, base64-encoded.
+        #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+        data: BTreeMap<String, String>,
+        /// Write-only plain values: merged into `data` on write (winning
+        /// over a key there), never stored or returned.
+        #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+        string_data: BTreeMap<String, String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        immutable: Option<bool>,
+    }
+);
+impl_resource!(Secret, "Secret", "", "v1", "secrets", true);
+
 // ----------------------------------------------------------- sub-resources
 
 kind!(

@@ -164,6 +164,47 @@ pub enum Decision {
     /// A create allowed only if the new object has this name (a node
     /// creates its own Node and Lease, no other).
     IfNamed(String),
+    /// A read allowed only if a pod bound to this node uses the object (a
+    /// Secret or ConfigMap), as Kubernetes' node authorizer decides.
+    IfUsedOnNode(String),
+}
+
+/// Whether a pod's spec (as JSON) uses the Secret or ConfigMap
+/// (`plural`) named `name`: in an environment variable (`valueFrom`,
+/// `envFrom`), a volume (also projected) or, for a Secret, an image pull
+/// secret.
+pub fn pod_uses(spec: &serde_json::Value, plural: &str, name: &str) -> bool {
+    use serde_json::Value;
+    let refs: &[(&str, &str)] = match plural {
+        "secrets" => &[
+            ("secretKeyRef", "name"),
+            ("secretRef", "name"),
+            ("secret", "secretName"),
+            ("secret", "name"),
+        ],
+        "configmaps" => &[
+            ("configMapKeyRef", "name"),
+            ("configMapRef", "name"),
+            ("configMap", "name"),
+        ],
+        _ => return false,
+    };
+    fn walk(v: &Value, f: &mut impl FnMut(&serde_json::Map<String, Value>) -> bool) -> bool {
+        match v {
+            Value::Object(m) => f(m) || m.values().any(|x| walk(x, f)),
+            Value::Array(items) => items.iter().any(|x| walk(x, f)),
+            _ => false,
+        }
+    }
+    let pull_secret = plural == "secrets"
+        && spec["imagePullSecrets"]
+            .as_array()
+            .is_some_and(|l| l.iter().any(|s| s["name"] == name));
+    pull_secret
+        || walk(spec, &mut |m| {
+            refs.iter()
+                .any(|(key, field)| m.get(*key).is_some_and(|r| r[*field] == name))
+        })
 }
 
 fn read(verb: &str) -> bool {
@@ -198,6 +239,15 @@ pub fn authorize(user: &User, a: &Access<'_>) -> Result<Decision, Status> {
     // must not read another node's (Kubernetes' node authorizer agrees).
     if a.resource == "pods" && a.sub == "log" && user.role != Role::Admin {
         return deny();
+    }
+    // Secrets and ConfigMaps: a node reads one at a time, only those its
+    // pods use; the scheduler none.
+    if matches!(a.resource, "secrets" | "configmaps") {
+        match &user.role {
+            Role::Node(node) if a.verb == "get" => return Ok(Decision::IfUsedOnNode(node.clone())),
+            Role::Node(_) | Role::Scheduler => return deny(),
+            Role::Admin | Role::Controller => {}
+        }
     }
     match &user.role {
         Role::Admin => Ok(Decision::Allow),
@@ -316,5 +366,33 @@ mod tests {
         assert!(authorize(&s, &acc("delete", "pods", "", "default", "p")).is_err());
         assert!(authorize(&s, &acc("get", "pods", "log", "default", "p")).is_err());
         assert!(authorize(&u, &acc("get", "pods", "log", "default", "p")).is_err());
+        assert_eq!(
+            authorize(&u, &acc("get", "secrets", "", "default", "db")).unwrap(),
+            Decision::IfUsedOnNode("n1".into())
+        );
+        assert!(authorize(&u, &acc("list", "secrets", "", "default", "")).is_err());
+        assert!(authorize(&u, &acc("watch", "configmaps", "", "default", "")).is_err());
+        assert!(authorize(&s, &acc("get", "secrets", "", "default", "db")).is_err());
+    }
+
+    #[test]
+    fn a_pod_uses_the_secrets_and_configmaps_it_names() {
+        let spec = serde_json::json!({
+            "containers": [{"name": "a", "env": [
+                {"name": "P", "valueFrom": {"secretKeyRef": {"name": "db", "key": "password"}}},
+                {"name": "C", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "k"}}}],
+                "envFrom": [{"configMapRef": {"name": "all"}}]}],
+            "volumes": [{"name": "v", "secret": {"secretName": "tls"}}],
+            "imagePullSecrets": [{"name": "registry"}],
+        });
+        for name in ["db", "tls", "registry"] {
+            assert!(pod_uses(&spec, "secrets", name), "{name}");
+        }
+        for name in ["cfg", "all"] {
+            assert!(pod_uses(&spec, "configmaps", name), "{name}");
+        }
+        assert!(!pod_uses(&spec, "secrets", "cfg"));
+        assert!(!pod_uses(&spec, "configmaps", "db"));
+        assert!(!pod_uses(&spec, "secrets", "other"));
     }
 }

@@ -66,6 +66,8 @@ pub const RESOURCES: &[ApiResource] = &[
     )),
     named(resource("", "endpoints", "Endpoints", true, ALL), &["ep"]),
     named(resource("", "events", "Event", true, ALL), &["ev"]),
+    named(resource("", "configmaps", "ConfigMap", true, ALL), &["cm"]),
+    resource("", "secrets", "Secret", true, ALL),
     in_all(named(
         resource("apps", "deployments", "Deployment", true, ALL),
         &["deploy"],

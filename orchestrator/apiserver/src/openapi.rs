@@ -17,8 +17,8 @@ use std::sync::OnceLock;
 
 use faultline_api::patch::{list_merge_key, merges_as_set};
 use faultline_api::{
-    Binding, Deployment, Endpoints, Event, Lease, Namespace, Node, Pod, ReplicaSet, Resource,
-    Scale, Service,
+    Binding, ConfigMap, Deployment, Endpoints, Event, Lease, Namespace, Node, Pod, ReplicaSet,
+    Resource, Scale, Secret, Service,
 };
 use schemars::generate::SchemaSettings;
 use serde_json::{json, Map, Value};
@@ -83,6 +83,8 @@ fn build() -> Docs {
         (Service::KIND, schema_of::<Service>(&mut gen)),
         (Endpoints::KIND, schema_of::<Endpoints>(&mut gen)),
         (Event::KIND, schema_of::<Event>(&mut gen)),
+        (ConfigMap::KIND, schema_of::<ConfigMap>(&mut gen)),
+        (Secret::KIND, schema_of::<Secret>(&mut gen)),
         (Deployment::KIND, schema_of::<Deployment>(&mut gen)),
         (ReplicaSet::KIND, schema_of::<ReplicaSet>(&mut gen)),
         (Lease::KIND, schema_of::<Lease>(&mut gen)),

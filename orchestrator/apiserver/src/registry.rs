@@ -71,6 +71,8 @@ pub const NAMESPACED_PLURALS: &[&str] = &[
     "deployments",
     "replicasets",
     "leases",
+    "configmaps",
+    "secrets",
 ];
 
 /// A page of a list; see [`Registry::list_page`].
@@ -268,6 +270,24 @@ impl Strategy for faultline_api::Lease {
 }
 impl Strategy for faultline_api::Event {
     const HAS_STATUS: bool = false;
+}
+impl Strategy for faultline_api::ConfigMap {
+    const HAS_STATUS: bool = false;
+}
+impl Strategy for faultline_api::Secret {
+    const HAS_STATUS: bool = false;
+    /// `type` defaults to `Opaque`; `stringData` is merged into `data`
+    /// (base64) and never stored, as kube-apiserver does.
+    fn default_fields(&mut self) {
+        use base64::Engine;
+        if self.secret_type.is_empty() {
+            self.secret_type = "Opaque".into();
+        }
+        for (k, v) in std::mem::take(&mut self.string_data) {
+            let encoded = base64::engine::general_purpose::STANDARD.encode(v);
+            self.data.insert(k, encoded);
+        }
+    }
 }
 
 fn invalid<T: Resource>(name: &str, causes: Vec<StatusCause>) -> Status {

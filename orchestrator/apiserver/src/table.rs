@@ -142,6 +142,13 @@ fn columns(kind: &str) -> Vec<Column> {
         ],
         "Namespace" => vec![NAME, col("Status", "The status of the namespace."), AGE],
         "Lease" => vec![NAME, col("Holder", "The holder of the lease."), AGE],
+        "ConfigMap" => vec![NAME, int("Data", "The number of keys."), AGE],
+        "Secret" => vec![
+            NAME,
+            col("Type", "The type of the secret."),
+            int("Data", "The number of keys."),
+            AGE,
+        ],
         _ => vec![NAME, AGE],
     }
 }
@@ -440,6 +447,20 @@ fn cells(kind: &str, o: &Value, now_ms: u64) -> Vec<Value> {
         "Lease" => vec![
             name,
             or_none(s(&o["spec"]["holderIdentity"])),
+            created.into(),
+        ],
+        "ConfigMap" => {
+            let keys = |f: &str| o[f].as_object().map_or(0, |m| m.len());
+            vec![
+                name,
+                (keys("data") + keys("binaryData")).into(),
+                created.into(),
+            ]
+        }
+        "Secret" => vec![
+            name,
+            s(&o["type"]).into(),
+            o["data"].as_object().map_or(0, |m| m.len()).into(),
             created.into(),
         ],
         _ => vec![name, created.into()],

@@ -563,3 +563,86 @@ fn lists_page_on_one_snapshot_and_namespaces_empty_before_they_go() {
         ]
     );
 }
+
+async fn configs_and_secrets(env: Env, admin: Client, log: Log) {
+    use faultline_api::{ConfigMap, Secret};
+    let say = |s: String| log.borrow_mut().push(s);
+    let cm: ConfigMap = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "cfg", "namespace": "default"},
+        "data": {"app.conf": "debug=true\n", "MODE": "fast"},
+        "immutable": true,
+    }))
+    .unwrap();
+    let cm = admin.create(&cm).await.expect("create the ConfigMap");
+    say(format!(
+        "configmap keys: {:?}",
+        cm.data.keys().collect::<Vec<_>>()
+    ));
+    let mut changed = cm.clone();
+    changed.data.insert("MODE".into(), "slow".into());
+    say(format!(
+        "immutable: {}",
+        describe_err(admin.update(&changed).await.map(|_| ()))
+    ));
+    let secret: Secret = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "db", "namespace": "default"},
+        "data": {"user": "YWRtaW4="},
+        "stringData": {"password": "hunter2"},
+    }))
+    .unwrap();
+    let s = admin.create(&secret).await.expect("create the Secret");
+    say(format!(
+        "secret: type {} data {:?} stringData kept: {}",
+        s.secret_type,
+        s.data,
+        !s.string_data.is_empty()
+    ));
+    let bad = raw(
+        &admin,
+        Method::POST,
+        "/api/v1/namespaces/default/secrets",
+        br#"{"metadata":{"name":"bad"},"data":{"a/b":"eA==","token":"not base64"}}"#,
+        "application/json",
+    )
+    .await;
+    say(format!("bad secret: {bad}"));
+    // A node reads a Secret only when a pod bound to it uses it.
+    let n1 = masters().client(&env, masters().credentials.node("n1").unwrap());
+    let get = |c: &Client| {
+        let c = c.clone();
+        async move { describe_err(c.get::<Secret>("default", "db").await.map(|_| ())) }
+    };
+    say(format!("n1 before: {}", get(&n1).await));
+    let mut p = pod("uses-db");
+    p.spec.node_name = "n1".into();
+    p.spec.containers[0].env = vec![serde_json::from_value(serde_json::json!(
+        {"name": "PASSWORD", "valueFrom": {"secretKeyRef": {"name": "db", "key": "password"}}}
+    ))
+    .unwrap()];
+    admin.create(&p).await.expect("create the pod");
+    say(format!("n1 with a pod using it: {}", get(&n1).await));
+    let n2 = masters().client(&env, masters().credentials.node("n2").unwrap());
+    say(format!("n2: {}", get(&n2).await));
+    let listed = n1
+        .list::<Secret>(Some("default"), &ListParams::default())
+        .await
+        .map(|_| ());
+    say(format!("n1 lists: {}", describe_err(listed)));
+}
+
+#[test]
+fn configmaps_and_secrets_are_stored_validated_and_guarded() {
+    assert_eq!(
+        run_script(8, 30, configs_and_secrets),
+        vec![
+            r#"configmap keys: ["MODE", "app.conf"]"#.to_string(),
+            "immutable: 422 Invalid [data]".to_string(),
+            r#"secret: type Opaque data {"password": "aHVudGVyMg==", "user": "YWRtaW4="} stringData kept: false"#.to_string(),
+            "bad secret: 422 Invalid [data[a/b],data[token]]".to_string(),
+            "n1 before: 403 Forbidden []".to_string(),
+            "n1 with a pod using it: ok".to_string(),
+            "n2: 403 Forbidden []".to_string(),
+            "n1 lists: 403 Forbidden []".to_string(),
+        ]
+    );
+}

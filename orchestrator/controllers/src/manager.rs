@@ -34,7 +34,8 @@ use std::cell::RefCell;
 use std::time::Duration;
 
 use faultline_api::{
-    Deployment, Endpoints, Event, Lease, Namespace, Node, Pod, ReplicaSet, Resource, Service,
+    ConfigMap, Deployment, Endpoints, Event, Lease, Namespace, Node, Pod, ReplicaSet, Resource,
+    Secret, Service,
 };
 use faultline_client::{
     ApiError, Change, Client, DeleteParams, Elector, ElectorConfig, Informer, ListParams, WorkQueue,
@@ -328,6 +329,14 @@ macro_rules! with_kind {
             }
             "Namespace" => {
                 type $t = Namespace;
+                $e
+            }
+            "ConfigMap" => {
+                type $t = ConfigMap;
+                $e
+            }
+            "Secret" => {
+                type $t = Secret;
                 $e
             }
             other => panic!("the controllers never touch a {other}"),
@@ -642,7 +651,8 @@ impl Manager {
 
     /// Empties and deletes the namespaces being deleted (see
     /// [`namespace`]). Reads only the caches until some namespace is
-    /// terminating; then lists its events too (they are not cached).
+    /// terminating; then lists its events, ConfigMaps and Secrets too (they
+    /// are not cached).
     async fn namespace_loop(&self) {
         loop {
             self.env
@@ -665,13 +675,21 @@ impl Manager {
                     .filter(|o| o.namespace == *name)
                     .cloned()
                     .collect();
-                match self
-                    .client
-                    .list::<Event>(Some(name), &ListParams::default())
-                    .await
-                {
-                    Ok(events) => inside.extend(events.items.iter().map(ObjectSummary::of)),
-                    Err(_) => continue,
+                // Not cached (events come and go; secrets are kept out of
+                // the manager's memory): listed only while emptying.
+                let all = ListParams::default();
+                let listed = tokio::join!(
+                    self.client.list::<Event>(Some(name), &all),
+                    self.client.list::<ConfigMap>(Some(name), &all),
+                    self.client.list::<Secret>(Some(name), &all),
+                );
+                match listed {
+                    (Ok(events), Ok(configs), Ok(secrets)) => {
+                        inside.extend(events.items.iter().map(ObjectSummary::of));
+                        inside.extend(configs.items.iter().map(ObjectSummary::of));
+                        inside.extend(secrets.items.iter().map(ObjectSummary::of));
+                    }
+                    _ => continue,
                 }
                 for action in namespace::reconcile(ns, &inside) {
                     if !matches!(action, Action::Requeue { .. }) {

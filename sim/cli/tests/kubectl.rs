@@ -14,6 +14,26 @@ use std::time::{Duration, Instant};
 mod up;
 use up::Up;
 
+/// A ConfigMap and a Secret (its password given in the clear, as
+/// `stringData`).
+const CONFIG: &str = "\
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: app-config
+data:
+  MODE: fast
+  app.conf: |
+    debug=true
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: db
+stringData:
+  password: hunter2
+";
+
 /// A pod whose container exits with code 3 a second after it starts.
 const CRASHER: &str = "\
 apiVersion: v1
@@ -392,12 +412,25 @@ fn stock_kubectl_drives_a_faultline_cluster() {
     });
     k.ok(&["delete", "pod", "crasher", "job", "--wait=false"]);
 
+    // ConfigMaps and Secrets: the Secret's clear text is stored as base64.
+    k.apply(CONFIG, &[]);
+    let listed = k.ok(&["get", "configmaps,secrets"]);
+    assert!(
+        listed.contains("configmap/app-config") && listed.contains("secret/db"),
+        "{listed}"
+    );
+    let password = k.ok(&["get", "secret", "db", "-o", "jsonpath={.data.password}"]);
+    assert_eq!(password, "aHVudGVyMg==");
+    let (code, out, err) = k.run(&["delete", "-f", "-"], Some(CONFIG));
+    assert_eq!(code, Some(0), "{out}{err}");
+
     // A namespace, something in it, and its deletion, which takes its content.
     k.apply(
         "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: scratch\n",
         &[],
     );
     k.apply(APP, &["-n", "scratch"]);
+    k.apply(CONFIG, &["-n", "scratch"]);
     k.until(60, &["get", "pods", "-n", "scratch"], |out| {
         rows(out).len() == 3
     });

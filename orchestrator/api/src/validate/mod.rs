@@ -20,6 +20,7 @@ use crate::status::StatusCause;
 use crate::types::*;
 
 mod cluster;
+mod config;
 mod pod;
 mod service;
 mod subresource;

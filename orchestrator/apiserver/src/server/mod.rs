@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use faultline_api::{
-    Deployment, Endpoints, Event, Lease, Namespace, Node, Pod, ReplicaSet, Service,
+    ConfigMap, Deployment, Endpoints, Event, Lease, Namespace, Node, Pod, ReplicaSet, Secret,
+    Service,
 };
 use faultline_env::tls::{TlsClient, TlsServer};
 use faultline_env::{Env, Listener};
@@ -314,6 +315,8 @@ async fn handle(ctx: Rc<Ctx>, req: Request<Incoming>) -> Response<Body> {
         ("", "v1", "pods") => resource::<Pod>(&ctx, &user, req, &r).await,
         ("", "v1", "services") => resource::<Service>(&ctx, &user, req, &r).await,
         ("", "v1", "endpoints") => resource::<Endpoints>(&ctx, &user, req, &r).await,
+        ("", "v1", "configmaps") => resource::<ConfigMap>(&ctx, &user, req, &r).await,
+        ("", "v1", "secrets") => resource::<Secret>(&ctx, &user, req, &r).await,
         ("", "v1", "events") => resource::<Event>(&ctx, &user, req, &r).await,
         ("apps", "v1", "deployments") => resource::<Deployment>(&ctx, &user, req, &r).await,
         ("apps", "v1", "replicasets") => resource::<ReplicaSet>(&ctx, &user, req, &r).await,

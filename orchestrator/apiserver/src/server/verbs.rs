@@ -34,7 +34,7 @@ fn on_node_check<T: Resource>(
 ) -> impl Fn(&T) -> Result<(), Status> {
     let need = match decision {
         Decision::IfPodOnNode(n) => Some(n.clone()),
-        Decision::Allow | Decision::IfNamed(_) => None,
+        Decision::Allow | Decision::IfNamed(_) | Decision::IfUsedOnNode(_) => None,
     };
     let who = user.name.clone();
     move |cur: &T| match &need {
@@ -45,6 +45,31 @@ fn on_node_check<T: Resource>(
         ))),
         _ => Ok(()),
     }
+}
+
+/// Allows a node to read Secret or ConfigMap `ns/name` (`plural`) only
+/// when a pod bound to it uses it.
+async fn used_on_node(
+    ctx: &Rc<Ctx>,
+    user: &User,
+    ns: &str,
+    name: &str,
+    plural: &str,
+    node: &str,
+) -> Result<(), Status> {
+    let (pods, _) = ctx.reg.list::<faultline_api::Pod>(Some(ns)).await?;
+    let used = pods.iter().filter(|p| p.spec.node_name == node).any(|p| {
+        let spec = serde_json::to_value(&p.spec).expect("pods always serialise");
+        crate::auth::pod_uses(&spec, plural, name)
+    });
+    if used {
+        return Ok(());
+    }
+    Err(Status::forbidden(format!(
+        "User {:?} cannot get resource {plural:?} named {name:?} in namespace {ns:?}: \
+         no relationship found between node {node:?} and this object",
+        user.name
+    )))
 }
 
 pub(super) async fn resource<T: Strategy>(
@@ -168,6 +193,9 @@ pub(super) async fn resource<T: Strategy>(
             Ok(json_response(200, &scale_of(&d)))
         }
         "get" => {
+            if let Decision::IfUsedOnNode(node) = &decision {
+                used_on_node(ctx, user, &ns, &name, T::PLURAL, node).await?;
+            }
             let obj: T = ctx.reg.get(&ns, &name).await?;
             if as_table {
                 let rv = obj.meta().resource_version.clone();
