@@ -222,6 +222,12 @@ object!(Container {
     args: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     env: Vec<EnvVar>,
+    /// Every key of a ConfigMap or Secret as a variable (before `env`,
+    /// which wins).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    env_from: Vec<EnvFromSource>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    working_dir: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     ports: Vec<ContainerPort>,
     resources: ResourceRequirements,
@@ -237,11 +243,59 @@ object!(Container {
 });
 object!(EnvVar {
     name: String,
+    /// May refer to earlier variables as `$(NAME)` (`$$` is a `$`).
     #[serde(skip_serializing_if = "String::is_empty")]
     value: String,
-    /// Kept as given (`fieldRef`, `secretKeyRef`, ...).
     #[serde(skip_serializing_if = "Option::is_none")]
-    value_from: Option<serde_json::Value>,
+    value_from: Option<EnvVarSource>,
+});
+object!(
+    /// Where a variable's value comes from: exactly one of these.
+    EnvVarSource {
+        /// The downward API: a field of the pod (`metadata.name`,
+        /// `metadata.namespace`, `metadata.uid`, `spec.nodeName`,
+        /// `status.podIP`, `status.hostIP`, ...).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        field_ref: Option<ObjectFieldSelector>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        config_map_key_ref: Option<KeySelector>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        secret_key_ref: Option<KeySelector>,
+        /// Kept and returned; not resolved (no resource limits are
+        /// exposed to containers here).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        resource_field_ref: Option<serde_json::Value>,
+    }
+);
+object!(ObjectFieldSelector {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    api_version: String,
+    field_path: String,
+});
+object!(
+    /// A key of a ConfigMap or Secret in the pod's namespace.
+    KeySelector {
+        name: String,
+        key: String,
+        /// A missing object or key is then no error: the variable is
+        /// left out.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        optional: Option<bool>,
+    }
+);
+object!(EnvFromSource {
+    /// Prepended to every key.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    prefix: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    config_map_ref: Option<NamedRef>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secret_ref: Option<NamedRef>,
+});
+object!(NamedRef {
+    name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    optional: Option<bool>,
 });
 object!(ContainerPort {
     #[serde(skip_serializing_if = "String::is_empty")]

@@ -21,8 +21,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use faultline_api::{
-    labels, Lease, LeaseSpec, Node, NodeAddress, NodeCondition, ObjectMeta, Pod, Quantity,
-    ResourceList,
+    labels, ConfigMap, Lease, LeaseSpec, Node, NodeAddress, NodeCondition, ObjectMeta, Pod,
+    Quantity, ResourceList, Secret,
 };
 use faultline_client::{Change, Client, DeleteParams, Informer, ListParams};
 use faultline_env::tls::TlsServer;
@@ -30,6 +30,7 @@ use faultline_env::Env;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use crate::envvars;
 use crate::logs::LogBuffer;
 use crate::probe::{probe, ProbeState};
 use crate::runtime::{ContainerId, ContainerInfo, ContainerRuntime, ContainerSpec};
@@ -451,7 +452,20 @@ impl Kubelet {
             let _ = self.runtime.remove(old).await;
         }
         let attempt = start.attempt;
-        let cs = ContainerSpec::from_pod(pod, spec, ip, attempt);
+        let env = match self.container_env(pod, spec, ip).await {
+            Ok(env) => env,
+            Err(message) => {
+                self.env.trace(format_args!(
+                    "kubelet {}: cannot configure {}/{}: {message}",
+                    self.cfg.node_name, pod.metadata.name, spec.name
+                ));
+                return StartOutcome::Failed {
+                    reason: "CreateContainerConfigError",
+                    message,
+                };
+            }
+        };
+        let cs = ContainerSpec::from_pod(pod, spec, ip, attempt).with_env(env);
         match self.runtime.start(cs).await {
             Ok(id) => {
                 self.env.trace(format_args!(
@@ -484,6 +498,37 @@ impl Kubelet {
                 }
             }
         }
+    }
+
+    /// The container's environment (see [`envvars`]), fetching the
+    /// ConfigMaps and Secrets it names (only those: a pod without any
+    /// costs no request).
+    async fn container_env(
+        &self,
+        pod: &Pod,
+        spec: &faultline_api::Container,
+        ip: &str,
+    ) -> Result<Vec<(String, String)>, String> {
+        let ns = &pod.metadata.namespace;
+        let (maps, secrets) = envvars::references(spec);
+        let mut lookups = envvars::Lookups::default();
+        for name in maps {
+            let found = match self.client.get::<ConfigMap>(ns, &name).await {
+                Ok(c) => Some(c),
+                Err(e) if e.is_not_found() => None,
+                Err(e) => return Err(format!("cannot read configmap {name:?}: {e}")),
+            };
+            lookups.config_maps.insert(name, found);
+        }
+        for name in secrets {
+            let found = match self.client.get::<Secret>(ns, &name).await {
+                Ok(s) => Some(s),
+                Err(e) if e.is_not_found() => None,
+                Err(e) => return Err(format!("cannot read secret {name:?}: {e}")),
+            };
+            lookups.secrets.insert(name, found);
+        }
+        envvars::build(pod, spec, &self.cfg.address, ip, &lookups)
     }
 
     /// Probes one container's readiness until it stops running.

@@ -6,6 +6,8 @@
 //!   node's host, so a host crash kills them and forgets them;
 //! - [`apps`]: the built-in applications an image name selects (`echo`,
 //!   `crash`, `sleep`, `exit0`);
+//! - [`envvars`]: a container's environment (`env`, `envFrom`, the
+//!   downward API, ConfigMap and Secret keys) and `$(VAR)` expansion;
 //! - [`logs`]: a container's output ([`LogBuffer`]) and how `kubectl logs`
 //!   reads it ([`LogOptions`]);
 //! - [`probe`]: one readiness probe (HTTP GET or TCP connect against the pod
@@ -25,6 +27,7 @@
 //!   container output to the API server.
 
 pub mod apps;
+pub mod envvars;
 pub mod kubelet;
 pub mod logs;
 pub mod probe;

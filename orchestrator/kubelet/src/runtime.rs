@@ -65,7 +65,13 @@ pub struct ContainerSpec {
     pub container_name: String,
     /// Selects the application (see [`App::parse`]), e.g. `echo:v2`.
     pub image: String,
+    /// The program and its arguments (`$(VAR)` already expanded); the
+    /// built-in runtime's apps take only `args`.
+    pub command: Vec<String>,
     pub args: Vec<String>,
+    /// The environment, in definition order (see [`crate::envvars`]).
+    pub env: Vec<(String, String)>,
+    pub working_dir: String,
     /// The pod's IP: servers listen on `pod_ip:containerPort`.
     pub pod_ip: String,
     pub ports: Vec<ContainerPort>,
@@ -84,11 +90,27 @@ impl ContainerSpec {
             pod_name: pod.metadata.name.clone(),
             container_name: container.name.clone(),
             image: container.image.clone(),
+            command: container.command.clone(),
             args: container.args.clone(),
+            env: Vec::new(),
+            working_dir: container.working_dir.clone(),
             pod_ip: pod_ip.to_string(),
             ports: container.ports.clone(),
             attempt,
         }
+    }
+}
+
+impl ContainerSpec {
+    /// Sets the environment and expands `$(VAR)` in the command and
+    /// arguments with it, as Kubernetes does.
+    pub fn with_env(mut self, env: Vec<(String, String)>) -> ContainerSpec {
+        let vars: BTreeMap<String, String> = env.iter().cloned().collect();
+        for part in self.command.iter_mut().chain(self.args.iter_mut()) {
+            *part = crate::envvars::expand(part, &vars);
+        }
+        self.env = env;
+        self
     }
 }
 

@@ -212,3 +212,70 @@ fn container_output_is_read_through_the_api_from_the_kubelet() {
     ];
     assert_eq!(*log.borrow(), want);
 }
+
+fn config_user(log: Log) -> HostMain {
+    Rc::new(move |env: Env| {
+        let log = log.clone();
+        Box::pin(async move {
+            env.sleep(Duration::from_secs(5)).await;
+            let c = masters().admin(&env);
+            let p: Pod = serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "configured", "namespace": "default"},
+                "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "sleep",
+                    "env": [
+                        {"name": "MODE", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "MODE"}}},
+                        {"name": "PASSWORD", "valueFrom": {"secretKeyRef": {"name": "db", "key": "password"}}}]}]}
+            }))
+            .unwrap();
+            c.create(&p).await.expect("create the pod");
+            let state = |p: &Pod| {
+                let s = &p.status.container_statuses[0].state;
+                match &s.waiting {
+                    Some(w) => format!("{}: {}", w.reason, w.message),
+                    None => s.name().to_string(),
+                }
+            };
+            env.sleep(Duration::from_secs(5)).await;
+            let p: Pod = c.get("default", "configured").await.expect("pod");
+            log.borrow_mut()
+                .push(format!("without them: {}", state(&p)));
+            let cm: faultline_api::ConfigMap = serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "cfg", "namespace": "default"}, "data": {"MODE": "fast"}
+            }))
+            .unwrap();
+            c.create(&cm).await.expect("create the ConfigMap");
+            env.sleep(Duration::from_secs(5)).await;
+            let p: Pod = c.get("default", "configured").await.expect("pod");
+            log.borrow_mut()
+                .push(format!("with the ConfigMap: {}", state(&p)));
+            let s: faultline_api::Secret = serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "db", "namespace": "default"},
+                "stringData": {"password": "hunter2"}
+            }))
+            .unwrap();
+            c.create(&s).await.expect("create the Secret");
+            env.sleep(Duration::from_secs(5)).await;
+            let p: Pod = c.get("default", "configured").await.expect("pod");
+            log.borrow_mut().push(format!("with both: {}", state(&p)));
+        })
+    })
+}
+
+#[test]
+fn a_container_waits_for_the_configmaps_and_secrets_it_reads() {
+    let log: Log = Default::default();
+    let l = log.clone();
+    let kubelet = KubeletConfig::new("n1", "10.1");
+    simulate(13, 30, &masters(), move |world| {
+        world.add_host("n1", "dc-a", masters().node("n1", Some(kubelet), None));
+        world.add_host("user", "dc-a", config_user(l));
+    });
+    assert_eq!(
+        *log.borrow(),
+        [
+            r#"without them: CreateContainerConfigError: configmap "cfg" not found"#,
+            r#"with the ConfigMap: CreateContainerConfigError: secret "db" not found"#,
+            "with both: running",
+        ]
+    );
+}

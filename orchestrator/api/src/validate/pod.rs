@@ -69,6 +69,7 @@ pub(super) fn check_pod_spec(out: &mut Vec<StatusCause>, spec: &PodSpec, path: &
                 }
             }
         }
+        check_env(out, c, &cpath);
         check_resources(out, &c.resources, &field("resources"));
         if let Some(probe) = &c.readiness_probe {
             check_probe(out, probe, &field("readinessProbe"));
@@ -92,6 +93,94 @@ pub(super) fn check_pod_spec(out: &mut Vec<StatusCause>, spec: &PodSpec, path: &
     }
     if !spec.node_name.is_empty() {
         check_subdomain(out, &spec.node_name, &format!("{path}.nodeName"));
+    }
+}
+
+/// The pod fields the downward API gives a container (`fieldRef`).
+pub const DOWNWARD_FIELDS: &[&str] = &[
+    "metadata.name",
+    "metadata.namespace",
+    "metadata.uid",
+    "spec.nodeName",
+    "spec.serviceAccountName",
+    "status.hostIP",
+    "status.hostIPs",
+    "status.podIP",
+    "status.podIPs",
+];
+
+/// Whether `path` is a downward API field: one of [`DOWNWARD_FIELDS`],
+/// or a label or annotation (`metadata.labels['app']`).
+pub fn is_downward_field(path: &str) -> bool {
+    DOWNWARD_FIELDS.contains(&path)
+        || ["metadata.labels['", "metadata.annotations['"]
+            .iter()
+            .any(|p| path.starts_with(p) && path.ends_with("']") && path.len() > p.len() + 2)
+}
+
+fn check_env(out: &mut Vec<StatusCause>, c: &Container, cpath: &str) {
+    for (j, e) in c.env.iter().enumerate() {
+        let epath = format!("{cpath}.env[{j}]");
+        if e.name.is_empty() {
+            out.push(required(&format!("{epath}.name"), ""));
+        }
+        let Some(from) = &e.value_from else { continue };
+        let fpath = format!("{epath}.valueFrom");
+        if !e.value.is_empty() {
+            out.push(invalid(
+                &fpath,
+                "",
+                "may not be specified when `value` is not empty",
+            ));
+        }
+        let sources = [
+            from.field_ref.is_some(),
+            from.config_map_key_ref.is_some(),
+            from.secret_key_ref.is_some(),
+            from.resource_field_ref.is_some(),
+        ];
+        if sources.iter().filter(|s| **s).count() != 1 {
+            out.push(invalid(
+                &fpath,
+                "",
+                "must specify exactly one of: `fieldRef`, `resourceFieldRef`, `configMapKeyRef` or `secretKeyRef`",
+            ));
+        }
+        if let Some(f) = &from.field_ref {
+            if !is_downward_field(&f.field_path) {
+                out.push(not_supported(
+                    &format!("{fpath}.fieldRef.fieldPath"),
+                    &f.field_path,
+                    DOWNWARD_FIELDS,
+                ));
+            }
+        }
+        for (kind, sel) in [
+            ("configMapKeyRef", &from.config_map_key_ref),
+            ("secretKeyRef", &from.secret_key_ref),
+        ] {
+            let Some(sel) = sel else { continue };
+            if sel.name.is_empty() {
+                out.push(required(&format!("{fpath}.{kind}.name"), ""));
+            }
+            if sel.key.is_empty() {
+                out.push(required(&format!("{fpath}.{kind}.key"), ""));
+            }
+        }
+    }
+    for (j, e) in c.env_from.iter().enumerate() {
+        let epath = format!("{cpath}.envFrom[{j}]");
+        match (&e.config_map_ref, &e.secret_ref) {
+            (Some(r), None) | (None, Some(r)) if r.name.is_empty() => {
+                out.push(required(&format!("{epath}.name"), ""));
+            }
+            (Some(_), None) | (None, Some(_)) => {}
+            _ => out.push(invalid(
+                &epath,
+                "",
+                "must specify exactly one of: `configMapRef` or `secretRef`",
+            )),
+        }
     }
 }
 

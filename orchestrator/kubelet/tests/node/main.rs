@@ -81,7 +81,7 @@ pub fn spec(
                 ..ContainerPort::default()
             })
             .collect(),
-        attempt: 0,
+        ..ContainerSpec::default()
     }
 }
 

@@ -149,7 +149,7 @@ impl Cluster {
                 container_port: i32::from(POD_PORT),
                 ..ContainerPort::default()
             }],
-            attempt: 0,
+            ..ContainerSpec::default()
         };
         self.pods[host].1.start(spec).await.expect("echo starts")
     }
