@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 
 use base64::Engine;
-use faultline_api::{ConfigMap, Container, Pod, Secret};
+use faultline_api::{ConfigMap, Container, KeySelector, Pod, Secret};
 
 /// The ConfigMaps and Secrets of the pod's namespace a container refers
 /// to, as fetched: `None` when the API says there is none of that name.
@@ -124,6 +124,30 @@ pub fn expand(text: &str, vars: &BTreeMap<String, String>) -> String {
     out
 }
 
+/// The value of key `k.key` of the ConfigMap or Secret (`kind`) whose
+/// `values` were found (`None`: no such object): `Ok(None)` when it is
+/// missing but optional.
+fn key_value(
+    values: Option<BTreeMap<String, String>>,
+    k: &KeySelector,
+    kind: &str,
+    ns: &str,
+) -> Result<Option<String>, String> {
+    let optional = k.optional == Some(true);
+    match values {
+        Some(values) => match values.get(&k.key) {
+            Some(v) => Ok(Some(v.clone())),
+            None if optional => Ok(None),
+            None => Err(format!(
+                "couldn't find key {} in {kind} {ns}/{}",
+                k.key, k.name
+            )),
+        },
+        None if optional => Ok(None),
+        None => Err(format!("{} {:?} not found", kind.to_lowercase(), k.name)),
+    }
+}
+
 /// The environment of `container` of `pod` (running on a node at
 /// `host_ip`, with `pod_ip`), in definition order, later names replacing
 /// earlier ones; or why it cannot be built.
@@ -170,35 +194,15 @@ pub fn build(
                     })?
                 } else if let Some(k) = &from.config_map_key_ref {
                     let found = lookups.config_maps.get(&k.name).cloned().flatten();
-                    match found.as_ref().map(config_values) {
-                        Some(values) => match values.get(&k.key) {
-                            Some(v) => v.clone(),
-                            None if k.optional == Some(true) => continue,
-                            None => {
-                                return Err(format!(
-                                    "couldn't find key {} in ConfigMap {ns}/{}",
-                                    k.key, k.name
-                                ))
-                            }
-                        },
-                        None if k.optional == Some(true) => continue,
-                        None => return Err(format!("configmap {:?} not found", k.name)),
+                    match key_value(found.as_ref().map(config_values), k, "ConfigMap", ns)? {
+                        Some(v) => v,
+                        None => continue,
                     }
                 } else if let Some(k) = &from.secret_key_ref {
                     let found = lookups.secrets.get(&k.name).cloned().flatten();
-                    match found.as_ref().map(secret_values) {
-                        Some(values) => match values.get(&k.key) {
-                            Some(v) => v.clone(),
-                            None if k.optional == Some(true) => continue,
-                            None => {
-                                return Err(format!(
-                                    "couldn't find key {} in Secret {ns}/{}",
-                                    k.key, k.name
-                                ))
-                            }
-                        },
-                        None if k.optional == Some(true) => continue,
-                        None => return Err(format!("secret {:?} not found", k.name)),
+                    match key_value(found.as_ref().map(secret_values), k, "Secret", ns)? {
+                        Some(v) => v,
+                        None => continue,
                     }
                 } else {
                     // resourceFieldRef: kept in the spec, not resolved.
