@@ -40,7 +40,10 @@ pub fn pod_spec(spec: &mut PodSpec) {
         for p in &mut c.ports {
             tcp(&mut p.protocol);
         }
-        if let Some(p) = &mut c.readiness_probe {
+        for p in [&mut c.readiness_probe, &mut c.liveness_probe]
+            .into_iter()
+            .flatten()
+        {
             probe(p);
         }
     }

@@ -233,6 +233,10 @@ object!(Container {
     resources: ResourceRequirements,
     #[serde(skip_serializing_if = "Option::is_none")]
     readiness_probe: Option<Probe>,
+    /// Failing this `failureThreshold` times in a row kills the container,
+    /// which then restarts as its pod's `restartPolicy` says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    liveness_probe: Option<Probe>,
     /// Kept and returned: images are built in, nothing is pulled.
     #[serde(skip_serializing_if = "String::is_empty")]
     image_pull_policy: String,

@@ -32,7 +32,7 @@ use tokio::time::Instant;
 
 use crate::envvars;
 use crate::logs::LogBuffer;
-use crate::probe::{probe, ProbeState};
+use crate::probe::{probe, ProbeResult, ProbeState};
 use crate::runtime::{ContainerId, ContainerInfo, ContainerRuntime, ContainerSpec};
 use crate::server::{LogRefusal, NodeLogs, KUBELET_PORT};
 use crate::sync::{
@@ -100,6 +100,8 @@ struct Worker {
     /// uid and container name (`kubectl logs --previous` once the new
     /// one runs). Dropped with the pod; lost when the kubelet restarts.
     retired: BTreeMap<(String, String), (ContainerId, Rc<LogBuffer>)>,
+    /// Running containers with a liveness prober.
+    liveness: BTreeSet<ContainerId>,
 }
 
 struct Kubelet {
@@ -129,6 +131,7 @@ pub async fn run(env: Env, client: Client, runtime: Rc<dyn ContainerRuntime>, cf
             next_ip: 1,
             finalized: BTreeSet::new(),
             retired: BTreeMap::new(),
+            liveness: BTreeSet::new(),
         }),
         wake: Notify::new(),
     });
@@ -326,6 +329,86 @@ impl Kubelet {
                 .collect();
             self.sync_pod(pod, &mine).await;
         }
+        self.watch_liveness(&pods, &running);
+    }
+
+    /// Gives every running container whose spec has a liveness probe a
+    /// prober (containers started in this pass get theirs on the next; the
+    /// first probe waits `initialDelaySeconds` from the container's start
+    /// anyway). Adopted containers get one too, after a kubelet restart.
+    fn watch_liveness(self: &Rc<Self>, pods: &[Rc<Pod>], containers: &[ContainerInfo]) {
+        for c in containers.iter().filter(|c| c.state.is_running()) {
+            if self.state.borrow().liveness.contains(&c.id) {
+                continue;
+            }
+            let Some(pod) = pods.iter().find(|p| p.metadata.uid == c.pod_uid) else {
+                continue;
+            };
+            if pod.metadata.deletion_timestamp.is_some() {
+                continue;
+            }
+            let Some(spec) = pod
+                .spec
+                .containers
+                .iter()
+                .find(|s| s.name == c.container_name)
+            else {
+                continue;
+            };
+            let Some(p) = spec.liveness_probe.clone() else {
+                continue;
+            };
+            self.state.borrow_mut().liveness.insert(c.id.clone());
+            self.env.spawn(
+                self.clone()
+                    .liveness_prober(c.clone(), p, spec.ports.clone()),
+            );
+        }
+    }
+
+    /// Probes one container's liveness until it stops running; after
+    /// `failureThreshold` failures in a row, kills it (the sync loop then
+    /// restarts it as the pod's `restartPolicy` says, with its back-off).
+    async fn liveness_prober(
+        self: Rc<Self>,
+        c: ContainerInfo,
+        p: faultline_api::Probe,
+        ports: Vec<faultline_api::ContainerPort>,
+    ) {
+        let state = ProbeState::new(&p);
+        let threshold = p.failure_threshold.max(1) as u32;
+        self.env
+            .sleep_until(c.started_at + state.initial_delay())
+            .await;
+        let mut failures = 0u32;
+        loop {
+            let alive = self
+                .runtime
+                .list()
+                .await
+                .iter()
+                .any(|x| x.id == c.id && x.state.is_running());
+            if !alive {
+                break;
+            }
+            match probe(&self.env, &c.pod_ip, &p, &ports).await {
+                ProbeResult::Success => failures = 0,
+                ProbeResult::Failure(why) => {
+                    failures += 1;
+                    if failures >= threshold {
+                        self.env.trace(format_args!(
+                            "kubelet {}: {}/{} container {} failed its liveness probe ({why}), killing it",
+                            self.cfg.node_name, c.pod_namespace, c.pod_name, c.container_name
+                        ));
+                        let _ = self.runtime.stop(&c.id).await;
+                        self.wake.notify_one();
+                        break;
+                    }
+                }
+            }
+            self.env.sleep(state.period()).await;
+        }
+        self.state.borrow_mut().liveness.remove(&c.id);
     }
 
     /// One pod's pass: [`sync::plan_pod`] and [`PodSync`] decide, this

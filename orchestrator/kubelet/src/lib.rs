@@ -10,7 +10,7 @@
 //!   downward API, ConfigMap and Secret keys) and `$(VAR)` expansion;
 //! - [`logs`]: a container's output ([`LogBuffer`]) and how `kubectl logs`
 //!   reads it ([`LogOptions`]);
-//! - [`probe`]: one readiness probe (HTTP GET or TCP connect against the pod
+//! - [`probe`]: one readiness or liveness probe (HTTP GET or TCP connect against the pod
 //!   IP) and [`ProbeState`], the success/failure threshold machine.
 //!
 //! The kubelet's sync loop (API-facing) sits on top: it decides what should

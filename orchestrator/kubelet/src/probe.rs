@@ -1,6 +1,7 @@
-//! Readiness probes: one probe against a pod IP ([`probe`]) and the
-//! threshold machine that turns a run of results into ready / not ready
-//! ([`ProbeState`]).
+//! Probes: one probe against a pod IP ([`probe`]) and the threshold
+//! machine that turns a run of readiness results into ready / not ready
+//! ([`ProbeState`]). Liveness probes use the same probe and timings; the
+//! kubelet kills a container after `failureThreshold` failures in a row.
 //!
 //! Kubernetes semantics: a container is not ready until a probe succeeds
 //! (`successThreshold` times in a row, default 1); once ready it stays ready

@@ -279,3 +279,72 @@ fn a_container_waits_for_the_configmaps_and_secrets_it_reads() {
         ]
     );
 }
+
+fn liveness_user(log: Log) -> HostMain {
+    Rc::new(move |env: Env| {
+        let log = log.clone();
+        Box::pin(async move {
+            env.sleep(Duration::from_secs(5)).await;
+            let c = masters().admin(&env);
+            let probed = |name: &str, probe: serde_json::Value| -> Pod {
+                serde_json::from_value(serde_json::json!({
+                    "metadata": {"name": name, "namespace": "default"},
+                    "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "echo",
+                        "ports": [{"containerPort": 8080}], "livenessProbe": probe}]}
+                }))
+                .unwrap()
+            };
+            let healthy = probed(
+                "healthy",
+                serde_json::json!({"httpGet": {"path": "/healthz", "port": 8080}, "periodSeconds": 1}),
+            );
+            let wedged = probed(
+                "wedged",
+                serde_json::json!({"tcpSocket": {"port": 9999}, "periodSeconds": 1,
+                                   "failureThreshold": 2, "initialDelaySeconds": 1}),
+            );
+            for p in [healthy, wedged] {
+                c.create(&p).await.expect("create");
+            }
+            env.sleep(Duration::from_secs(40)).await;
+            for name in ["healthy", "wedged"] {
+                let p: Pod = c.get("default", name).await.expect("pod");
+                let s = &p.status.container_statuses[0];
+                let last = s
+                    .last_state
+                    .terminated
+                    .as_ref()
+                    .map(|t| t.exit_code.to_string())
+                    .unwrap_or_else(|| "none".into());
+                log.borrow_mut().push(format!(
+                    "{name}: restarted {} last exit {last}",
+                    if s.restart_count >= 2 {
+                        "2+ times"
+                    } else if s.restart_count == 0 {
+                        "never"
+                    } else {
+                        "once"
+                    }
+                ));
+            }
+        })
+    })
+}
+
+#[test]
+fn a_container_failing_its_liveness_probe_is_restarted() {
+    let log: Log = Default::default();
+    let l = log.clone();
+    let kubelet = KubeletConfig::new("n1", "10.1");
+    simulate(14, 60, &masters(), move |world| {
+        world.add_host("n1", "dc-a", masters().node("n1", Some(kubelet), None));
+        world.add_host("user", "dc-a", liveness_user(l));
+    });
+    assert_eq!(
+        *log.borrow(),
+        [
+            "healthy: restarted never last exit none",
+            "wedged: restarted 2+ times last exit 137",
+        ]
+    );
+}

@@ -74,6 +74,16 @@ pub(super) fn check_pod_spec(out: &mut Vec<StatusCause>, spec: &PodSpec, path: &
         if let Some(probe) = &c.readiness_probe {
             check_probe(out, probe, &field("readinessProbe"));
         }
+        if let Some(probe) = &c.liveness_probe {
+            check_probe(out, probe, &field("livenessProbe"));
+            if probe.success_threshold > 1 {
+                out.push(invalid(
+                    &field("livenessProbe.successThreshold"),
+                    probe.success_threshold,
+                    "must be 1",
+                ));
+            }
+        }
     }
     check_one_of(
         out,
