@@ -337,14 +337,21 @@ impl Kubelet {
     /// first probe waits `initialDelaySeconds` from the container's start
     /// anyway). Adopted containers get one too, after a kubelet restart.
     fn watch_liveness(self: &Rc<Self>, pods: &[Rc<Pod>], containers: &[ContainerInfo]) {
+        // Usually none: then nothing else is looked at.
+        let probed: BTreeMap<&str, &Rc<Pod>> = pods
+            .iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .filter(|p| p.spec.containers.iter().any(|c| c.liveness_probe.is_some()))
+            .map(|p| (p.metadata.uid.as_str(), p))
+            .collect();
+        if probed.is_empty() {
+            return;
+        }
         for c in containers.iter().filter(|c| c.state.is_running()) {
-            if self.state.borrow().liveness.contains(&c.id) {
-                continue;
-            }
-            let Some(pod) = pods.iter().find(|p| p.metadata.uid == c.pod_uid) else {
+            let Some(pod) = probed.get(c.pod_uid.as_str()) else {
                 continue;
             };
-            if pod.metadata.deletion_timestamp.is_some() {
+            if self.state.borrow().liveness.contains(&c.id) {
                 continue;
             }
             let Some(spec) = pod
