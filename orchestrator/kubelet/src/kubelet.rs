@@ -601,24 +601,34 @@ impl Kubelet {
     ) -> Result<Vec<(String, String)>, String> {
         let ns = &pod.metadata.namespace;
         let (maps, secrets) = envvars::references(spec);
-        let mut lookups = envvars::Lookups::default();
-        for name in maps {
-            let found = match self.client.get::<ConfigMap>(ns, &name).await {
-                Ok(c) => Some(c),
-                Err(e) if e.is_not_found() => None,
-                Err(e) => return Err(format!("cannot read configmap {name:?}: {e}")),
-            };
-            lookups.config_maps.insert(name, found);
-        }
-        for name in secrets {
-            let found = match self.client.get::<Secret>(ns, &name).await {
-                Ok(s) => Some(s),
-                Err(e) if e.is_not_found() => None,
-                Err(e) => return Err(format!("cannot read secret {name:?}: {e}")),
-            };
-            lookups.secrets.insert(name, found);
-        }
+        let lookups = envvars::Lookups {
+            config_maps: self.fetch::<ConfigMap>(ns, maps).await?,
+            secrets: self.fetch::<Secret>(ns, secrets).await?,
+        };
         envvars::build(pod, spec, &self.cfg.address, ip, &lookups)
+    }
+
+    /// The objects of kind `T` named `names` in `ns`, `None` for those the
+    /// API does not have; an error naming the object when the API cannot
+    /// tell.
+    async fn fetch<T: faultline_api::Resource>(
+        &self,
+        ns: &str,
+        names: Vec<String>,
+    ) -> Result<BTreeMap<String, Option<T>>, String> {
+        let mut found = BTreeMap::new();
+        for name in names {
+            let got = match self.client.get::<T>(ns, &name).await {
+                Ok(o) => Some(o),
+                Err(e) if e.is_not_found() => None,
+                Err(e) => {
+                    let kind = T::KIND.to_lowercase();
+                    return Err(format!("cannot read {kind} {name:?}: {e}"));
+                }
+            };
+            found.insert(name, got);
+        }
+        Ok(found)
     }
 
     /// Probes one container's readiness until it stops running.
