@@ -382,36 +382,23 @@ impl Kubelet {
         p: faultline_api::Probe,
         ports: Vec<faultline_api::ContainerPort>,
     ) {
-        let state = ProbeState::new(&p);
-        let threshold = p.failure_threshold.max(1) as u32;
+        // The same threshold machine (and defaults) as readiness: the
+        // container is killed once it counts as failing.
+        let mut state = ProbeState::new(&p);
         self.env
-            .sleep_until(c.started_at + state.initial_delay())
+            .sleep_until(state.first_probe_at(c.started_at))
             .await;
-        let mut failures = 0u32;
-        loop {
-            let alive = self
-                .runtime
-                .list()
-                .await
-                .iter()
-                .any(|x| x.id == c.id && x.state.is_running());
-            if !alive {
+        while self.is_running(c.id.as_str()).await {
+            let result = probe(&self.env, &c.pod_ip, &p, &ports).await;
+            state.observe(result.is_success());
+            if let (true, ProbeResult::Failure(why)) = (state.failing(), result) {
+                self.env.trace(format_args!(
+                    "kubelet {}: {}/{} container {} failed its liveness probe ({why}), killing it",
+                    self.cfg.node_name, c.pod_namespace, c.pod_name, c.container_name
+                ));
+                let _ = self.runtime.stop(&c.id).await;
+                self.wake.notify_one();
                 break;
-            }
-            match probe(&self.env, &c.pod_ip, &p, &ports).await {
-                ProbeResult::Success => failures = 0,
-                ProbeResult::Failure(why) => {
-                    failures += 1;
-                    if failures >= threshold {
-                        self.env.trace(format_args!(
-                            "kubelet {}: {}/{} container {} failed its liveness probe ({why}), killing it",
-                            self.cfg.node_name, c.pod_namespace, c.pod_name, c.container_name
-                        ));
-                        let _ = self.runtime.stop(&c.id).await;
-                        self.wake.notify_one();
-                        break;
-                    }
-                }
             }
             self.env.sleep(state.period()).await;
         }
@@ -631,6 +618,15 @@ impl Kubelet {
         Ok(found)
     }
 
+    /// Whether the runtime runs container `id` (the probers' stop test).
+    async fn is_running(&self, id: &str) -> bool {
+        self.runtime
+            .list()
+            .await
+            .iter()
+            .any(|c| c.id.as_str() == id && c.state.is_running())
+    }
+
     /// Probes one container's readiness until it stops running.
     async fn prober(
         self: Rc<Self>,
@@ -643,13 +639,7 @@ impl Kubelet {
         let mut state = ProbeState::new(&p);
         self.env.sleep_until(state.first_probe_at(started)).await;
         loop {
-            let alive = self
-                .runtime
-                .list()
-                .await
-                .iter()
-                .any(|c| c.id.as_str() == id && c.state.is_running());
-            if !alive {
+            if !self.is_running(&id).await {
                 self.state.borrow_mut().ready.remove(&id);
                 return;
             }

@@ -217,6 +217,12 @@ impl ProbeState {
         self.ready
     }
 
+    /// Whether the last `failureThreshold` probes all failed (a liveness
+    /// probe's verdict: the container is to be killed).
+    pub fn failing(&self) -> bool {
+        self.failures >= self.failure_threshold
+    }
+
     /// Back to not ready with no history (the container restarted).
     pub fn reset(&mut self) {
         self.successes = 0;
@@ -298,6 +304,25 @@ mod tests {
         assert!(!s.observe(false));
         assert!(!s.observe(false));
         assert!(s.observe(true));
+    }
+
+    #[test]
+    fn failing_means_failure_threshold_failures_in_a_row() {
+        let mut s = ProbeState::new(&probe_with(1, 2));
+        s.observe(false);
+        assert!(!s.failing());
+        s.observe(true);
+        s.observe(false);
+        assert!(!s.failing(), "a success broke the run");
+        s.observe(false);
+        assert!(s.failing());
+        // An unset threshold takes Kubernetes' default of 3.
+        let mut d = ProbeState::new(&probe_with(1, 0));
+        d.observe(false);
+        d.observe(false);
+        assert!(!d.failing());
+        d.observe(false);
+        assert!(d.failing());
     }
 
     #[test]
