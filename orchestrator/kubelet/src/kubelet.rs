@@ -396,7 +396,11 @@ impl Kubelet {
                     "kubelet {}: {}/{} container {} failed its liveness probe ({why}), killing it",
                     self.cfg.node_name, c.pod_namespace, c.pod_name, c.container_name
                 ));
-                let _ = self.runtime.stop(&c.id).await;
+                let grace = self
+                    .pods
+                    .get_shared(&c.pod_namespace, &c.pod_name)
+                    .map_or(sync::DEFAULT_GRACE, |p| sync::grace_period(&p));
+                let _ = self.runtime.stop(&c.id, grace).await;
                 self.wake.notify_one();
                 break;
             }
@@ -411,16 +415,27 @@ impl Kubelet {
         let finalized = self.state.borrow().finalized.contains(&pod.metadata.uid);
         match sync::plan_pod(pod, containers, finalized) {
             PodPlan::Delete { remove, delete } => {
+                // Each container gets its grace period to end; it is
+                // removed once it has (at once for a runtime whose
+                // containers end when told), and the pod is deleted from
+                // the API when all are gone.
+                let grace = sync::grace_period(pod);
+                let mut left = 0;
                 for id in &remove {
-                    let _ = self.runtime.remove(id).await;
+                    let _ = self.runtime.stop(id, grace).await;
+                    if self.is_running(id.as_str()).await {
+                        left += 1;
+                    } else {
+                        let _ = self.runtime.remove(id).await;
+                    }
                 }
-                if delete {
+                if delete && left == 0 {
                     self.delete_pod(pod).await;
                 }
             }
             PodPlan::Stop(running) => {
                 for id in &running {
-                    let _ = self.runtime.stop(id).await;
+                    let _ = self.runtime.stop(id, sync::grace_period(pod)).await;
                 }
             }
             PodPlan::Run => self.run_pod(pod, containers).await,

@@ -15,9 +15,10 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
 use std::rc::Rc;
+use std::time::Duration;
 
 use async_trait::async_trait;
-use faultline_api::{Container, ContainerPort, Pod};
+use faultline_api::{Container, ContainerPort, Pod, ResourceRequirements};
 use faultline_env::Env;
 use rand::RngCore;
 use tokio::task::JoinHandle;
@@ -75,6 +76,8 @@ pub struct ContainerSpec {
     /// The pod's IP: servers listen on `pod_ip:containerPort`.
     pub pod_ip: String,
     pub ports: Vec<ContainerPort>,
+    /// Requests and limits (real runtimes enforce the limits).
+    pub resources: ResourceRequirements,
     /// How many times the kubelet started this container of this pod
     /// before (its restart count); reported back unchanged, as CRI's
     /// `metadata.attempt`.
@@ -96,6 +99,7 @@ impl ContainerSpec {
             working_dir: container.working_dir.clone(),
             pod_ip: pod_ip.to_string(),
             ports: container.ports.clone(),
+            resources: container.resources.clone(),
             attempt,
         }
     }
@@ -165,6 +169,13 @@ pub struct ContainerInfo {
     pub started_at: Instant,
     /// The spec's [`ContainerSpec::attempt`].
     pub attempt: u32,
+    /// Why it ended, when the runtime knows better than its exit code
+    /// (`OOMKilled`, `StartError`); `None` gives Kubernetes' `Completed`
+    /// or `Error`.
+    pub exit_reason: Option<String>,
+    /// What the runtime has to say about the end (the `exec` error of a
+    /// command that could not start); empty when nothing.
+    pub exit_message: String,
 }
 
 /// Why the runtime refused a request. The kubelet sees these and reports
@@ -203,6 +214,19 @@ pub enum RuntimeError {
     /// incarnation of the node). Treat it as gone.
     #[error("no container {id} on this node")]
     NotFound { id: ContainerId },
+    /// The image is not on the node, and nothing pulls images here (there
+    /// is no registry): build or load it on the node first.
+    #[error("image {image:?} is not present on this node (nothing is pulled; build or load it there first): {message}")]
+    ImageNotPresent { image: String, message: String },
+    /// The container spec cannot be run by this runtime as it stands (no
+    /// command for the process runtime, a volume it cannot mount).
+    /// Permanent until the pod spec changes.
+    #[error("{message}")]
+    BadSpec { message: String },
+    /// The runtime itself failed (its daemon unreachable, a file it could
+    /// not write). Retried after a back-off.
+    #[error("container runtime: {message}")]
+    Failed { message: String },
 }
 
 impl RuntimeError {
@@ -213,12 +237,15 @@ impl RuntimeError {
             // Not on the node, and nothing will fetch it (there is no
             // registry): Kubernetes' word for an image that is not present
             // under `imagePullPolicy: Never`.
-            RuntimeError::UnknownImage { .. } => "ErrImageNeverPull",
+            RuntimeError::UnknownImage { .. } | RuntimeError::ImageNotPresent { .. } => {
+                "ErrImageNeverPull"
+            }
             RuntimeError::BadArgument { .. }
             | RuntimeError::BadPort { .. }
             | RuntimeError::NoPodIp { .. }
-            | RuntimeError::NotFound { .. } => "CreateContainerError",
-            RuntimeError::Listen { .. } => "RunContainerError",
+            | RuntimeError::NotFound { .. }
+            | RuntimeError::BadSpec { .. } => "CreateContainerError",
+            RuntimeError::Listen { .. } | RuntimeError::Failed { .. } => "RunContainerError",
         }
     }
 }
@@ -231,14 +258,19 @@ pub trait ContainerRuntime {
     /// Starts a container and returns its id once it runs (its servers, if
     /// any, already listen).
     async fn start(&self, spec: ContainerSpec) -> Result<ContainerId, RuntimeError>;
-    /// Stops a container at once (no grace period); it is kept, exited with
-    /// [`EXIT_CODE_KILLED`], until removed. Stopping an exited container does
-    /// nothing. When this returns, the container's ports are free.
-    async fn stop(&self, id: &ContainerId) -> Result<(), RuntimeError>;
+    /// Stops a container: asks it to end (SIGTERM) and kills it once
+    /// `grace` has passed (SIGKILL; at once when `grace` is zero). It is
+    /// kept, exited, until removed. Stopping an exited container, or one
+    /// already stopping, does nothing. May return before the container has
+    /// ended: [`ContainerRuntime::list`] shows when it has. ([`SimRuntime`]'s
+    /// applications have no shutdown to run: they end at once, whatever
+    /// the grace, and their ports are free when this returns.)
+    async fn stop(&self, id: &ContainerId, grace: Duration) -> Result<(), RuntimeError>;
     /// Every container this runtime knows, running or exited, in start
     /// order.
     async fn list(&self) -> Vec<ContainerInfo>;
-    /// Stops the container if it runs and forgets it.
+    /// Kills the container if it runs (no grace), forgets it and frees
+    /// what it held (its ports among them) before returning.
     async fn remove(&self, id: &ContainerId) -> Result<(), RuntimeError>;
     /// The container's output (stdout and stderr), while the runtime keeps
     /// the container; closed once it exited.
@@ -273,6 +305,8 @@ impl Entry {
             state: *self.state.borrow(),
             started_at: self.started_at,
             attempt: self.spec.attempt,
+            exit_reason: None,
+            exit_message: String::new(),
         }
     }
 }
@@ -355,7 +389,7 @@ impl ContainerRuntime for SimRuntime {
         Ok(id)
     }
 
-    async fn stop(&self, id: &ContainerId) -> Result<(), RuntimeError> {
+    async fn stop(&self, id: &ContainerId, _grace: Duration) -> Result<(), RuntimeError> {
         let (task, state, log) = {
             let mut table = self.table.borrow_mut();
             let entry = table
@@ -393,7 +427,7 @@ impl ContainerRuntime for SimRuntime {
     }
 
     async fn remove(&self, id: &ContainerId) -> Result<(), RuntimeError> {
-        self.stop(id).await?;
+        self.stop(id, Duration::ZERO).await?;
         self.table.borrow_mut().remove(id);
         self.env.trace(format_args!("container {id} removed"));
         Ok(())

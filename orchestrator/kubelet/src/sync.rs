@@ -152,6 +152,18 @@ pub fn plan_pod(pod: &Pod, containers: &[&ContainerInfo], finalized: bool) -> Po
     PodPlan::Run
 }
 
+/// Kubernetes' default `terminationGracePeriodSeconds`.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(30);
+
+/// How long a container of `pod` has between SIGTERM and SIGKILL: its
+/// `terminationGracePeriodSeconds` (30 s when unset, none when negative).
+pub fn grace_period(pod: &Pod) -> Duration {
+    match pod.spec.termination_grace_period_seconds {
+        None => DEFAULT_GRACE,
+        Some(s) => Duration::from_secs(s.max(0) as u64),
+    }
+}
+
 /// The pod's `restartPolicy`, `Always` when empty.
 pub fn restart_policy(pod: &Pod) -> &str {
     match pod.spec.restart_policy.as_str() {
@@ -301,6 +313,12 @@ impl<'a, 'c> PodSync<'a, 'c> {
             return st.clone();
         }
         let mut ended = ContainerStatusState::terminated(c.id.as_str(), code);
+        if let Some(t) = ended.terminated.as_mut() {
+            if let Some(reason) = &c.exit_reason {
+                t.reason = reason.clone();
+            }
+            t.message = c.exit_message.clone();
+        }
         if let (Some(wall), Some(t), ContainerState::Exited { at, .. }) =
             (self.wall_ms, ended.terminated.as_mut(), c.state)
         {
@@ -640,6 +658,8 @@ mod tests {
             state,
             started_at: t0(),
             attempt,
+            exit_reason: None,
+            exit_message: String::new(),
         }
     }
 

@@ -7,6 +7,7 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use faultline_kubelet::{
@@ -171,8 +172,8 @@ impl ContainerRuntime for LedgerRuntime {
         Ok(id)
     }
 
-    async fn stop(&self, id: &ContainerId) -> Result<(), RuntimeError> {
-        let r = self.inner.stop(id).await;
+    async fn stop(&self, id: &ContainerId, grace: Duration) -> Result<(), RuntimeError> {
+        let r = self.inner.stop(id, grace).await;
         self.ledger.end(id.as_str(), None);
         r
     }

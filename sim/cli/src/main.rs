@@ -49,14 +49,22 @@ enum Command {
     Sim(SimCommand),
     /// Run one store replica (a master) for real, over TCP, with its data on disk.
     Master(master::MasterArgs),
-    /// Run one worker node for real: the kubelet (built-in apps as
-    /// containers, on their own pod IPs) and the node's service proxy.
+    /// Run one worker node for real: the kubelet (containers from the
+    /// built-in apps, programs of this machine or Docker images, each pod
+    /// on its own IP) and the node's service proxy.
     Node(node::NodeArgs),
     /// Bring a whole cluster up for real on this machine (masters and
     /// nodes on loopback addresses, one process each) until Ctrl-C.
     Up(up::UpArgs),
     // (Its help text is on `ReportArgs`.)
     Report(report::ReportArgs),
+    /// The process runtime's container shim (started by `faultline node
+    /// --runtime process`, one per container; not for use by hand).
+    #[command(hide = true)]
+    Shim {
+        /// The container's directory.
+        dir: PathBuf,
+    },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -148,6 +156,7 @@ fn main() -> ExitCode {
         Command::Node(args) => node::run(args),
         Command::Up(args) => up::run(args),
         Command::Report(args) => report::run(args),
+        Command::Shim { dir } => ExitCode::from(faultline_cri::shim::main(&dir) as u8),
     }
 }
 

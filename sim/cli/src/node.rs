@@ -3,12 +3,14 @@
 //! TCP. The kubelet serves its containers' output to the API servers on
 //! port 10250 (HTTPS, clients verified against the cluster CA).
 //!
-//! Containers run in this process on the kubelet's built-in runtime (the
-//! same one the simulator uses: the `echo`, `sleep`, `crash` and `exit0`
-//! apps), each listening on its own pod IP. On one machine the pod IPs are
-//! loopback addresses (`--pod-ip-prefix 127.11` gives `127.11.0.1`, ...):
-//! Linux routes all of 127/8 to `lo`, so the other nodes' proxies reach
-//! them.
+//! Containers run on the runtime `--runtime` names: `builtin` runs them in
+//! this process (the simulator's runtime: the `echo`, `sleep`, `crash` and
+//! `exit0` apps); `process` runs the container's command as a program of
+//! this machine, under a shim that outlives the node process (see
+//! `faultline_cri::process`). Each pod listens on its own pod IP. On one
+//! machine the pod IPs are loopback addresses (`--pod-ip-prefix 127.11`
+//! gives `127.11.0.1`, ...): Linux routes all of 127/8 to `lo`, so the
+//! other nodes' proxies reach them.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -18,9 +20,29 @@ use clap::Args;
 use faultline_api::{labels, Quantity};
 use faultline_apiserver::Role;
 use faultline_env::tls::{TlsClient, TlsServer};
-use faultline_kubelet::{KubeletConfig, SimRuntime};
+use faultline_kubelet::{ContainerRuntime, KubeletConfig, SimRuntime};
 use faultline_proxy::ProxyConfig;
 use faultline_roles::{start_node, NodeSpec};
+
+/// What runs a node's containers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum RuntimeKind {
+    /// The built-in apps (`echo`, `sleep`, `crash`, `exit0`), as tasks of
+    /// the node process, as in the simulator.
+    Builtin,
+    /// The container's command and args as a program of this machine, one
+    /// shim per container (they keep running across a node restart).
+    Process,
+}
+
+impl RuntimeKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            RuntimeKind::Builtin => "builtin",
+            RuntimeKind::Process => "process",
+        }
+    }
+}
 
 #[derive(Args)]
 pub struct NodeArgs {
@@ -82,7 +104,12 @@ pub struct NodeArgs {
     /// Most pods the node takes.
     #[arg(long, default_value_t = 110)]
     pods: u32,
-    /// Where the node may keep files (the built-in runtime keeps none).
+    /// What runs the containers.
+    #[arg(long, value_enum, default_value_t = RuntimeKind::Builtin)]
+    runtime: RuntimeKind,
+    /// Where the node keeps its files: the process runtime's containers
+    /// (`containers/ID`: their output, pids and exit codes), which a
+    /// restarted node adopts (default: TMPDIR/faultline-node-NAME).
     #[arg(long)]
     data_dir: Option<PathBuf>,
     /// Seed for the node's randomness (container ids, client jitter),
@@ -158,11 +185,49 @@ fn start(args: NodeArgs) -> Result<(), String> {
         kubelet: Some(cfg),
         proxy: Some(ProxyConfig::new(&args.name)),
     };
+    let kind = args.runtime;
+    let node = args.name.clone();
     faultline_env::real::block_on_local(async move {
-        let runtime = Rc::new(SimRuntime::new(env.clone()));
+        let runtime: Rc<dyn ContainerRuntime> = match kind {
+            RuntimeKind::Builtin => Rc::new(SimRuntime::new(env.clone())),
+            RuntimeKind::Process => Rc::new(process_runtime(&env, &node, &data_dir)?),
+        };
         start_node(&env, &spec, runtime);
         // The node runs until the process is stopped.
-        std::future::pending::<()>().await
-    });
-    Ok(())
+        std::future::pending::<()>().await;
+        Ok::<(), String>(())
+    })
+}
+
+/// The process runtime under `DATA_DIR/containers`, adopting what runs
+/// there, with cgroup limits where this machine has cgroup v2.
+fn process_runtime(
+    env: &faultline_env::Env,
+    node: &str,
+    data_dir: &std::path::Path,
+) -> Result<faultline_cri::ProcessRuntime, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
+    let cgroups = match faultline_cri::Cgroups::detect(node) {
+        Ok(c) => Some(c),
+        Err(why) => {
+            eprintln!("faultline node {node}: {why}; containers run without CPU and memory limits");
+            None
+        }
+    };
+    let root = data_dir.join("containers");
+    let rt = faultline_cri::ProcessRuntime::open(
+        env.clone(),
+        &root,
+        vec![exe.display().to_string(), "shim".into()],
+        cgroups,
+    )
+    .map_err(|e| format!("{}: {e}", root.display()))?;
+    let adopted = rt.count();
+    if adopted > 0 {
+        eprintln!(
+            "faultline node {node}: adopted {adopted} containers from {}",
+            root.display()
+        );
+    }
+    Ok(rt)
 }

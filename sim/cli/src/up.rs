@@ -25,6 +25,7 @@ use faultline_client::{Client, ClientConfig, ListParams};
 use faultline_env::tls::TlsClient;
 use http::Method;
 
+use crate::node::RuntimeKind;
 use crate::usage_error as fail;
 
 #[derive(Args)]
@@ -62,6 +63,10 @@ pub struct UpArgs {
     /// tokens in the clear; the kubeconfig then needs no CA).
     #[arg(long)]
     insecure_plain_http: bool,
+    /// What runs the nodes' containers (see `faultline node --help`).
+    /// Stopping the cluster stops them all.
+    #[arg(long, value_enum, default_value_t = RuntimeKind::Builtin)]
+    runtime: RuntimeKind,
 }
 
 /// One child process and where its output goes.
@@ -71,8 +76,10 @@ struct Proc {
     log: PathBuf,
 }
 
-/// The cluster's processes; stopped (killed and reaped) when dropped.
-struct Procs(Vec<Proc>);
+/// The cluster's processes, and where the nodes' process runtimes keep
+/// their containers; all stopped (killed and reaped, containers too) when
+/// dropped.
+struct Procs(Vec<Proc>, Vec<PathBuf>);
 
 impl Drop for Procs {
     fn drop(&mut self) {
@@ -81,6 +88,14 @@ impl Drop for Procs {
         }
         for p in &mut self.0 {
             let _ = p.child.wait();
+        }
+        let killed: usize = self
+            .1
+            .iter()
+            .map(|root| faultline_cri::process::kill_all(root))
+            .sum();
+        if killed > 0 {
+            println!("stopped {killed} container(s)");
         }
     }
 }
@@ -271,7 +286,7 @@ pub fn run(args: UpArgs) -> ExitCode {
         }
     };
     let path = |p: &Path| p.display().to_string();
-    let mut procs = Procs(Vec::new());
+    let mut procs = Procs(Vec::new(), Vec::new());
     for i in 1..=args.masters {
         let data = args.dir.join(format!("m{i}"));
         // A master that has data was a member before: it restarts with
@@ -338,7 +353,14 @@ pub fn run(args: UpArgs) -> ExitCode {
             dc,
             "--data-dir".into(),
             path(&args.dir.join(format!("n{i}"))),
+            "--runtime".into(),
+            args.runtime.name().into(),
         ];
+        if args.runtime == RuntimeKind::Process {
+            procs
+                .1
+                .push(args.dir.join(format!("n{i}")).join("containers"));
+        }
         match &pki {
             None => a.push("--insecure-plain-http".into()),
             Some(pki) => {
@@ -401,9 +423,10 @@ pub fn run(args: UpArgs) -> ExitCode {
         return fail(e);
     }
     println!(
-        "cluster up: {} master(s), {} node(s) in {}",
+        "cluster up: {} master(s), {} node(s) ({} runtime) in {}",
         args.masters,
         args.nodes,
+        args.runtime.name(),
         args.dir.display()
     );
     let scheme = if pki.is_some() { "https" } else { "http" };

@@ -114,7 +114,10 @@ fn stop_kills_frees_the_port_and_remove_forgets() {
             .unwrap();
         c.client.sleep(Duration::from_secs(1)).await;
 
-        c.runtime.stop(&first).await.unwrap();
+        c.runtime
+            .stop(&first, std::time::Duration::ZERO)
+            .await
+            .unwrap();
         let info = &c.runtime.list().await[0];
         assert_eq!(info.state.exit_code(), Some(EXIT_CODE_KILLED));
         assert_eq!(
@@ -129,7 +132,10 @@ fn stop_kills_frees_the_port_and_remove_forgets() {
         );
         // Stopping twice is harmless; the port is free for the restart at
         // once.
-        c.runtime.stop(&first).await.unwrap();
+        c.runtime
+            .stop(&first, std::time::Duration::ZERO)
+            .await
+            .unwrap();
         let second = c.runtime.start(s).await.unwrap();
         assert_ne!(first, second);
         assert_eq!(
@@ -141,7 +147,7 @@ fn stop_kills_frees_the_port_and_remove_forgets() {
         let ids: Vec<ContainerId> = c.runtime.list().await.into_iter().map(|i| i.id).collect();
         assert_eq!(ids, vec![second.clone()]);
         assert_eq!(
-            c.runtime.stop(&first).await,
+            c.runtime.stop(&first, std::time::Duration::ZERO).await,
             Err(RuntimeError::NotFound { id: first.clone() })
         );
         // Removing a running container stops it first.

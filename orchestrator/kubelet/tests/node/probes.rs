@@ -133,7 +133,10 @@ fn a_probe_loop_turns_ready_and_back() {
         let mut history = Vec::new();
         for round in 0..6 {
             if round == 2 {
-                c.runtime.stop(&id).await.unwrap();
+                c.runtime
+                    .stop(&id, std::time::Duration::ZERO)
+                    .await
+                    .unwrap();
             }
             let ok = probe(&c.node, "10.1.0.5", &p, &ports).await.is_success();
             history.push((ok, state.observe(ok)));

@@ -131,7 +131,11 @@ impl Cluster {
 
     /// Stops a container on `host`: its port is closed from now on.
     pub async fn stop_pod(&self, host: &str, id: &ContainerId) {
-        self.pods[host].1.stop(id).await.expect("stops");
+        self.pods[host]
+            .1
+            .stop(id, std::time::Duration::ZERO)
+            .await
+            .expect("stops");
     }
 
     /// Starts an echo pod `name` listening on `ip:8080` on `host`.
