@@ -79,6 +79,16 @@ pub struct MasterArgs {
     /// manager's clients (default: each member's host with --api-port).
     #[arg(long, value_delimiter = ',')]
     api_servers: Vec<String>,
+    /// How long a node's heartbeat may stay unchanged before the node is
+    /// marked NotReady/Unknown (kube-controller-manager's flag of this
+    /// name).
+    #[arg(long, value_name = "T", default_value = "40s", value_parser = crate::parse_time)]
+    node_monitor_grace_period: std::time::Duration,
+    /// How long a node may stay not ready before its pods are evicted
+    /// (Kubernetes' default toleration of the not-ready and unreachable
+    /// taints).
+    #[arg(long, value_name = "T", default_value = "5m", value_parser = crate::parse_time)]
+    pod_eviction_timeout: std::time::Duration,
 }
 
 fn parse_members(list: &[String]) -> Result<BTreeMap<u64, String>, String> {
@@ -198,7 +208,13 @@ fn start(args: MasterArgs) -> Result<ExitCode, String> {
                 }),
                 controller_manager: Some(ManagerSpec {
                     token: controller,
-                    config: ManagerConfig::new(&host),
+                    config: {
+                        let mut c = ManagerConfig::new(&host);
+                        c.node_lifecycle.grace_ms = args.node_monitor_grace_period.as_millis() as u64;
+                        c.node_lifecycle.eviction_timeout_ms =
+                            args.pod_eviction_timeout.as_millis() as u64;
+                        c
+                    },
                 }),
             })
         }

@@ -67,6 +67,12 @@ pub struct UpArgs {
     /// Stopping the cluster stops them all.
     #[arg(long, value_enum, default_value_t = RuntimeKind::Builtin)]
     runtime: RuntimeKind,
+    /// Passed to every master (see `faultline master --help`).
+    #[arg(long, value_name = "T", default_value = "40s", value_parser = crate::parse_time)]
+    node_monitor_grace_period: Duration,
+    /// Passed to every master (see `faultline master --help`).
+    #[arg(long, value_name = "T", default_value = "5m", value_parser = crate::parse_time)]
+    pod_eviction_timeout: Duration,
 }
 
 /// One child process and where its output goes.
@@ -308,6 +314,10 @@ pub fn run(args: UpArgs) -> ExitCode {
             path(&token_file),
             "--api-servers".into(),
             api_servers.join(","),
+            "--node-monitor-grace-period".into(),
+            format!("{}ms", args.node_monitor_grace_period.as_millis()),
+            "--pod-eviction-timeout".into(),
+            format!("{}ms", args.pod_eviction_timeout.as_millis()),
         ];
         if rejoin {
             a.push("--rejoin".into());

@@ -6,6 +6,8 @@
 // Each test binary that includes this module uses a part of it.
 #![allow(dead_code)]
 
+pub mod kubectl;
+
 use std::io::BufRead;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -20,6 +22,8 @@ pub struct Up {
     pub store: u16,
     /// The nodes' addresses are `{node_net}.1`, `.2`, ...
     pub node_net: String,
+    /// Node i's pods get addresses 127.(pod_octet + i).x.y.
+    pub pod_octet: u32,
     /// The admin's bearer token, as `up` printed it.
     pub admin: String,
     /// What `up` printed until the cluster was ready.
@@ -31,12 +35,18 @@ impl Up {
     /// the clusters of different tests in one process apart. Returns once
     /// `up` says the cluster is ready.
     pub fn start(tag: &str, nodes: u32, slot: u16) -> Up {
+        Up::start_with(tag, nodes, slot, &[])
+    }
+
+    /// [`Up::start`] with more arguments for `up` (`--runtime process`).
+    pub fn start_with(tag: &str, nodes: u32, slot: u16, extra: &[&str]) -> Up {
         let pid = std::process::id();
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{tag}-{pid}"));
         let _ = std::fs::remove_dir_all(&dir);
         let base = 20000 + (pid % 20000) as u16 + 200 * slot;
         let (api, store) = (base + 200, base + 300);
         let node_net = format!("127.{}.{}", 1 + slot, 2 + pid % 250);
+        let pod_octet = 100 + pid % 50 + 50 * u32::from(slot);
         let mut child = Command::new(env!("CARGO_BIN_EXE_faultline"))
             .arg("up")
             .arg("--dir")
@@ -51,8 +61,9 @@ impl Up {
                 "--node-net",
                 &node_net,
                 "--pod-octet",
-                &(100 + pid % 50 + 50 * u32::from(slot)).to_string(),
+                &pod_octet.to_string(),
             ])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -64,6 +75,7 @@ impl Up {
             api,
             store,
             node_net,
+            pod_octet,
             admin: String::new(),
             printed: Vec::new(),
         };
@@ -78,7 +90,7 @@ impl Up {
             }
         }
         assert!(
-            !up.admin.is_empty(),
+            !up.admin.is_empty() && up.printed.iter().any(|l| l.starts_with("Ctrl-C")),
             "up printed no admin token: {:?}",
             up.printed
         );

@@ -1,0 +1,485 @@
+//! The process runtime on `faultline up --runtime process`: real programs
+//! (Python HTTP servers) as pods, driven with stock kubectl, checked on
+//! the machine's process table and files.
+//!
+//! Like the kubectl test, it needs kubectl (and python3): without them it
+//! says so and passes, unless `FAULTLINE_REQUIRE_KUBECTL=1` (`.ci/run`).
+#![allow(clippy::disallowed_methods)] // a real-mode test: real time, real processes
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+mod up;
+use up::kubectl::Kubectl;
+use up::Up;
+
+/// A ConfigMap and a Secret the servers read, and three replicas of a
+/// server that answers with its pod's name and what it read.
+const APP: &str = r#"
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: web-config
+data:
+  MODE: fast
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: web-secret
+stringData:
+  password: hunter2
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 3
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      terminationGracePeriodSeconds: 5
+      containers:
+      - name: web
+        image: python3
+        command: ["python3", "-c"]
+        args:
+        - |
+          import http.server, os, sys
+          class H(http.server.BaseHTTPRequestHandler):
+              def do_GET(self):
+                  body = f"{os.environ['HOSTNAME']} mode={os.environ.get('MODE')} password={os.environ.get('DB_PASSWORD')}\n".encode()
+                  self.send_response(200)
+                  self.send_header("Content-Length", str(len(body)))
+                  self.end_headers()
+                  self.wfile.write(body)
+          print("serving on", os.environ["POD_IP"], flush=True)
+          http.server.HTTPServer((os.environ["POD_IP"], 8080), H).serve_forever()
+        env:
+        - name: POD_IP
+          valueFrom: {fieldRef: {fieldPath: status.podIP}}
+        - name: DB_PASSWORD
+          valueFrom: {secretKeyRef: {name: web-secret, key: password}}
+        envFrom:
+        - configMapRef: {name: web-config}
+        ports:
+        - containerPort: 8080
+        readinessProbe:
+          httpGet: {path: /, port: 8080}
+          periodSeconds: 1
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+spec:
+  selector: {app: web}
+  ports:
+  - port: 8080
+    targetPort: 8080
+"#;
+
+/// Bad input: a program that does not exist, one that writes 200 MB, and
+/// one asking for more memory than any node has.
+const BAD: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: nocmd
+spec:
+  containers:
+  - name: app
+    image: none
+    command: ["no-such-program", "--flag"]
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: chatty
+spec:
+  containers:
+  - name: app
+    image: python3
+    command: ["python3", "-c"]
+    args:
+    - |
+      import sys, time
+      line = "x" * 99 + "\n"
+      for _ in range(2_000_000):
+          sys.stdout.write(line)
+      print("done", flush=True)
+      time.sleep(3600)
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: huge
+spec:
+  containers:
+  - name: app
+    image: python3
+    command: ["sleep", "3600"]
+    resources:
+      requests: {memory: 100Gi}
+"#;
+
+/// A node process started by the test (a restarted kubelet), killed when
+/// dropped.
+struct Restarted(Child);
+
+impl Drop for Restarted {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `GET /` to `ip:8080`; the answer's body.
+fn get(ip: &str) -> Option<String> {
+    let mut s = TcpStream::connect((ip, 8080)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(b"GET / HTTP/1.0\r\nHost: web\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    out.split_once("\r\n\r\n").map(|(_, b)| b.to_string())
+}
+
+/// The pods that answer through `ip`'s proxy, over 30 requests.
+fn reached(ip: &str) -> BTreeSet<String> {
+    (0..30)
+        .filter_map(|_| get(ip))
+        .filter_map(|b| b.split_whitespace().next().map(str::to_string))
+        .collect()
+}
+
+/// Waits until `check` holds (or panics after `secs`, with what it said).
+fn until(secs: u64, what: &str, mut check: impl FnMut() -> Result<(), String>) {
+    let start = Instant::now();
+    loop {
+        match check() {
+            Ok(()) => return,
+            Err(e) if start.elapsed() > Duration::from_secs(secs) => {
+                panic!("{what}: not within {secs}s: {e}")
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(500)),
+        }
+    }
+}
+
+/// The process runtime's directory of a container (by its id).
+fn container_dir(cluster: &Path, id: &str) -> Option<PathBuf> {
+    (1..=3)
+        .map(|i| cluster.join(format!("n{i}/containers/{id}")))
+        .find(|d| d.is_dir())
+}
+
+/// The program's pid of a container, from the shim's state file.
+fn program_pid(cluster: &Path, id: &str) -> Option<i32> {
+    let state = std::fs::read(container_dir(cluster, id)?.join("state.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&state).ok()?;
+    v["program"]["pid"].as_i64().map(|p| p as i32)
+}
+
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|s| s.rsplit(')').next().is_some_and(|r| !r.trim_start().starts_with('Z')))
+}
+
+/// The `faultline node` process of node `name` of the cluster in `dir`,
+/// and its command line.
+fn node_process(dir: &Path, name: &str) -> Option<(i32, Vec<String>)> {
+    let dir = dir.display().to_string();
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = raw
+            .split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let named = args.windows(2).any(|w| w[0] == "--name" && w[1] == name);
+        if args.get(1).map(String::as_str) == Some("node")
+            && named
+            && args.iter().any(|a| a.contains(&dir))
+        {
+            return Some((pid, args));
+        }
+    }
+    None
+}
+
+/// One pod as kubectl sees it: (name, node, container id, restarts, ready).
+fn pods(k: &Kubectl, selector: &str) -> Vec<(String, String, String, i64, bool)> {
+    let out = k.ok(&["get", "pods", "-l", selector, "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    v["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+        .map(|p| {
+            let c = &p["status"]["containerStatuses"][0];
+            (
+                p["metadata"]["name"].as_str().unwrap_or("").to_string(),
+                p["spec"]["nodeName"].as_str().unwrap_or("").to_string(),
+                c["containerID"].as_str().unwrap_or("").to_string(),
+                c["restartCount"].as_i64().unwrap_or(0),
+                c["ready"].as_bool().unwrap_or(false),
+            )
+        })
+        .collect()
+}
+
+fn all_ready(k: &Kubectl, n: usize) -> Result<(), String> {
+    let p = pods(k, "app=web");
+    if p.len() == n && p.iter().all(|p| p.4) {
+        Ok(())
+    } else {
+        Err(format!("{p:?}"))
+    }
+}
+
+/// Every node's proxy reaches every pod of `web`.
+fn every_proxy_reaches_every_pod(k: &Kubectl, up: &Up, nodes: &[u32]) -> Result<(), String> {
+    let names: BTreeSet<String> = pods(k, "app=web").into_iter().map(|p| p.0).collect();
+    for i in nodes {
+        let ip = format!("{}.{i}", up.node_net);
+        let got = reached(&ip);
+        if got != names {
+            return Err(format!("through {ip}: {got:?}, pods {names:?}"));
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn real_programs_run_restart_and_leave_nothing_behind() {
+    let Some(mut k) = Kubectl::find() else {
+        assert!(
+            std::env::var("FAULTLINE_REQUIRE_KUBECTL").as_deref() != Ok("1"),
+            "FAULTLINE_REQUIRE_KUBECTL=1 but no kubectl runs (set KUBECTL or PATH)"
+        );
+        eprintln!("no kubectl on this machine: the process runtime test is skipped");
+        return;
+    };
+    if Command::new("python3").arg("-V").output().is_err() {
+        eprintln!("no python3 on this machine: the process runtime test is skipped");
+        return;
+    }
+    let up = Up::start_with(
+        "process-runtime",
+        3,
+        0,
+        &[
+            "--runtime",
+            "process",
+            "--node-monitor-grace-period",
+            "6s",
+            "--pod-eviction-timeout",
+            "2s",
+        ],
+    );
+    assert!(up.printed[0].contains("(process runtime)"), "{:?}", up.printed);
+    k.kubeconfig = up.dir.join("kubeconfig").display().to_string();
+    k.apply(APP, &[]);
+
+    // Three replicas become Ready; every node's proxy reaches all three,
+    // which read the ConfigMap and the Secret from their environment.
+    until(60, "3 ready replicas", || all_ready(&k, 3));
+    until(30, "every proxy reaches every pod", || {
+        every_proxy_reaches_every_pod(&k, &up, &[1, 2, 3])
+    });
+    let body = get(&format!("{}.1", up.node_net)).expect("an answer");
+    assert!(body.contains("mode=fast password=hunter2"), "{body}");
+    let logs = k.ok(&["logs", &pods(&k, "app=web")[0].0]);
+    assert!(logs.contains("serving on 127."), "{logs}");
+
+    // kill -9 of a container's program: it restarts (restartCount 1) and
+    // serves again; its last state says how it ended.
+    let (victim, _, id, _, _) = pods(&k, "app=web")[0].clone();
+    let pid = program_pid(&up.dir, id.trim_start_matches("process://")).expect("a pid");
+    Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap();
+    until(30, "the killed container restarted and ready", || {
+        let p = pods(&k, "app=web");
+        match p.iter().find(|p| p.0 == victim) {
+            Some(p) if p.3 == 1 && p.4 => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    });
+    let last = k.ok(&[
+        "get",
+        "pod",
+        &victim,
+        "-o",
+        "jsonpath={.status.containerStatuses[0].lastState.terminated.exitCode}",
+    ]);
+    assert_eq!(last, "137");
+    until(30, "every proxy reaches every pod again", || {
+        every_proxy_reaches_every_pod(&k, &up, &[1, 2, 3])
+    });
+
+    // A restarted kubelet keeps its running containers: same programs,
+    // same pids, no restart.
+    let before = pods(&k, "app=web");
+    let (_, node, _, _, _) = before[0].clone();
+    let on_node: Vec<_> = before.iter().filter(|p| p.1 == node).cloned().collect();
+    let pids: Vec<i32> = on_node
+        .iter()
+        .map(|p| program_pid(&up.dir, &p.2).expect("a pid"))
+        .collect();
+    let (node_pid, args) = node_process(&up.dir, &node).expect("the node's process");
+    Command::new("kill").args(["-9", &node_pid.to_string()]).status().unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    let log = std::fs::File::create(up.dir.join(format!("{node}-restarted.log"))).unwrap();
+    let restarted = Restarted(
+        Command::new(&args[0])
+            .args(&args[1..])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("the node restarts"),
+    );
+    until(20, "the restarted node adopted its containers", || {
+        let said = std::fs::read_to_string(up.dir.join(format!("{node}-restarted.log")))
+            .unwrap_or_default();
+        said.contains(&format!("adopted {} containers", on_node.len()))
+            .then_some(())
+            .ok_or(said)
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let after = pods(&k, "app=web");
+    for (p, pid) in on_node.iter().zip(&pids) {
+        let now = after.iter().find(|a| a.0 == p.0).expect("the pod stays");
+        assert_eq!((&now.2, now.3), (&p.2, p.3), "same container, no restart");
+        assert!(alive(*pid), "{} still runs as pid {pid}", p.0);
+        assert_eq!(program_pid(&up.dir, &p.2), Some(*pid));
+    }
+    all_ready(&k, 3).expect("still all ready");
+
+    // Deleting a pod leaves no process and no files behind.
+    let (gone, _, gone_id, _, _) = pods(&k, "app=web")[1].clone();
+    let gone_pid = program_pid(&up.dir, &gone_id).expect("a pid");
+    k.ok(&["delete", "pod", &gone]);
+    until(20, "the deleted pod's program is gone", || {
+        if alive(gone_pid) || container_dir(&up.dir, &gone_id).is_some() {
+            Err(format!("pid {gone_pid} or its directory remains"))
+        } else {
+            Ok(())
+        }
+    });
+    until(60, "3 ready replicas after the deletion", || all_ready(&k, 3));
+
+    // Bad input, each reported on its pod.
+    k.apply(BAD, &[]);
+    until(30, "a missing program crash-loops with the exec error", || {
+        let out = k.ok(&["get", "pod", "nocmd", "-o", "json"]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let c = &v["status"]["containerStatuses"][0];
+        let t = &c["lastState"]["terminated"];
+        let waiting = c["state"]["waiting"]["reason"].as_str().unwrap_or("");
+        if waiting == "CrashLoopBackOff"
+            && t["reason"] == "StartError"
+            && t["exitCode"] == 128
+            && t["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("\"no-such-program\": executable file not found"))
+        {
+            Ok(())
+        } else {
+            Err(c.to_string())
+        }
+    });
+    until(30, "an impossible memory request stays Pending with the reason", || {
+        let out = k.ok(&["get", "pod", "huge", "-o", "json"]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let phase = v["status"]["phase"].as_str().unwrap_or("");
+        let why = v["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["type"] == "PodScheduled")
+            .and_then(|c| c["message"].as_str())
+            .unwrap_or("");
+        if phase == "Pending" && why.contains("Insufficient memory") {
+            Ok(())
+        } else {
+            Err(format!("{phase}: {why}"))
+        }
+    });
+    until(120, "200 MB of output written", || {
+        let (_, out, _) = k.run(&["logs", "chatty", "--tail=1"], None);
+        (out.trim() == "done").then_some(()).ok_or(out)
+    });
+    let chatty = k.ok(&[
+        "get",
+        "pod",
+        "chatty",
+        "-o",
+        "jsonpath={.status.containerStatuses[0].containerID}",
+    ]);
+    let dir = container_dir(&up.dir, &chatty).expect("chatty's directory");
+    let on_disk: u64 = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.metadata().map_or(0, |m| m.len()))
+        .sum();
+    assert!(
+        on_disk < 25 << 20,
+        "200 MB of output take {on_disk} bytes on disk"
+    );
+
+    // A node whose process dies: its pods are evicted and replaced on the
+    // others (its programs keep running until the cluster stops, as a
+    // kubelet-less node's containers do).
+    let node_pids: Vec<i32> = pods(&k, "app=web")
+        .iter()
+        .filter_map(|p| program_pid(&up.dir, &p.2))
+        .collect();
+    let dead = if node == "n3" { "n2" } else { "n3" };
+    let (dead_pid, _) = node_process(&up.dir, dead).expect("the node's process");
+    Command::new("kill").args(["-9", &dead_pid.to_string()]).status().unwrap();
+    until(90, "the dead node's pods are replaced elsewhere", || {
+        let p = pods(&k, "app=web");
+        if p.len() == 3 && p.iter().all(|p| p.4 && p.1 != dead) {
+            Ok(())
+        } else {
+            Err(format!("{p:?}"))
+        }
+    });
+    let alive_nodes: Vec<u32> = (1..=3)
+        .filter(|i| format!("n{i}") != dead)
+        .collect();
+    until(30, "the live proxies reach the replacements", || {
+        every_proxy_reaches_every_pod(&k, &up, &alive_nodes)
+    });
+
+    // Stopping the cluster leaves no program and no container behind.
+    let mut all_pids = node_pids;
+    all_pids.extend(
+        pods(&k, "app=web")
+            .iter()
+            .filter_map(|p| program_pid(&up.dir, &p.2)),
+    );
+    let cluster = up.dir.clone();
+    drop(restarted);
+    drop(up);
+    let left: Vec<i32> = all_pids.into_iter().filter(|p| alive(*p)).collect();
+    assert!(left.is_empty(), "programs left running: {left:?}");
+    for i in 1..=3 {
+        let d = cluster.join(format!("n{i}/containers"));
+        assert!(!d.exists(), "{} is left", d.display());
+    }
+}
