@@ -21,8 +21,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use faultline_api::{
-    labels, ConfigMap, Lease, LeaseSpec, Node, NodeAddress, NodeCondition, ObjectMeta, Pod,
-    Quantity, ResourceList, Secret,
+    labels, ConfigMap, Event, Lease, LeaseSpec, Node, NodeAddress, NodeCondition, ObjectMeta,
+    ObjectReference, Pod, Quantity, ResourceList, Secret,
 };
 use faultline_client::{Change, Client, DeleteParams, Informer, ListParams};
 use faultline_env::tls::TlsServer;
@@ -63,6 +63,11 @@ pub struct KubeletConfig {
     /// Serve HTTPS with this certificate, verifying clients (real mode);
     /// `None` serves plain HTTP, as in the simulator.
     pub tls: Option<TlsServer>,
+    /// Record Events about pods (a container that failed to start, its
+    /// back-off, a failed liveness probe), as `kubectl describe pod`
+    /// shows them. On for real nodes; off in simulations, where they would
+    /// add a store write to every crash of thousands of containers.
+    pub events: bool,
 }
 
 impl KubeletConfig {
@@ -82,6 +87,7 @@ impl KubeletConfig {
             sync_every: Duration::from_secs(1),
             port: KUBELET_PORT,
             tls: None,
+            events: false,
         }
     }
 }
@@ -396,10 +402,24 @@ impl Kubelet {
                     "kubelet {}: {}/{} container {} failed its liveness probe ({why}), killing it",
                     self.cfg.node_name, c.pod_namespace, c.pod_name, c.container_name
                 ));
-                let grace = self
-                    .pods
-                    .get_shared(&c.pod_namespace, &c.pod_name)
-                    .map_or(sync::DEFAULT_GRACE, |p| sync::grace_period(&p));
+                let pod = self.pods.get_shared(&c.pod_namespace, &c.pod_name);
+                let grace = pod
+                    .as_ref()
+                    .map_or(sync::DEFAULT_GRACE, |p| sync::grace_period(p));
+                if let (true, Some(pod)) = (self.cfg.events, &pod) {
+                    self.event(
+                        pod,
+                        "Warning",
+                        "Unhealthy",
+                        format!("Liveness probe failed: {why}"),
+                    )
+                    .await;
+                    let message = format!(
+                        "Container {} failed liveness probe, will be restarted",
+                        c.container_name
+                    );
+                    self.event(pod, "Normal", "Killing", message).await;
+                }
                 let _ = self.runtime.stop(&c.id, grace).await;
                 self.wake.notify_one();
                 break;
@@ -487,7 +507,34 @@ impl Kubelet {
             let Some(step) = step else { break };
             let spec = step.spec;
             if let Some((key, backoff)) = step.backoff.clone() {
-                self.state.borrow_mut().backoff.insert(key, backoff);
+                self.state.borrow_mut().backoff.insert(key, backoff.clone());
+                if self.cfg.events {
+                    let latest = containers
+                        .iter()
+                        .rev()
+                        .find(|c| c.container_name == spec.name);
+                    if let Some(c) =
+                        latest.filter(|c| c.exit_reason.as_deref() == Some("StartError"))
+                    {
+                        self.event(
+                            pod,
+                            "Warning",
+                            "Failed",
+                            format!("Error: {}", c.exit_message),
+                        )
+                        .await;
+                    }
+                    self.event(
+                        pod,
+                        "Warning",
+                        "BackOff",
+                        format!(
+                            "Back-off restarting failed container {} in pod {}",
+                            spec.name, pod.metadata.name
+                        ),
+                    )
+                    .await;
+                }
             }
             if let (Some(adopt), Some(p)) = (&step.adopt, step.probe()) {
                 let id = adopt.id.as_str().to_string();
@@ -584,6 +631,10 @@ impl Kubelet {
                     "kubelet {}: cannot start {}/{}: {e}",
                     self.cfg.node_name, pod.metadata.name, spec.name
                 ));
+                if self.cfg.events {
+                    self.event(pod, "Warning", "Failed", format!("Error: {e}"))
+                        .await;
+                }
                 StartOutcome::Failed {
                     reason: e.waiting_reason(),
                     message: e.to_string(),
@@ -631,6 +682,26 @@ impl Kubelet {
             found.insert(name, got);
         }
         Ok(found)
+    }
+
+    /// Records an Event about `pod` (best effort: events are for people).
+    async fn event(&self, pod: &Pod, event_type: &str, reason: &str, message: String) {
+        let metadata = ObjectMeta {
+            generate_name: format!("{}-", pod.metadata.name),
+            namespace: pod.metadata.namespace.clone(),
+            ..Default::default()
+        };
+        let mut event = Event::first_occurrence(
+            metadata,
+            ObjectReference::to(pod),
+            event_type,
+            reason,
+            &message,
+            "kubelet",
+            faultline_api::time::rfc3339_micros(self.env.wall_ms()),
+        );
+        event.source.host = self.cfg.node_name.clone();
+        let _ = self.client.create(&event).await;
     }
 
     /// Whether the runtime runs container `id` (the probers' stop test).

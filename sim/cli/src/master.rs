@@ -210,7 +210,8 @@ fn start(args: MasterArgs) -> Result<ExitCode, String> {
                     token: controller,
                     config: {
                         let mut c = ManagerConfig::new(&host);
-                        c.node_lifecycle.grace_ms = args.node_monitor_grace_period.as_millis() as u64;
+                        c.node_lifecycle.grace_ms =
+                            args.node_monitor_grace_period.as_millis() as u64;
                         c.node_lifecycle.eviction_timeout_ms =
                             args.pod_eviction_timeout.as_millis() as u64;
                         c

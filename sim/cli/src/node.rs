@@ -168,6 +168,7 @@ fn start(args: NodeArgs) -> Result<(), String> {
         None => None,
     };
     cfg.port = args.kubelet_port;
+    cfg.events = true;
     cfg.tls = match (
         &args.tls_cert_file,
         &args.tls_private_key_file,

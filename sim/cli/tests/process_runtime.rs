@@ -189,8 +189,11 @@ fn program_pid(cluster: &Path, id: &str) -> Option<i32> {
 }
 
 fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|s| s.rsplit(')').next().is_some_and(|r| !r.trim_start().starts_with('Z')))
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit(')')
+            .next()
+            .is_some_and(|r| !r.trim_start().starts_with('Z'))
+    })
 }
 
 /// The `faultline node` process of node `name` of the cluster in `dir`,
@@ -291,7 +294,11 @@ fn real_programs_run_restart_and_leave_nothing_behind() {
             "2s",
         ],
     );
-    assert!(up.printed[0].contains("(process runtime)"), "{:?}", up.printed);
+    assert!(
+        up.printed[0].contains("(process runtime)"),
+        "{:?}",
+        up.printed
+    );
     k.kubeconfig = up.dir.join("kubeconfig").display().to_string();
     k.apply(APP, &[]);
 
@@ -310,7 +317,10 @@ fn real_programs_run_restart_and_leave_nothing_behind() {
     // serves again; its last state says how it ended.
     let (victim, _, id, _, _) = pods(&k, "app=web")[0].clone();
     let pid = program_pid(&up.dir, id.trim_start_matches("process://")).expect("a pid");
-    Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap();
+    Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
     until(30, "the killed container restarted and ready", || {
         let p = pods(&k, "app=web");
         match p.iter().find(|p| p.0 == victim) {
@@ -340,7 +350,10 @@ fn real_programs_run_restart_and_leave_nothing_behind() {
         .map(|p| program_pid(&up.dir, &p.2).expect("a pid"))
         .collect();
     let (node_pid, args) = node_process(&up.dir, &node).expect("the node's process");
-    Command::new("kill").args(["-9", &node_pid.to_string()]).status().unwrap();
+    Command::new("kill")
+        .args(["-9", &node_pid.to_string()])
+        .status()
+        .unwrap();
     std::thread::sleep(Duration::from_secs(1));
     let log = std::fs::File::create(up.dir.join(format!("{node}-restarted.log"))).unwrap();
     let restarted = Restarted(
@@ -380,45 +393,71 @@ fn real_programs_run_restart_and_leave_nothing_behind() {
             Ok(())
         }
     });
-    until(60, "3 ready replicas after the deletion", || all_ready(&k, 3));
+    until(60, "3 ready replicas after the deletion", || {
+        all_ready(&k, 3)
+    });
 
     // Bad input, each reported on its pod.
     k.apply(BAD, &[]);
-    until(30, "a missing program crash-loops with the exec error", || {
-        let out = k.ok(&["get", "pod", "nocmd", "-o", "json"]);
+    until(
+        30,
+        "a missing program crash-loops with the exec error",
+        || {
+            let out = k.ok(&["get", "pod", "nocmd", "-o", "json"]);
+            let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+            let c = &v["status"]["containerStatuses"][0];
+            let t = &c["lastState"]["terminated"];
+            let waiting = c["state"]["waiting"]["reason"].as_str().unwrap_or("");
+            if waiting == "CrashLoopBackOff"
+                && t["reason"] == "StartError"
+                && t["exitCode"] == 128
+                && t["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("\"no-such-program\": executable file not found"))
+            {
+                Ok(())
+            } else {
+                Err(c.to_string())
+            }
+        },
+    );
+    until(30, "an event says why the program did not start", || {
+        let out = k.ok(&["get", "events", "-o", "json"]);
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-        let c = &v["status"]["containerStatuses"][0];
-        let t = &c["lastState"]["terminated"];
-        let waiting = c["state"]["waiting"]["reason"].as_str().unwrap_or("");
-        if waiting == "CrashLoopBackOff"
-            && t["reason"] == "StartError"
-            && t["exitCode"] == 128
-            && t["message"]
-                .as_str()
-                .is_some_and(|m| m.contains("\"no-such-program\": executable file not found"))
-        {
-            Ok(())
-        } else {
-            Err(c.to_string())
-        }
+        let found = v["items"].as_array().into_iter().flatten().any(|e| {
+            e["involvedObject"]["name"] == "nocmd"
+                && e["reason"] == "Failed"
+                && e["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("executable file not found"))
+        });
+        found
+            .then_some(())
+            .ok_or_else(|| "no such event yet".to_string())
     });
-    until(30, "an impossible memory request stays Pending with the reason", || {
-        let out = k.ok(&["get", "pod", "huge", "-o", "json"]);
-        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-        let phase = v["status"]["phase"].as_str().unwrap_or("");
-        let why = v["status"]["conditions"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|c| c["type"] == "PodScheduled")
-            .and_then(|c| c["message"].as_str())
-            .unwrap_or("");
-        if phase == "Pending" && why.contains("Insufficient memory") {
-            Ok(())
-        } else {
-            Err(format!("{phase}: {why}"))
-        }
-    });
+    let described = k.ok(&["describe", "pod", "nocmd"]);
+    assert!(described.contains("BackOff"), "{described}");
+    until(
+        30,
+        "an impossible memory request stays Pending with the reason",
+        || {
+            let out = k.ok(&["get", "pod", "huge", "-o", "json"]);
+            let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+            let phase = v["status"]["phase"].as_str().unwrap_or("");
+            let why = v["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|c| c["type"] == "PodScheduled")
+                .and_then(|c| c["message"].as_str())
+                .unwrap_or("");
+            if phase == "Pending" && why.contains("Insufficient memory") {
+                Ok(())
+            } else {
+                Err(format!("{phase}: {why}"))
+            }
+        },
+    );
     until(120, "200 MB of output written", || {
         let (_, out, _) = k.run(&["logs", "chatty", "--tail=1"], None);
         (out.trim() == "done").then_some(()).ok_or(out)
@@ -450,7 +489,10 @@ fn real_programs_run_restart_and_leave_nothing_behind() {
         .collect();
     let dead = if node == "n3" { "n2" } else { "n3" };
     let (dead_pid, _) = node_process(&up.dir, dead).expect("the node's process");
-    Command::new("kill").args(["-9", &dead_pid.to_string()]).status().unwrap();
+    Command::new("kill")
+        .args(["-9", &dead_pid.to_string()])
+        .status()
+        .unwrap();
     until(90, "the dead node's pods are replaced elsewhere", || {
         let p = pods(&k, "app=web");
         if p.len() == 3 && p.iter().all(|p| p.4 && p.1 != dead) {
@@ -459,9 +501,7 @@ fn real_programs_run_restart_and_leave_nothing_behind() {
             Err(format!("{p:?}"))
         }
     });
-    let alive_nodes: Vec<u32> = (1..=3)
-        .filter(|i| format!("n{i}") != dead)
-        .collect();
+    let alive_nodes: Vec<u32> = (1..=3).filter(|i| format!("n{i}") != dead).collect();
     until(30, "the live proxies reach the replacements", || {
         every_proxy_reaches_every_pod(&k, &up, &alive_nodes)
     });
