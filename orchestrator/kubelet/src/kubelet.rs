@@ -507,7 +507,7 @@ impl Kubelet {
             let Some(step) = step else { break };
             let spec = step.spec;
             if let Some((key, backoff)) = step.backoff.clone() {
-                self.state.borrow_mut().backoff.insert(key, backoff.clone());
+                self.state.borrow_mut().backoff.insert(key, backoff);
                 if self.cfg.events {
                     let latest = containers
                         .iter()
