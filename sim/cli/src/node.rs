@@ -33,6 +33,10 @@ pub enum RuntimeKind {
     /// The container's command and args as a program of this machine, one
     /// shim per container (they keep running across a node restart).
     Process,
+    /// Docker Engine containers of locally present images, each pod in
+    /// its own network namespace on the node's bridge network (the pod IP
+    /// prefix is its subnet: give one that is free, such as 10.11).
+    Docker,
 }
 
 impl RuntimeKind {
@@ -40,6 +44,7 @@ impl RuntimeKind {
         match self {
             RuntimeKind::Builtin => "builtin",
             RuntimeKind::Process => "process",
+            RuntimeKind::Docker => "docker",
         }
     }
 }
@@ -107,6 +112,12 @@ pub struct NodeArgs {
     /// What runs the containers.
     #[arg(long, value_enum, default_value_t = RuntimeKind::Builtin)]
     runtime: RuntimeKind,
+    /// The docker runtime labels what it creates with this run id
+    /// (`faultline.run=ID`): a restarted node adopts the containers of its
+    /// run, and `faultline up` removes a run's containers and networks when
+    /// it stops.
+    #[arg(long, default_value = "default")]
+    docker_run_id: String,
     /// Where the node keeps its files: the process runtime's containers
     /// (`containers/ID`: their output, pids and exit codes), which a
     /// restarted node adopts (default: TMPDIR/faultline-node-NAME).
@@ -188,10 +199,23 @@ fn start(args: NodeArgs) -> Result<(), String> {
     };
     let kind = args.runtime;
     let node = args.name.clone();
+    let run_id = args.docker_run_id.clone();
+    let prefix = args.pod_ip_prefix.clone();
     faultline_env::real::block_on_local(async move {
         let runtime: Rc<dyn ContainerRuntime> = match kind {
             RuntimeKind::Builtin => Rc::new(SimRuntime::new(env.clone())),
             RuntimeKind::Process => Rc::new(process_runtime(&env, &node, &data_dir)?),
+            RuntimeKind::Docker => {
+                let rt = faultline_cri::DockerRuntime::open(env.clone(), &node, &run_id, &prefix)
+                    .await?;
+                if rt.count() > 0 {
+                    eprintln!(
+                        "faultline node {node}: adopted {} Docker containers",
+                        rt.count()
+                    );
+                }
+                Rc::new(rt)
+            }
         };
         start_node(&env, &spec, runtime);
         // The node runs until the process is stopped.

@@ -53,7 +53,8 @@ pub struct UpArgs {
     /// check on 10256).
     #[arg(long, default_value = "127.0.1")]
     node_net: String,
-    /// Node i's pods get 127.(POD_OCTET+i).x.y.
+    /// Node i's pods get 127.(POD_OCTET+i).x.y (10.(POD_OCTET+i).x.y with
+    /// the docker runtime: the subnet of the node's bridge network).
     #[arg(long, default_value_t = 10)]
     pod_octet: u8,
     /// How long to wait for the API and the nodes, in seconds.
@@ -82,10 +83,11 @@ struct Proc {
     log: PathBuf,
 }
 
-/// The cluster's processes, and where the nodes' process runtimes keep
-/// their containers; all stopped (killed and reaped, containers too) when
+/// The cluster's processes, where the nodes' process runtimes keep their
+/// containers, and the Docker run id of the nodes' Docker containers; all
+/// stopped (killed and reaped, containers and networks removed) when
 /// dropped.
-struct Procs(Vec<Proc>, Vec<PathBuf>);
+struct Procs(Vec<Proc>, Vec<PathBuf>, Option<String>);
 
 impl Drop for Procs {
     fn drop(&mut self) {
@@ -102,6 +104,22 @@ impl Drop for Procs {
             .sum();
         if killed > 0 {
             println!("stopped {killed} container(s)");
+        }
+        if let Some(run) = &self.2 {
+            let removed = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())
+                .and_then(|rt| rt.block_on(faultline_cri::docker::remove_all(run)));
+            match removed {
+                Ok(0) => {}
+                Ok(n) => println!("removed {n} Docker container(s) of run {run}"),
+                Err(e) => eprintln!(
+                    "could not remove the Docker containers of run {run} ({e}): \
+                     docker rm -f $(docker ps -aq --filter label={}={run})",
+                    faultline_cri::docker::LABEL_RUN
+                ),
+            }
         }
     }
 }
@@ -254,7 +272,7 @@ pub fn run(args: UpArgs) -> ExitCode {
     }
     if u16::from(args.pod_octet) + args.nodes > 255 {
         return fail(format_args!(
-            "--pod-octet {} with {} nodes: pod addresses 127.(POD_OCTET+i).x.y run past 127.255",
+            "--pod-octet {} with {} nodes: pod addresses 127.(POD_OCTET+i).x.y run past .255",
             args.pod_octet, args.nodes
         ));
     }
@@ -292,7 +310,29 @@ pub fn run(args: UpArgs) -> ExitCode {
         }
     };
     let path = |p: &Path| p.display().to_string();
-    let mut procs = Procs(Vec::new(), Vec::new());
+    let run_id = match args.runtime {
+        RuntimeKind::Docker => match random_token() {
+            Ok(t) => Some(t[..12].to_string()),
+            Err(e) => return fail(format_args!("/dev/urandom: {e}")),
+        },
+        _ => None,
+    };
+    if run_id.is_some() {
+        let built = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())
+            .and_then(|rt| {
+                rt.block_on(async {
+                    let docker = faultline_cri::docker::connect().await?;
+                    faultline_cri::docker::ensure_pause_image(&docker).await
+                })
+            });
+        if let Err(e) = built {
+            return fail(e);
+        }
+    }
+    let mut procs = Procs(Vec::new(), Vec::new(), run_id.clone());
     for i in 1..=args.masters {
         let data = args.dir.join(format!("m{i}"));
         // A master that has data was a member before: it restarts with
@@ -345,6 +385,13 @@ pub fn run(args: UpArgs) -> ExitCode {
             Err(e) => return fail(e),
         }
     }
+    // Pods on loopback addresses, but Docker's on bridge networks, which
+    // need addresses a bridge can carry.
+    let pod_net = if args.runtime == RuntimeKind::Docker {
+        "10"
+    } else {
+        "127"
+    };
     for i in 1..=args.nodes {
         let dc = format!("dc-{}", (b'a' + ((i - 1) % args.datacenters) as u8) as char);
         let mut a = vec![
@@ -358,7 +405,7 @@ pub fn run(args: UpArgs) -> ExitCode {
             "--listen-ip".into(),
             format!("{}.{i}", args.node_net),
             "--pod-ip-prefix".into(),
-            format!("127.{}", u16::from(args.pod_octet) + i),
+            format!("{pod_net}.{}", u16::from(args.pod_octet) + i),
             "--datacenter".into(),
             dc,
             "--data-dir".into(),
@@ -370,6 +417,9 @@ pub fn run(args: UpArgs) -> ExitCode {
             procs
                 .1
                 .push(args.dir.join(format!("n{i}")).join("containers"));
+        }
+        if let Some(run) = &run_id {
+            a.extend(["--docker-run-id".into(), run.clone()]);
         }
         match &pki {
             None => a.push("--insecure-plain-http".into()),
