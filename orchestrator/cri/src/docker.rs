@@ -454,7 +454,8 @@ impl DockerRuntime {
     /// The pod's sandbox, created (with the pod IP) and started when it
     /// has none.
     async fn sandbox(&self, spec: &ContainerSpec) -> Result<String, RuntimeError> {
-        if let Some(id) = self.sandboxes.borrow().get(&spec.pod_uid).cloned() {
+        let known = self.sandboxes.borrow().get(&spec.pod_uid).cloned();
+        if let Some(id) = known {
             match self.docker.inspect_container(&id, None).await {
                 Ok(c) if c.state.as_ref().and_then(|s| s.running) == Some(true) => return Ok(id),
                 _ => {
