@@ -1,9 +1,12 @@
-//! The process runtime on `faultline up --runtime process`: real programs
-//! (Python HTTP servers) as pods, driven with stock kubectl, checked on
-//! the machine's process table and files.
+//! The real runtimes on `faultline up`: with `--runtime process`, real
+//! programs (Python HTTP servers) as pods, checked on the machine's process
+//! table and files; with `--runtime docker`, containers of a locally built
+//! busybox image, checked on Docker's containers and networks. Both are
+//! driven with stock kubectl.
 //!
-//! Like the kubectl test, it needs kubectl (and python3): without them it
-//! says so and passes, unless `FAULTLINE_REQUIRE_KUBECTL=1` (`.ci/run`).
+//! Like the kubectl test, they need kubectl (and python3, or Docker):
+//! without them they say so and pass, unless `FAULTLINE_REQUIRE_KUBECTL=1`
+//! (`.ci/run`, which also provides Docker's daemon and busybox-static).
 #![allow(clippy::disallowed_methods)] // a real-mode test: real time, real processes
 
 use std::collections::BTreeSet;
@@ -522,4 +525,286 @@ fn real_programs_run_restart_and_leave_nothing_behind() {
         let d = cluster.join(format!("n{i}/containers"));
         assert!(!d.exists(), "{} is left", d.display());
     }
+}
+
+/// The Docker test's pods: the same servers as [`APP`]'s, as busybox
+/// `httpd` in a locally built image, answering with their pod's name and
+/// what they read from the ConfigMap and the Secret.
+const DOCKER_APP: &str = r#"
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: web-config
+data:
+  MODE: fast
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: web-secret
+stringData:
+  password: hunter2
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 3
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      terminationGracePeriodSeconds: 2
+      containers:
+      - name: web
+        image: IMAGE
+        args:
+        - sh
+        - -c
+        - mkdir -p /tmp/www && echo "$HOSTNAME mode=$MODE password=$DB_PASSWORD" > /tmp/www/index.html && exec httpd -f -v -p 8080 -h /tmp/www
+        env:
+        - name: DB_PASSWORD
+          valueFrom: {secretKeyRef: {name: web-secret, key: password}}
+        envFrom:
+        - configMapRef: {name: web-config}
+        ports:
+        - containerPort: 8080
+        readinessProbe:
+          httpGet: {path: /, port: 8080}
+          periodSeconds: 1
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+spec:
+  selector: {app: web}
+  ports:
+  - port: 8080
+    targetPort: 8080
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: noimage
+spec:
+  containers:
+  - name: app
+    image: nginx:1.27
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: nocmd
+spec:
+  containers:
+  - name: app
+    image: IMAGE
+    command: ["/no-such-program"]
+"#;
+
+/// `docker ARGS`; its stdout, or `None` when it fails.
+fn docker(args: &[&str]) -> Option<String> {
+    let out = Command::new("docker").args(args).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// A test image, removed when dropped.
+struct Image(String);
+
+impl Drop for Image {
+    fn drop(&mut self) {
+        let _ = docker(&["rmi", "-f", &self.0]);
+    }
+}
+
+/// Builds `faultline-test-httpd:PID`: busybox alone, from scratch.
+fn build_image() -> Option<Image> {
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())?;
+    let dir =
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("image-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).ok()?;
+    std::fs::copy(busybox, dir.join("busybox")).ok()?;
+    std::fs::write(
+        dir.join("Dockerfile"),
+        "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\nENTRYPOINT []\n",
+    )
+    .ok()?;
+    let tag = format!("faultline-test-httpd:{}", std::process::id());
+    let run = format!("faultline.run=test-{}", std::process::id());
+    docker(&[
+        "build",
+        "-q",
+        "--label",
+        &run,
+        "-t",
+        &tag,
+        &dir.display().to_string(),
+    ])?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Some(Image(tag))
+}
+
+/// The Docker containers of pod `name` (its sandbox among them).
+fn containers_of(pod: &str) -> Vec<String> {
+    docker(&[
+        "ps",
+        "-aq",
+        "--filter",
+        &format!("label=io.kubernetes.pod.name={pod}"),
+    ])
+    .unwrap_or_default()
+    .lines()
+    .map(str::to_string)
+    .collect()
+}
+
+#[test]
+fn docker_containers_run_restart_and_leave_nothing_behind() {
+    let required = std::env::var("FAULTLINE_REQUIRE_KUBECTL").as_deref() == Ok("1");
+    let Some(mut k) = Kubectl::find() else {
+        assert!(!required, "FAULTLINE_REQUIRE_KUBECTL=1 but no kubectl runs");
+        eprintln!("no kubectl on this machine: the docker runtime test is skipped");
+        return;
+    };
+    if docker(&["info", "-f", "{{.ServerVersion}}"]).is_none() {
+        assert!(
+            !required,
+            "FAULTLINE_REQUIRE_KUBECTL=1 but no Docker daemon answers"
+        );
+        eprintln!("no Docker daemon: the docker runtime test is skipped");
+        return;
+    }
+    let image = build_image().expect("the test image builds from a static busybox");
+    let up = Up::start_with("docker-runtime", 3, 1, &["--runtime", "docker"]);
+    assert!(
+        up.printed[0].contains("(docker runtime)"),
+        "{:?}",
+        up.printed
+    );
+    k.kubeconfig = up.dir.join("kubeconfig").display().to_string();
+    k.apply(&DOCKER_APP.replace("IMAGE", &image.0), &[]);
+
+    until(90, "3 ready replicas", || all_ready(&k, 3));
+    until(30, "every proxy reaches every pod", || {
+        every_proxy_reaches_every_pod(&k, &up, &[1, 2, 3])
+    });
+    let body = get(&format!("{}.2", up.node_net)).expect("an answer");
+    assert!(body.contains("mode=fast password=hunter2"), "{body}");
+    let (first, _, first_id, _, _) = pods(&k, "app=web")[0].clone();
+    let run = docker(&[
+        "inspect",
+        "-f",
+        "{{index .Config.Labels \"faultline.run\"}}",
+        &first_id,
+    ])
+    .expect("the container is Docker's");
+    let logs = k.ok(&["logs", &first]);
+    assert!(logs.contains("response:200"), "{logs}");
+
+    // docker kill: the container restarts, in the same sandbox (same IP).
+    docker(&["kill", &first_id]).expect("docker kill");
+    until(
+        30,
+        "the killed container restarted and ready",
+        || match pods(&k, "app=web").iter().find(|p| p.0 == first) {
+            Some(p) if p.3 == 1 && p.4 => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    );
+    until(30, "every proxy reaches every pod again", || {
+        every_proxy_reaches_every_pod(&k, &up, &[1, 2, 3])
+    });
+
+    // A restarted kubelet keeps its containers (same ids, no restart).
+    let before = pods(&k, "app=web");
+    let node = before[1].1.clone();
+    let (node_pid, args) = node_process(&up.dir, &node).expect("the node's process");
+    Command::new("kill")
+        .args(["-9", &node_pid.to_string()])
+        .status()
+        .unwrap();
+    let log = std::fs::File::create(up.dir.join(format!("{node}-restarted.log"))).unwrap();
+    let restarted = Restarted(
+        Command::new(&args[0])
+            .args(&args[1..])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("the node restarts"),
+    );
+    until(20, "the restarted node adopted its containers", || {
+        let said = std::fs::read_to_string(up.dir.join(format!("{node}-restarted.log")))
+            .unwrap_or_default();
+        said.contains("adopted").then_some(()).ok_or(said)
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let after = pods(&k, "app=web");
+    for p in before.iter().filter(|p| p.1 == node) {
+        let now = after.iter().find(|a| a.0 == p.0).expect("the pod stays");
+        assert_eq!((&now.2, now.3), (&p.2, p.3), "same container, no restart");
+    }
+
+    // Deleting a pod removes its containers, sandbox included.
+    let gone = pods(&k, "app=web")[2].0.clone();
+    assert_eq!(
+        containers_of(&gone).len(),
+        2,
+        "the container and its sandbox"
+    );
+    k.ok(&["delete", "pod", &gone]);
+    until(20, "the deleted pod's containers are gone", || {
+        let left = containers_of(&gone);
+        left.is_empty().then_some(()).ok_or(format!("{left:?}"))
+    });
+
+    // Bad input, reported on the pods.
+    until(30, "a missing image waits with ErrImageNeverPull", || {
+        let out = k.ok(&[
+            "get",
+            "pod",
+            "noimage",
+            "-o",
+            "jsonpath={.status.containerStatuses[0].state.waiting.reason}",
+        ]);
+        (out == "ErrImageNeverPull").then_some(()).ok_or(out)
+    });
+    until(30, "a missing program crash-loops with the error", || {
+        let out = k.ok(&["get", "pod", "nocmd", "-o", "json"]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let c = &v["status"]["containerStatuses"][0];
+        let t = &c["lastState"]["terminated"];
+        if c["state"]["waiting"]["reason"] == "CrashLoopBackOff"
+            && t["reason"] == "StartError"
+            && t["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("/no-such-program"))
+        {
+            Ok(())
+        } else {
+            Err(c.to_string())
+        }
+    });
+
+    // Stopping the cluster leaves no container and no network of its run.
+    drop(restarted);
+    drop(up);
+    let filter = format!("label=faultline.run={run}");
+    assert_eq!(
+        docker(&["ps", "-aq", "--filter", &filter]).as_deref(),
+        Some("")
+    );
+    assert_eq!(
+        docker(&["network", "ls", "-q", "--filter", &filter]).as_deref(),
+        Some("")
+    );
 }
