@@ -44,6 +44,8 @@ use faultline_kubelet::{
     RuntimeError,
 };
 use futures_util::StreamExt;
+
+use crate::shim::{Meta, Status};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -68,22 +70,9 @@ const BUSYBOX: [&str; 2] = ["/bin/busybox", "/usr/bin/busybox"];
 /// How often the runtime asks Docker what runs.
 const POLL: Duration = Duration::from_millis(500);
 
-#[derive(Debug, Clone)]
-struct Status {
-    state: ContainerState,
-    reason: Option<String>,
-    message: String,
-}
-
 struct Entry {
     seq: u64,
-    pod_uid: String,
-    pod_namespace: String,
-    pod_name: String,
-    container_name: String,
-    image: String,
-    pod_ip: String,
-    attempt: u32,
+    meta: Meta,
     started_at: Instant,
     status: Rc<RefCell<Status>>,
     stopping: bool,
@@ -325,13 +314,16 @@ impl DockerRuntime {
                 id,
                 Entry {
                     seq: 0,
-                    pod_uid: get(LABEL_POD_UID),
-                    pod_namespace: get(LABEL_POD_NAMESPACE),
-                    pod_name: get(LABEL_POD_NAME),
-                    container_name: get(LABEL_CONTAINER),
-                    image: c.image.unwrap_or_default(),
-                    pod_ip: get(LABEL_POD_IP),
-                    attempt: get(LABEL_ATTEMPT).parse().unwrap_or(0),
+                    meta: Meta {
+                        pod_uid: get(LABEL_POD_UID),
+                        pod_namespace: get(LABEL_POD_NAMESPACE),
+                        pod_name: get(LABEL_POD_NAME),
+                        container_name: get(LABEL_CONTAINER),
+                        image: c.image.unwrap_or_default(),
+                        pod_ip: get(LABEL_POD_IP),
+                        attempt: get(LABEL_ATTEMPT).parse().unwrap_or(0),
+                        created_wall_ms: 0,
+                    },
                     started_at: self.instant_at(started.unwrap_or_else(|| self.env.wall_ms())),
                     status: Rc::new(RefCell::new(status.0)),
                     stopping: false,
@@ -383,12 +375,7 @@ impl DockerRuntime {
         };
         let started = docker_time(state.started_at.as_deref());
         if state.running == Some(true) {
-            let running = Status {
-                state: ContainerState::Running,
-                reason: None,
-                message: String::new(),
-            };
-            return (running, started);
+            return (Status::running(), started);
         }
         let error = state.error.unwrap_or_default();
         let finished =
@@ -667,13 +654,16 @@ impl ContainerRuntime for DockerRuntime {
             id.clone(),
             Entry {
                 seq: 0,
-                pod_uid: spec.pod_uid,
-                pod_namespace: spec.pod_namespace,
-                pod_name: spec.pod_name,
-                container_name: spec.container_name,
-                image: spec.image,
-                pod_ip: spec.pod_ip,
-                attempt: spec.attempt,
+                meta: Meta {
+                    pod_uid: spec.pod_uid,
+                    pod_namespace: spec.pod_namespace,
+                    pod_name: spec.pod_name,
+                    container_name: spec.container_name,
+                    image: spec.image,
+                    pod_ip: spec.pod_ip,
+                    attempt: spec.attempt,
+                    created_wall_ms: 0,
+                },
                 started_at: self.instant_at(started.unwrap_or_else(|| self.env.wall_ms())),
                 status: Rc::new(RefCell::new(status)),
                 stopping: false,
@@ -713,21 +703,7 @@ impl ContainerRuntime for DockerRuntime {
         let mut rows: Vec<(u64, ContainerInfo)> = table
             .iter()
             .map(|(id, e)| {
-                let s = e.status.borrow();
-                let info = ContainerInfo {
-                    id: id.clone(),
-                    pod_uid: e.pod_uid.clone(),
-                    pod_namespace: e.pod_namespace.clone(),
-                    pod_name: e.pod_name.clone(),
-                    container_name: e.container_name.clone(),
-                    image: e.image.clone(),
-                    pod_ip: e.pod_ip.clone(),
-                    state: s.state,
-                    started_at: e.started_at,
-                    attempt: e.attempt,
-                    exit_reason: s.reason.clone(),
-                    exit_message: s.message.clone(),
-                };
+                let info = e.meta.info(id, e.started_at, &e.status.borrow());
                 (e.seq, info)
             })
             .collect();
@@ -756,9 +732,9 @@ impl ContainerRuntime for DockerRuntime {
             .table
             .borrow()
             .values()
-            .any(|e| e.pod_uid == entry.pod_uid);
+            .any(|e| e.meta.pod_uid == entry.meta.pod_uid);
         if !others {
-            let sandbox = self.sandboxes.borrow_mut().remove(&entry.pod_uid);
+            let sandbox = self.sandboxes.borrow_mut().remove(&entry.meta.pod_uid);
             if let Some(s) = sandbox {
                 self.remove_forced(&s)
                     .await

@@ -45,7 +45,7 @@ use tokio::time::Instant;
 use crate::cgroup::Cgroups;
 use crate::crilog::{Tail, DEFAULT_MAX_FILE};
 use crate::procfs;
-use crate::shim::{self, Exit, Meta, Pids, ShimConfig};
+use crate::shim::{self, Exit, Meta, Pids, ShimConfig, Status};
 
 /// How often a container's files are looked at (output, exit).
 const POLL: Duration = Duration::from_millis(200);
@@ -53,14 +53,6 @@ const POLL: Duration = Duration::from_millis(200);
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long `remove` waits for a killed container to be reaped.
 const REAP_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Where a container stands, written by its watcher.
-#[derive(Debug, Clone)]
-struct Status {
-    state: ContainerState,
-    reason: Option<String>,
-    message: String,
-}
 
 struct Entry {
     /// Start order.
@@ -198,11 +190,7 @@ impl ProcessRuntime {
     ) {
         let seq = self.next_seq.get();
         self.next_seq.set(seq + 1);
-        let status = Rc::new(RefCell::new(Status {
-            state: ContainerState::Running,
-            reason: None,
-            message: String::new(),
-        }));
+        let status = Rc::new(RefCell::new(Status::running()));
         let log = Rc::new(LogBuffer::new(DEFAULT_LOG_CAPACITY));
         let watcher = self.env.spawn(watch(
             self.env.clone(),
@@ -481,21 +469,7 @@ impl ContainerRuntime for ProcessRuntime {
         let mut rows: Vec<(u64, ContainerInfo)> = table
             .iter()
             .map(|(id, e)| {
-                let status = e.status.borrow();
-                let info = ContainerInfo {
-                    id: id.clone(),
-                    pod_uid: e.meta.pod_uid.clone(),
-                    pod_namespace: e.meta.pod_namespace.clone(),
-                    pod_name: e.meta.pod_name.clone(),
-                    container_name: e.meta.container_name.clone(),
-                    image: e.meta.image.clone(),
-                    pod_ip: e.meta.pod_ip.clone(),
-                    state: status.state,
-                    started_at: e.started_at,
-                    attempt: e.meta.attempt,
-                    exit_reason: status.reason.clone(),
-                    exit_message: status.message.clone(),
-                };
+                let info = e.meta.info(id, e.started_at, &e.status.borrow());
                 (e.seq, info)
             })
             .collect();

@@ -71,6 +71,51 @@ pub struct Meta {
     pub created_wall_ms: u64,
 }
 
+impl Meta {
+    /// The kubelet's row for container `id` described by this, in `status`,
+    /// started at `started_at` (both runtimes report through this).
+    pub fn info(
+        &self,
+        id: &faultline_kubelet::ContainerId,
+        started_at: tokio::time::Instant,
+        status: &Status,
+    ) -> faultline_kubelet::ContainerInfo {
+        faultline_kubelet::ContainerInfo {
+            id: id.clone(),
+            pod_uid: self.pod_uid.clone(),
+            pod_namespace: self.pod_namespace.clone(),
+            pod_name: self.pod_name.clone(),
+            container_name: self.container_name.clone(),
+            image: self.image.clone(),
+            pod_ip: self.pod_ip.clone(),
+            state: status.state,
+            started_at,
+            attempt: self.attempt,
+            exit_reason: status.reason.clone(),
+            exit_message: status.message.clone(),
+        }
+    }
+}
+
+/// Where a container stands, as a runtime last saw it.
+#[derive(Debug, Clone)]
+pub struct Status {
+    pub state: faultline_kubelet::ContainerState,
+    /// `OOMKilled`, `StartError`, ...: see [`Exit::reason`].
+    pub reason: Option<String>,
+    pub message: String,
+}
+
+impl Status {
+    pub fn running() -> Status {
+        Status {
+            state: faultline_kubelet::ContainerState::Running,
+            reason: None,
+            message: String::new(),
+        }
+    }
+}
+
 /// A process, told apart from a later one with the same pid by its start
 /// time (`/proc/PID/stat`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -20,9 +20,8 @@ mod up;
 use up::kubectl::Kubectl;
 use up::Up;
 
-/// A ConfigMap and a Secret the servers read, and three replicas of a
-/// server that answers with its pod's name and what it read.
-const APP: &str = r#"
+/// A ConfigMap and a Secret the servers of both tests read.
+const CONFIG: &str = r#"
 apiVersion: v1
 kind: ConfigMap
 metadata:
@@ -35,8 +34,11 @@ kind: Secret
 metadata:
   name: web-secret
 stringData:
-  password: hunter2
----
+  password: hunter2"#;
+
+/// Three replicas of a server that answers with its pod's name and what it
+/// read from [`CONFIG`].
+const APP: &str = r#"
 apiVersion: apps/v1
 kind: Deployment
 metadata:
@@ -303,7 +305,7 @@ fn real_programs_run_restart_and_leave_nothing_behind() {
         up.printed
     );
     k.kubeconfig = up.dir.join("kubeconfig").display().to_string();
-    k.apply(APP, &[]);
+    k.apply(&format!("{CONFIG}\n---{APP}"), &[]);
 
     // Three replicas become Ready; every node's proxy reaches all three,
     // which read the ConfigMap and the Secret from their environment.
@@ -531,20 +533,6 @@ fn real_programs_run_restart_and_leave_nothing_behind() {
 /// `httpd` in a locally built image, answering with their pod's name and
 /// what they read from the ConfigMap and the Secret.
 const DOCKER_APP: &str = r#"
-apiVersion: v1
-kind: ConfigMap
-metadata:
-  name: web-config
-data:
-  MODE: fast
----
-apiVersion: v1
-kind: Secret
-metadata:
-  name: web-secret
-stringData:
-  password: hunter2
----
 apiVersion: apps/v1
 kind: Deployment
 metadata:
@@ -691,7 +679,10 @@ fn docker_containers_run_restart_and_leave_nothing_behind() {
         up.printed
     );
     k.kubeconfig = up.dir.join("kubeconfig").display().to_string();
-    k.apply(&DOCKER_APP.replace("IMAGE", &image.0), &[]);
+    k.apply(
+        &format!("{CONFIG}\n---{}", DOCKER_APP.replace("IMAGE", &image.0)),
+        &[],
+    );
 
     until(90, "3 ready replicas", || all_ready(&k, 3));
     until(30, "every proxy reaches every pod", || {
