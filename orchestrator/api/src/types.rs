@@ -319,6 +319,10 @@ object!(Probe {
     http_get: Option<HttpGetAction>,
     #[serde(skip_serializing_if = "Option::is_none")]
     tcp_socket: Option<TcpSocketAction>,
+    /// A command run in the container: exit code 0 is success. Runtimes
+    /// that cannot run one (the built-in apps) fail the probe, saying so.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exec: Option<ExecAction>,
     initial_delay_seconds: i32,
     period_seconds: i32,
     timeout_seconds: i32,
@@ -331,6 +335,10 @@ object!(HttpGetAction {
     port: IntOrString,
 });
 object!(TcpSocketAction { port: IntOrString });
+object!(ExecAction {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    command: Vec<String>,
+});
 object!(Toleration {
     #[serde(skip_serializing_if = "String::is_empty")]
     key: String,

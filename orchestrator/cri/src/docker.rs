@@ -40,8 +40,8 @@ use bollard::Docker;
 use faultline_env::Env;
 use faultline_kubelet::logs::{Stream, DEFAULT_LOG_CAPACITY};
 use faultline_kubelet::{
-    ContainerId, ContainerInfo, ContainerRuntime, ContainerSpec, ContainerState, LogBuffer,
-    RuntimeError,
+    ContainerId, ContainerInfo, ContainerRuntime, ContainerSpec, ContainerState, ExecOutput,
+    LogBuffer, RuntimeError,
 };
 use futures_util::StreamExt;
 
@@ -751,9 +751,73 @@ impl ContainerRuntime for DockerRuntime {
             .map(|e| e.log.clone())
             .ok_or_else(|| RuntimeError::NotFound { id: id.clone() })
     }
+
+    /// `docker exec`; a command still running when the time is up is left
+    /// to end on its own (Docker has no call to kill an exec), as
+    /// Kubernetes' dockershim did.
+    async fn exec(
+        &self,
+        id: &ContainerId,
+        command: &[String],
+        timeout: Duration,
+    ) -> Result<ExecOutput, RuntimeError> {
+        match self.env.timeout(timeout, self.run_exec(id, command)).await {
+            Ok(result) => result,
+            Err(_) => Ok(ExecOutput {
+                code: None,
+                output: String::new(),
+            }),
+        }
+    }
 }
 
 impl DockerRuntime {
+    /// `docker exec`: runs `command` in container `id`, collecting its
+    /// output, and asks for its exit code once the output ends.
+    async fn run_exec(
+        &self,
+        id: &ContainerId,
+        command: &[String],
+    ) -> Result<ExecOutput, RuntimeError> {
+        let options = bollard::exec::CreateExecOptions {
+            cmd: Some(command.to_vec()),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            ..Default::default()
+        };
+        let exec = self
+            .docker
+            .create_exec(id.as_str(), options)
+            .await
+            .map_err(|e| failed(&format!("exec in {id}"), e))?;
+        let started = self
+            .docker
+            .start_exec(&exec.id, None)
+            .await
+            .map_err(|e| failed(&format!("exec in {id}"), e))?;
+        let mut output = String::new();
+        if let bollard::exec::StartExecResults::Attached {
+            output: mut out, ..
+        } = started
+        {
+            while let Some(Ok(chunk)) = out.next().await {
+                if output.len() < crate::process::EXEC_OUTPUT_MAX {
+                    output.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+                }
+            }
+        }
+        crate::process::truncate(&mut output, crate::process::EXEC_OUTPUT_MAX);
+        let inspected = self
+            .docker
+            .inspect_exec(&exec.id)
+            .await
+            .map_err(|e| failed(&format!("exec in {id}"), e))?;
+        Ok(ExecOutput {
+            code: Some(inspected.exit_code.unwrap_or(126) as i32),
+            output,
+        })
+    }
+
     /// [`DockerRuntime::refresh`], at most once per [`POLL`]: `list` is
     /// called by every prober and every sync pass.
     async fn refresh_every_poll(&self) {

@@ -34,8 +34,8 @@ use async_trait::async_trait;
 use faultline_env::Env;
 use faultline_kubelet::logs::DEFAULT_LOG_CAPACITY;
 use faultline_kubelet::{
-    ContainerId, ContainerInfo, ContainerRuntime, ContainerSpec, ContainerState, LogBuffer,
-    RuntimeError,
+    ContainerId, ContainerInfo, ContainerRuntime, ContainerSpec, ContainerState, ExecOutput,
+    LogBuffer, RuntimeError,
 };
 use rand::RngCore;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -515,6 +515,99 @@ impl ContainerRuntime for ProcessRuntime {
             .get(id)
             .map(|e| e.log.clone())
             .ok_or_else(|| RuntimeError::NotFound { id: id.clone() })
+    }
+
+    /// Runs `command` as the container's programs run: its environment and
+    /// working directory, in a process group of its own (killed whole when
+    /// the time is up).
+    async fn exec(
+        &self,
+        id: &ContainerId,
+        command: &[String],
+        timeout: Duration,
+    ) -> Result<ExecOutput, RuntimeError> {
+        let dir = self
+            .table
+            .borrow()
+            .get(id)
+            .filter(|e| e.status.borrow().state.is_running())
+            .map(|e| e.dir.clone())
+            .ok_or_else(|| RuntimeError::NotFound { id: id.clone() })?;
+        let config: ShimConfig = shim::read_json(&dir, shim::CONFIG)
+            .ok()
+            .flatten()
+            .ok_or_else(|| RuntimeError::Failed {
+                message: format!("{}: no readable {}", dir.display(), shim::CONFIG),
+            })?;
+        let (program, args) = command.split_first().ok_or_else(|| RuntimeError::BadSpec {
+            message: "exec: no command".into(),
+        })?;
+        let child = tokio::process::Command::new(program)
+            .args(args)
+            .env_clear()
+            .envs(config.env.iter().map(|(k, v)| (k, v)))
+            .current_dir(&config.cwd)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn();
+        let child = match child {
+            Ok(c) => c,
+            // Not there, not executable: the command failed, as a shell
+            // says it (127/126).
+            Err(e) => {
+                let code = if e.kind() == io::ErrorKind::NotFound {
+                    127
+                } else {
+                    126
+                };
+                return Ok(ExecOutput {
+                    code: Some(code),
+                    output: format!("exec: {program:?}: {e}"),
+                });
+            }
+        };
+        let pgid = child.id().map(|p| p as i32);
+        match self.env.timeout(timeout, child.wait_with_output()).await {
+            Ok(Ok(out)) => {
+                let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+                text.push_str(&String::from_utf8_lossy(&out.stderr));
+                truncate(&mut text, EXEC_OUTPUT_MAX);
+                Ok(ExecOutput {
+                    code: Some(out.status.code().unwrap_or(137)),
+                    output: text,
+                })
+            }
+            Ok(Err(e)) => Err(RuntimeError::Failed {
+                message: format!("exec {program:?}: {e}"),
+            }),
+            Err(_) => {
+                if let Some(pgid) = pgid {
+                    // SAFETY: the group of the command just started.
+                    unsafe { libc::kill(-pgid, libc::SIGKILL) };
+                }
+                Ok(ExecOutput {
+                    code: None,
+                    output: String::new(),
+                })
+            }
+        }
+    }
+}
+
+/// The most an exec probe's output is kept (for its event).
+pub(crate) const EXEC_OUTPUT_MAX: usize = 4 << 10;
+
+/// Cuts `text` to at most `max` bytes, on a character boundary.
+pub(crate) fn truncate(text: &mut String, max: usize) {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
     }
 }
 

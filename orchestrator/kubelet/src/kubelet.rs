@@ -32,7 +32,7 @@ use tokio::time::Instant;
 
 use crate::envvars;
 use crate::logs::LogBuffer;
-use crate::probe::{probe, ProbeResult, ProbeState};
+use crate::probe::{probe_container, ProbeResult, ProbeState};
 use crate::runtime::{ContainerId, ContainerInfo, ContainerRuntime, ContainerSpec};
 use crate::server::{LogRefusal, NodeLogs, KUBELET_PORT};
 use crate::sync::{
@@ -395,7 +395,8 @@ impl Kubelet {
             .sleep_until(state.first_probe_at(c.started_at))
             .await;
         while self.is_running(c.id.as_str()).await {
-            let result = probe(&self.env, &c.pod_ip, &p, &ports).await;
+            let result =
+                probe_container(&self.env, &*self.runtime, &c.id, &c.pod_ip, &p, &ports).await;
             state.observe(result.is_success());
             if let (true, ProbeResult::Failure(why)) = (state.failing(), result) {
                 self.env.trace(format_args!(
@@ -729,7 +730,10 @@ impl Kubelet {
                 self.state.borrow_mut().ready.remove(&id);
                 return;
             }
-            let ok = probe(&self.env, &ip, &p, &ports).await.is_success();
+            let cid = ContainerId::new(id.clone());
+            let ok = probe_container(&self.env, &*self.runtime, &cid, &ip, &p, &ports)
+                .await
+                .is_success();
             let ready = state.observe(ok);
             let changed = self.state.borrow_mut().ready.insert(id.clone(), ready) != Some(ready);
             if changed {

@@ -40,6 +40,6 @@ pub use kubelet::{run, KubeletConfig};
 pub use logs::LogBuffer;
 pub use probe::{probe, ProbeResult, ProbeState};
 pub use runtime::{
-    ContainerId, ContainerInfo, ContainerRuntime, ContainerSpec, ContainerState, RuntimeError,
-    SimRuntime,
+    ContainerId, ContainerInfo, ContainerRuntime, ContainerSpec, ContainerState, ExecOutput,
+    RuntimeError, SimRuntime,
 };

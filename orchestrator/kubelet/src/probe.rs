@@ -22,6 +22,8 @@ use http_body_util::Empty;
 use hyper_util::rt::TokioIo;
 use tokio::time::Instant;
 
+use crate::runtime::{ContainerId, ContainerRuntime, ExecOutput};
+
 /// Default `periodSeconds`.
 pub const DEFAULT_PERIOD: Duration = Duration::from_secs(10);
 /// Default `timeoutSeconds`.
@@ -90,7 +92,42 @@ pub async fn probe(
             Ok(Ok(_conn)) => ProbeResult::Success,
         }
     } else {
-        ProbeResult::Failure("the probe has neither httpGet nor tcpSocket".to_string())
+        ProbeResult::Failure("the probe has no httpGet or tcpSocket handler".to_string())
+    }
+}
+
+/// Runs one probe of container `id`: an `exec` probe through the runtime,
+/// the others with [`probe`] against `pod_ip`.
+pub async fn probe_container(
+    env: &Env,
+    runtime: &dyn ContainerRuntime,
+    id: &ContainerId,
+    pod_ip: &str,
+    p: &Probe,
+    container_ports: &[ContainerPort],
+) -> ProbeResult {
+    let Some(exec) = &p.exec else {
+        return probe(env, pod_ip, p, container_ports).await;
+    };
+    let timeout = probe_timeout(p);
+    let what = format!("exec {:?}", exec.command);
+    match runtime.exec(id, &exec.command, timeout).await {
+        Err(e) => ProbeResult::Failure(format!("{what}: {e}")),
+        Ok(ExecOutput { code: Some(0), .. }) => ProbeResult::Success,
+        Ok(ExecOutput { code: None, .. }) => {
+            ProbeResult::Failure(format!("{what}: timed out after {timeout:?}"))
+        }
+        Ok(ExecOutput {
+            code: Some(code),
+            output,
+        }) => {
+            let output = output.trim();
+            ProbeResult::Failure(if output.is_empty() {
+                format!("{what}: exit code {code}")
+            } else {
+                format!("{what}: exit code {code}: {output}")
+            })
+        }
     }
 }
 

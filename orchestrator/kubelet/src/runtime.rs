@@ -275,6 +275,31 @@ pub trait ContainerRuntime {
     /// The container's output (stdout and stderr), while the runtime keeps
     /// the container; closed once it exited.
     async fn log(&self, id: &ContainerId) -> Result<Rc<LogBuffer>, RuntimeError>;
+    /// Runs `command` in the running container (an `exec` probe), killing
+    /// it after `timeout`. Runtimes that cannot (the built-in apps run no
+    /// programs) say so.
+    async fn exec(
+        &self,
+        id: &ContainerId,
+        command: &[String],
+        timeout: Duration,
+    ) -> Result<ExecOutput, RuntimeError> {
+        let _ = (id, command, timeout);
+        Err(RuntimeError::BadSpec {
+            message: "this runtime runs no commands in its containers (exec): the built-in apps \
+                      are not programs; use an httpGet or tcpSocket probe"
+                .into(),
+        })
+    }
+}
+
+/// How a command run in a container ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecOutput {
+    /// Its exit code; `None` when it ran out of time and was killed.
+    pub code: Option<i32>,
+    /// What it wrote (stdout then stderr), cut to a few KiB.
+    pub output: String,
 }
 
 /// One row of the runtime's table.

@@ -92,6 +92,49 @@ spec:
     targetPort: 8080
 "#;
 
+/// A pod whose readiness and liveness are `exec` probes: ready once
+/// `READY` exists, killed (and restarted) once `DEAD` exists.
+const PROBED: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: probed
+spec:
+  containers:
+  - name: app
+    image: IMAGE
+    command: ["sh", "-c", "mkdir -p /tmp && exec sleep 3600"]
+    env:
+    - {name: READY, value: "DIR/ready"}
+    - {name: DEAD, value: "DIR/dead"}
+    readinessProbe:
+      exec: {command: ["sh", "-c", "test -e $READY"]}
+      periodSeconds: 1
+    livenessProbe:
+      exec: {command: ["sh", "-c", "test ! -e $DEAD"]}
+      periodSeconds: 1
+      failureThreshold: 1
+"#;
+
+/// Waits until pod `name`'s container is (not) ready with `restarts`.
+fn wait_probed(k: &Kubectl, name: &str, ready: bool, restarts: i64) {
+    until(
+        40,
+        &format!("{name} ready={ready} restarts={restarts}"),
+        || {
+            let out = k.ok(&["get", "pod", name, "-o", "json"]);
+            let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+            let c = &v["status"]["containerStatuses"][0];
+            let running = !c["state"]["running"].is_null();
+            if running && c["ready"] == ready && c["restartCount"] == restarts {
+                Ok(())
+            } else {
+                Err(c.to_string())
+            }
+        },
+    );
+}
+
 /// Bad input: a program that does not exist, one that writes 200 MB, and
 /// one asking for more memory than any node has.
 const BAD: &str = r#"
@@ -401,6 +444,33 @@ fn real_programs_run_restart_and_leave_nothing_behind() {
     until(60, "3 ready replicas after the deletion", || {
         all_ready(&k, 3)
     });
+
+    // exec probes: run as the container's programs run (its environment).
+    let probe_dir = up.dir.join("probe-files");
+    std::fs::create_dir_all(&probe_dir).unwrap();
+    let probed = PROBED
+        .replace("IMAGE", "sh")
+        .replace("DIR", &probe_dir.display().to_string());
+    k.apply(&probed, &[]);
+    wait_probed(&k, "probed", false, 0);
+    std::fs::write(probe_dir.join("ready"), "").unwrap();
+    wait_probed(&k, "probed", true, 0);
+    std::fs::write(probe_dir.join("dead"), "").unwrap();
+    until(
+        30,
+        "a failed exec liveness probe restarts the container",
+        || {
+            let out = k.ok(&[
+                "get",
+                "pod",
+                "probed",
+                "-o",
+                "jsonpath={.status.containerStatuses[0].restartCount}",
+            ]);
+            (out != "0").then_some(()).ok_or(out)
+        },
+    );
+    std::fs::remove_file(probe_dir.join("dead")).unwrap();
 
     // Bad input, each reported on its pod.
     k.apply(BAD, &[]);
@@ -744,6 +814,25 @@ fn docker_containers_run_restart_and_leave_nothing_behind() {
         let now = after.iter().find(|a| a.0 == p.0).expect("the pod stays");
         assert_eq!((&now.2, now.3), (&p.2, p.3), "same container, no restart");
     }
+
+    // exec probes run in the container (`docker exec`).
+    k.apply(
+        &PROBED.replace("IMAGE", &image.0).replace("DIR", "/tmp"),
+        &[],
+    );
+    wait_probed(&k, "probed", false, 0);
+    let probed_id = k.ok(&[
+        "get",
+        "pod",
+        "probed",
+        "-o",
+        "jsonpath={.status.containerStatuses[0].containerID}",
+    ]);
+    docker(&["exec", &probed_id, "touch", "/tmp/ready"]).expect("docker exec");
+    wait_probed(&k, "probed", true, 0);
+    docker(&["exec", &probed_id, "touch", "/tmp/dead"]).expect("docker exec");
+    // The restarted container starts afresh: no /tmp/dead, not ready.
+    wait_probed(&k, "probed", false, 1);
 
     // Deleting a pod removes its containers, sandbox included.
     let gone = pods(&k, "app=web")[2].0.clone();

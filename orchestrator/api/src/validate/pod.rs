@@ -220,16 +220,27 @@ fn check_resources(out: &mut Vec<StatusCause>, r: &ResourceRequirements, path: &
 }
 
 fn check_probe(out: &mut Vec<StatusCause>, p: &Probe, path: &str) {
-    match (&p.http_get, &p.tcp_socket) {
-        (None, None) => out.push(required(
+    let handlers = [
+        ("httpGet", p.http_get.is_some()),
+        ("tcpSocket", p.tcp_socket.is_some()),
+        ("exec", p.exec.is_some()),
+    ];
+    match handlers.iter().filter(|(_, set)| *set).count() {
+        0 => out.push(required(
             path,
-            "must specify a handler type (httpGet or tcpSocket)",
+            "must specify a handler type (exec, httpGet or tcpSocket)",
         )),
-        (Some(_), Some(_)) => out.push(forbidden(
-            &format!("{path}.tcpSocket"),
-            "may not specify more than 1 handler type",
-        )),
-        _ => {}
+        1 => {}
+        _ => {
+            let second = handlers.iter().filter(|(_, set)| *set).nth(1).expect("two");
+            out.push(forbidden(
+                &format!("{path}.{}", second.0),
+                "may not specify more than 1 handler type",
+            ))
+        }
+    }
+    if p.exec.as_ref().is_some_and(|e| e.command.is_empty()) {
+        out.push(required(&format!("{path}.exec.command"), ""));
     }
     if let Some(h) = &p.http_get {
         check_port_or_name(out, &h.port, &format!("{path}.httpGet.port"));
