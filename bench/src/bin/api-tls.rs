@@ -22,18 +22,19 @@
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::io::BufRead;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::path::PathBuf;
+use std::process::ExitCode;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use faultline_api::{Lease, ObjectMeta};
-use faultline_client::{Client, ClientConfig, ListParams, WatchItem};
-use faultline_env::tls::TlsClient;
+use faultline_client::{Client, ListParams, WatchItem};
 use faultline_env::Env;
+
+#[path = "../up_cluster.rs"]
+mod up_cluster;
 
 #[derive(Parser)]
 #[command(
@@ -110,74 +111,6 @@ impl Sample {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
-}
-
-/// A `faultline up` cluster, stopped (SIGTERM) and removed when dropped.
-struct Cluster {
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// Starts a cluster; returns it with an admin client.
-fn start(bin: &Path, tls: bool, slot: u16, env: &Env) -> Result<(Cluster, Client)> {
-    let pid = std::process::id();
-    let dir = std::env::temp_dir().join(format!("faultline-api-bench-{pid}-{slot}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    let base = 30000 + (pid % 10000) as u16 + 20 * slot;
-    let api = base;
-    let mut cmd = Command::new(bin);
-    cmd.arg("up")
-        .arg("--dir")
-        .arg(&dir)
-        .args(["--nodes", "1", "--api-port", &api.to_string()])
-        .args(["--store-port", &(base + 10).to_string()])
-        .args(["--node-net", &format!("127.0.{}", 200 + slot)])
-        .args(["--pod-octet", &(200 + slot * 10).to_string()]);
-    if !tls {
-        cmd.arg("--insecure-plain-http");
-    }
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .with_context(|| format!("starting {}", bin.display()))?;
-    let out = child.stdout.take().expect("piped");
-    let cluster = Cluster {
-        child,
-        dir: dir.clone(),
-    };
-    let mut admin = String::new();
-    let mut ready = false;
-    for line in std::io::BufReader::new(out).lines() {
-        let line = line?;
-        if let Some(rest) = line.strip_prefix("admin token: ") {
-            admin = rest.split(' ').next().unwrap_or_default().to_string();
-        }
-        if line.starts_with("Ctrl-C stops the cluster") {
-            ready = true;
-            break;
-        }
-    }
-    if !ready || admin.is_empty() {
-        bail!("faultline up did not come up; logs in {}", dir.display());
-    }
-    let servers = (0..3).map(|i| format!("127.0.0.1:{}", api + i)).collect();
-    let mut cfg = ClientConfig::new(servers, &admin);
-    cfg.request_timeout = Duration::from_secs(30);
-    if tls {
-        cfg.tls = Some(TlsClient::from_files(&dir.join("pki/ca.crt"), None)?);
-    }
-    Ok((cluster, Client::new(env.clone(), cfg)))
 }
 
 fn lease(ns: &str, name: String) -> Lease {
@@ -374,7 +307,8 @@ fn run(args: &Args) -> Result<()> {
     );
     let mut results = BTreeMap::new();
     for (slot, tls) in [(0u16, true), (1, false)] {
-        let (cluster, client) = start(&bin, tls, slot, &env)?;
+        let extra: &[&str] = if tls { &[] } else { &["--insecure-plain-http"] };
+        let (cluster, client) = up_cluster::start(&bin, "api-bench", 1, slot, extra, &env)?;
         let got = faultline_env::real::block_on_local(measure(&env, &client, args));
         drop(cluster);
         results.insert(tls, got?);
