@@ -13,6 +13,17 @@ use faultline_client::{Client, ClientConfig};
 use faultline_env::tls::TlsClient;
 use faultline_env::Env;
 
+/// The `faultline` executable: `given`, or the one next to this benchmark.
+pub fn faultline_exe(given: Option<&PathBuf>) -> Result<PathBuf> {
+    match given {
+        Some(p) => Ok(p.clone()),
+        None => Ok(std::env::current_exe()?
+            .parent()
+            .context("the executable's folder")?
+            .join("faultline")),
+    }
+}
+
 /// A `faultline up` cluster, stopped (SIGTERM) and removed when dropped.
 pub struct Cluster {
     child: Child,

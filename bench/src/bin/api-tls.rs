@@ -27,7 +27,7 @@ use std::process::ExitCode;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::Parser;
 use faultline_api::{Lease, ObjectMeta};
 use faultline_client::{Client, ListParams, WatchItem};
@@ -292,13 +292,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> Result<()> {
-    let bin = match &args.faultline {
-        Some(p) => p.clone(),
-        None => std::env::current_exe()?
-            .parent()
-            .context("the executable's folder")?
-            .join("faultline"),
-    };
+    let bin = up_cluster::faultline_exe(args.faultline.as_ref())?;
     let scratch = std::env::temp_dir().join(format!("faultline-api-bench-{}", std::process::id()));
     let env = faultline_env::real::env("bench", 1, &scratch, "127.0.0.1")?;
     println!(

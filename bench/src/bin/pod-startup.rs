@@ -200,13 +200,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> Result<()> {
-    let bin = match &args.faultline {
-        Some(p) => p.clone(),
-        None => std::env::current_exe()?
-            .parent()
-            .context("the executable's folder")?
-            .join("faultline"),
-    };
+    let bin = up_cluster::faultline_exe(args.faultline.as_ref())?;
     let scratch = std::env::temp_dir().join(format!("faultline-pod-bench-{}", std::process::id()));
     let env = faultline_env::real::env("bench", 1, &scratch, "127.0.0.1")?;
     println!(

@@ -324,7 +324,10 @@ impl DockerRuntime {
                         attempt: get(LABEL_ATTEMPT).parse().unwrap_or(0),
                         created_wall_ms: 0,
                     },
-                    started_at: self.instant_at(started.unwrap_or_else(|| self.env.wall_ms())),
+                    started_at: crate::instant_at(
+                        &self.env,
+                        started.unwrap_or_else(|| self.env.wall_ms()),
+                    ),
                     status: Rc::new(RefCell::new(status.0)),
                     stopping: false,
                     log: Rc::new(LogBuffer::new(DEFAULT_LOG_CAPACITY)),
@@ -333,14 +336,6 @@ impl DockerRuntime {
             );
         }
         Ok(())
-    }
-
-    fn instant_at(&self, wall_ms: u64) -> Instant {
-        let ago = self.env.wall_ms().saturating_sub(wall_ms);
-        self.env
-            .now()
-            .checked_sub(Duration::from_millis(ago))
-            .unwrap_or_else(|| self.env.now())
     }
 
     /// Adds a container and starts following its output; the first one
@@ -393,7 +388,7 @@ impl DockerRuntime {
         let exited = Status {
             state: ContainerState::Exited {
                 code,
-                at: self.instant_at(finished),
+                at: crate::instant_at(&self.env, finished),
             },
             reason,
             message: error,
@@ -664,7 +659,10 @@ impl ContainerRuntime for DockerRuntime {
                     attempt: spec.attempt,
                     created_wall_ms: 0,
                 },
-                started_at: self.instant_at(started.unwrap_or_else(|| self.env.wall_ms())),
+                started_at: crate::instant_at(
+                    &self.env,
+                    started.unwrap_or_else(|| self.env.wall_ms()),
+                ),
                 status: Rc::new(RefCell::new(status)),
                 stopping: false,
                 log: Rc::new(LogBuffer::new(DEFAULT_LOG_CAPACITY)),

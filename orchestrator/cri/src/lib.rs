@@ -23,3 +23,11 @@ pub mod shim;
 pub use cgroup::Cgroups;
 pub use docker::DockerRuntime;
 pub use process::ProcessRuntime;
+
+/// Tokio's clock at wall time `wall_ms` (ms since the epoch, in the past):
+/// runtimes learn when a container started or ended from files and from
+/// Docker as wall times, and the kubelet reasons in tokio's instants.
+pub(crate) fn instant_at(env: &faultline_env::Env, wall_ms: u64) -> tokio::time::Instant {
+    let ago = std::time::Duration::from_millis(env.wall_ms().saturating_sub(wall_ms));
+    env.now().checked_sub(ago).unwrap_or_else(|| env.now())
+}

@@ -170,15 +170,6 @@ impl ProcessRuntime {
         Ok(())
     }
 
-    /// Tokio's clock at wall time `wall_ms` (in the past).
-    fn instant_at(&self, wall_ms: u64) -> Instant {
-        let ago = self.env.wall_ms().saturating_sub(wall_ms);
-        self.env
-            .now()
-            .checked_sub(Duration::from_millis(ago))
-            .unwrap_or_else(|| self.env.now())
-    }
-
     /// Adds a container to the table and starts its watcher.
     fn insert(
         &self,
@@ -207,7 +198,7 @@ impl ProcessRuntime {
                 dir,
                 meta,
                 pids,
-                started_at: self.instant_at(started_wall),
+                started_at: crate::instant_at(&self.env, started_wall),
                 status,
                 stopping: false,
                 log,
@@ -310,11 +301,7 @@ async fn watch(
             } else {
                 exit.finished_wall_ms
             };
-            let ago = env.wall_ms().saturating_sub(wall);
-            let at = env
-                .now()
-                .checked_sub(Duration::from_millis(ago))
-                .unwrap_or_else(|| env.now());
+            let at = crate::instant_at(&env, wall);
             *status.borrow_mut() = Status {
                 state: ContainerState::Exited {
                     code: exit.code,
