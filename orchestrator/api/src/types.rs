@@ -211,7 +211,76 @@ object!(PodSpec {
     /// nothing to apply it to.
     #[serde(skip_serializing_if = "Option::is_none")]
     security_context: Option<serde_json::Value>,
+    /// Directories the containers can mount (`volumeMounts`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    volumes: Vec<Volume>,
 });
+object!(
+    /// A directory of files for the pod's containers: exactly one source.
+    /// ConfigMaps and Secrets are served (projected as one file per key,
+    /// read-only, kept up to date while the pod runs).
+    Volume {
+        name: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        config_map: Option<ConfigMapVolumeSource>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        secret: Option<SecretVolumeSource>,
+    }
+);
+object!(
+    /// A ConfigMap's keys as files.
+    ConfigMapVolumeSource {
+        name: String,
+        /// Only these keys, at these paths; every key at its own name
+        /// when empty.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        items: Vec<KeyToPath>,
+        /// The files' permission bits (0644 when not given).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        default_mode: Option<i32>,
+        /// A missing ConfigMap (or item key) is then no error: the
+        /// directory is empty (or lacks the file).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        optional: Option<bool>,
+    }
+);
+object!(
+    /// A Secret's keys as files (decoded).
+    SecretVolumeSource {
+        secret_name: String,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        items: Vec<KeyToPath>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        default_mode: Option<i32>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        optional: Option<bool>,
+    }
+);
+object!(
+    /// One key of a ConfigMap or Secret projected to a file.
+    KeyToPath {
+        key: String,
+        /// Relative to the volume; no `..` element.
+        path: String,
+        /// This file's permission bits (the volume's `defaultMode` when
+        /// not given).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        mode: Option<i32>,
+    }
+);
+object!(
+    /// Where a container sees one of its pod's volumes.
+    VolumeMount {
+        /// The volume's name in `spec.volumes`.
+        name: String,
+        /// An absolute path in the container.
+        mount_path: String,
+        /// ConfigMap and Secret volumes are read-only whatever this says,
+        /// as in Kubernetes.
+        #[serde(skip_serializing_if = "is_false")]
+        read_only: bool,
+    }
+);
 object!(Container {
     name: String,
     /// Names a built-in application of the container runtime (`echo`).
@@ -237,6 +306,9 @@ object!(Container {
     /// which then restarts as its pod's `restartPolicy` says.
     #[serde(skip_serializing_if = "Option::is_none")]
     liveness_probe: Option<Probe>,
+    /// The pod's volumes this container sees, and where.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    volume_mounts: Vec<VolumeMount>,
     /// Kept and returned: images are built in, nothing is pulled.
     #[serde(skip_serializing_if = "String::is_empty")]
     image_pull_policy: String,

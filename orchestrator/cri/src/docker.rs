@@ -46,6 +46,7 @@ use faultline_kubelet::{
 use futures_util::StreamExt;
 
 use crate::shim::{Meta, Status};
+use crate::volumes::VolumeDirs;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -87,6 +88,7 @@ pub struct DockerRuntime {
     node: String,
     run: String,
     network: String,
+    volumes: VolumeDirs,
     next_seq: Cell<u64>,
     table: RefCell<BTreeMap<ContainerId, Entry>>,
     /// Pod uid → its sandbox (pause) container id.
@@ -132,12 +134,14 @@ fn docker_time(text: Option<&str>) -> Option<u64> {
 impl DockerRuntime {
     /// Connects to the Docker daemon, makes sure the node's network
     /// (`PREFIX.0.0/16`) and the pause image exist, and adopts the node's
-    /// containers of run `run`.
+    /// containers of run `run`. Pods' volumes live in `volumes` (on this
+    /// machine: the daemon bind-mounts them).
     pub async fn open(
         env: Env,
         node: &str,
         run: &str,
         pod_ip_prefix: &str,
+        volumes: VolumeDirs,
     ) -> Result<DockerRuntime, String> {
         let docker = connect().await?;
         let rt = DockerRuntime {
@@ -146,6 +150,7 @@ impl DockerRuntime {
             node: node.to_string(),
             run: run.to_string(),
             network: format!("faultline-{run}-{node}"),
+            volumes,
             next_seq: Cell::new(1),
             table: RefCell::new(BTreeMap::new()),
             sandboxes: RefCell::new(BTreeMap::new()),
@@ -568,6 +573,8 @@ async fn follow_logs(docker: Docker, id: ContainerId, log: Rc<LogBuffer>) {
     log.close();
 }
 
+crate::volumes::volume_runtime!(DockerRuntime);
+
 #[async_trait(?Send)]
 impl ContainerRuntime for DockerRuntime {
     async fn start(&self, spec: ContainerSpec) -> Result<ContainerId, RuntimeError> {
@@ -580,6 +587,16 @@ impl ContainerRuntime for DockerRuntime {
             } else {
                 failed(&format!("inspecting image {:?}", spec.image), e)
             });
+        }
+        let mut binds = Vec::new();
+        for m in &spec.mounts {
+            let source = self.volumes.source(&spec.pod_uid, &m.volume)?;
+            // The daemon needs an absolute path.
+            let source = std::fs::canonicalize(&source).map_err(|e| RuntimeError::Failed {
+                message: format!("volume {:?}: {}: {e}", m.volume, source.display()),
+            })?;
+            let mode = if m.read_only { ":ro" } else { "" };
+            binds.push(format!("{}:{}{mode}", source.display(), m.path));
         }
         let sandbox = self.sandbox(&spec).await?;
         let mut labels = self.labels();
@@ -606,6 +623,7 @@ impl ContainerRuntime for DockerRuntime {
             labels: Some(labels),
             host_config: Some(HostConfig {
                 network_mode: Some(format!("container:{sandbox}")),
+                binds: (!binds.is_empty()).then_some(binds),
                 memory: limits.get("memory").map(|q| q.value()),
                 nano_cpus: limits.get("cpu").map(|q| q.milli_value() * 1_000_000),
                 log_config: Some(HostConfigLogConfig {

@@ -11,7 +11,9 @@
 //!   bridge;
 //! - [`crilog`]: container output on disk in the CRI log format, rotated
 //!   at a size cap, and read back into the kubelet's log buffers;
-//! - [`procfs`]: what `/proc` says about a process.
+//! - [`procfs`]: what `/proc` says about a process;
+//! - [`volumes`]: pods' ConfigMap and Secret volumes on the node's disk,
+//!   switched atomically on every change, which containers mount.
 
 pub mod cgroup;
 pub mod crilog;
@@ -19,10 +21,12 @@ pub mod docker;
 pub mod process;
 pub mod procfs;
 pub mod shim;
+pub mod volumes;
 
 pub use cgroup::Cgroups;
 pub use docker::DockerRuntime;
 pub use process::ProcessRuntime;
+pub use volumes::VolumeDirs;
 
 /// Tokio's clock at wall time `wall_ms` (ms since the epoch, in the past):
 /// runtimes learn when a container started or ended from files and from

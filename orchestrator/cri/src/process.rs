@@ -19,6 +19,15 @@
 //!
 //! The image names nothing here (the program comes from the machine, found
 //! on the node's `PATH`): it is reported back as given.
+//!
+//! Volumes: a container that mounts volumes runs in a mount namespace of
+//! its own, where each volume's directory ([`VolumeDirs`]) is bind-mounted
+//! (read-only) at its `mountPath`; the rest of the file system is the
+//! machine's. That takes root: on a node that is not root, such a
+//! container is refused with a message saying so. A `mountPath` that does
+//! not exist on the machine is created there (an empty directory, left
+//! behind, as systemd's `BindPaths=` does), since a process container has
+//! no root file system of its own to create it in.
 #![allow(clippy::disallowed_methods)] // real mode: real processes
 
 use std::cell::{Cell, RefCell};
@@ -45,7 +54,8 @@ use tokio::time::Instant;
 use crate::cgroup::Cgroups;
 use crate::crilog::{Tail, DEFAULT_MAX_FILE};
 use crate::procfs;
-use crate::shim::{self, Exit, Meta, Pids, ShimConfig, Status};
+use crate::shim::{self, BindMount, Exit, Meta, Pids, ShimConfig, Status};
+use crate::volumes::VolumeDirs;
 
 /// How often a container's files are looked at (output, exit).
 const POLL: Duration = Duration::from_millis(200);
@@ -73,6 +83,7 @@ struct Entry {
 pub struct ProcessRuntime {
     env: Env,
     root: PathBuf,
+    volumes: VolumeDirs,
     /// The shim's command line, to which the container's directory is
     /// appended (`faultline shim`).
     shim: Vec<String>,
@@ -90,12 +101,13 @@ fn node_path() -> String {
 
 impl ProcessRuntime {
     /// Opens the runtime whose containers live under `root`, adopting the
-    /// ones already there. `shim` is the command that runs a shim (the
-    /// container's directory is appended); `cgroups`, when the machine has
-    /// them, enforces limits.
+    /// ones already there, with pods' volumes in `volumes`. `shim` is the
+    /// command that runs a shim (the container's directory is appended);
+    /// `cgroups`, when the machine has them, enforces limits.
     pub fn open(
         env: Env,
         root: &Path,
+        volumes: VolumeDirs,
         shim: Vec<String>,
         cgroups: Option<Cgroups>,
     ) -> io::Result<ProcessRuntime> {
@@ -103,6 +115,7 @@ impl ProcessRuntime {
         let rt = ProcessRuntime {
             env,
             root: root.to_path_buf(),
+            volumes,
             shim,
             cgroups,
             log_max_bytes: DEFAULT_MAX_FILE,
@@ -317,6 +330,8 @@ async fn watch(
     }
 }
 
+crate::volumes::volume_runtime!(ProcessRuntime);
+
 #[async_trait(?Send)]
 impl ContainerRuntime for ProcessRuntime {
     async fn start(&self, spec: ContainerSpec) -> Result<ContainerId, RuntimeError> {
@@ -340,6 +355,25 @@ impl ContainerRuntime for ProcessRuntime {
                 message: format!(
                     "working directory {:?} does not exist on this node",
                     spec.working_dir
+                ),
+            });
+        }
+        let mut mounts = Vec::new();
+        for m in &spec.mounts {
+            mounts.push(BindMount {
+                source: self.volumes.source(&spec.pod_uid, &m.volume)?,
+                target: PathBuf::from(&m.path),
+                read_only: m.read_only,
+            });
+        }
+        // SAFETY: a plain system call.
+        if !mounts.is_empty() && unsafe { libc::geteuid() } != 0 {
+            return Err(RuntimeError::BadSpec {
+                message: format!(
+                    "container {:?} mounts volumes, which the process runtime does only when its \
+                     node runs as root (each such container gets a mount namespace of its own); \
+                     run the node as root, or use the docker runtime",
+                    spec.container_name
                 ),
             });
         }
@@ -375,6 +409,7 @@ impl ContainerRuntime for ProcessRuntime {
                 .cgroups
                 .as_ref()
                 .map(|c| c.spec(id.as_str(), &spec.resources)),
+            mounts,
             meta: meta.clone(),
         };
         shim::write_json(&dir, shim::CONFIG, &config).map_err(|e| failed("cannot write", &e))?;
@@ -513,12 +548,12 @@ impl ContainerRuntime for ProcessRuntime {
         command: &[String],
         timeout: Duration,
     ) -> Result<ExecOutput, RuntimeError> {
-        let dir = self
+        let (dir, pids) = self
             .table
             .borrow()
             .get(id)
             .filter(|e| e.status.borrow().state.is_running())
-            .map(|e| e.dir.clone())
+            .map(|e| (e.dir.clone(), e.pids))
             .ok_or_else(|| RuntimeError::NotFound { id: id.clone() })?;
         let config: ShimConfig = shim::read_json(&dir, shim::CONFIG)
             .ok()
@@ -529,17 +564,48 @@ impl ContainerRuntime for ProcessRuntime {
         let (program, args) = command.split_first().ok_or_else(|| RuntimeError::BadSpec {
             message: "exec: no command".into(),
         })?;
-        let child = tokio::process::Command::new(program)
-            .args(args)
+        let mut cmd = tokio::process::Command::new(program);
+        cmd.args(args)
             .env_clear()
             .envs(config.env.iter().map(|(k, v)| (k, v)))
-            .current_dir(&config.cwd)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0)
-            .kill_on_drop(true)
-            .spawn();
+            .kill_on_drop(true);
+        if config.mounts.is_empty() {
+            cmd.current_dir(&config.cwd);
+        } else {
+            // The command sees the container's mounts: it joins the
+            // program's mount namespace (and then enters the working
+            // directory there).
+            let pid = pids.map_or(0, |p| p.program.pid);
+            let ns = fs::File::open(format!("/proc/{pid}/ns/mnt")).map_err(|e| {
+                RuntimeError::Failed {
+                    message: format!("exec: the container's mount namespace: {e}"),
+                }
+            })?;
+            let cwd =
+                std::ffi::CString::new(config.cwd.as_os_str().as_encoded_bytes()).map_err(|e| {
+                    RuntimeError::BadSpec {
+                        message: format!("working directory: {e}"),
+                    }
+                })?;
+            // SAFETY: between fork and exec, only system calls on data
+            // prepared before the fork.
+            unsafe {
+                cmd.pre_exec(move || {
+                    use std::os::fd::AsRawFd;
+                    if libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNS) != 0
+                        || libc::chdir(cwd.as_ptr()) != 0
+                    {
+                        return Err(io::Error::last_os_error());
+                    }
+                    Ok(())
+                })
+            };
+        }
+        let child = cmd.spawn();
         let child = match child {
             Ok(c) => c,
             // Not there, not executable: the command failed, as a shell

@@ -53,8 +53,77 @@ pub struct ShimConfig {
     pub log_max_bytes: u64,
     /// The cgroup to run in, with its limits; `None` runs without one.
     pub cgroup: Option<CgroupSpec>,
+    /// Volumes to bind-mount, in a mount namespace of the container's own
+    /// (none: the machine's namespace).
+    #[serde(default)]
+    pub mounts: Vec<BindMount>,
     /// Who the container is, read back when a kubelet adopts it.
     pub meta: Meta,
+}
+
+/// A directory of the machine shown at another path in the container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BindMount {
+    pub source: PathBuf,
+    pub target: PathBuf,
+    pub read_only: bool,
+}
+
+/// Gives this process a mount namespace of its own (private: nothing
+/// mounted here reaches the machine's) with `mounts` bound in it; the
+/// program started next inherits it. Must run before any thread starts.
+fn mount_volumes(mounts: &[BindMount]) -> Result<(), String> {
+    let c = |p: &Path| {
+        CString::new(p.as_os_str().as_encoded_bytes()).map_err(|e| format!("{}: {e}", p.display()))
+    };
+    let sys = |what: &str, r: libc::c_int| {
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(format!("{what}: {}", io::Error::last_os_error()))
+        }
+    };
+    let none = std::ptr::null();
+    // SAFETY: plain system calls on NUL-terminated strings that outlive
+    // them.
+    unsafe {
+        sys("unshare(CLONE_NEWNS)", libc::unshare(libc::CLONE_NEWNS))?;
+        let root = c(Path::new("/"))?;
+        sys(
+            "making / private",
+            libc::mount(
+                none,
+                root.as_ptr(),
+                none,
+                libc::MS_REC | libc::MS_PRIVATE,
+                none.cast(),
+            ),
+        )?;
+        for m in mounts {
+            fs::create_dir_all(&m.target)
+                .map_err(|e| format!("cannot create {}: {e}", m.target.display()))?;
+            let (source, target) = (c(&m.source)?, c(&m.target)?);
+            let what = format!("mounting {} at {}", m.source.display(), m.target.display());
+            sys(
+                &what,
+                libc::mount(
+                    source.as_ptr(),
+                    target.as_ptr(),
+                    none,
+                    libc::MS_BIND,
+                    none.cast(),
+                ),
+            )?;
+            if m.read_only {
+                let flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY;
+                sys(
+                    &format!("{what} read-only"),
+                    libc::mount(none, target.as_ptr(), none, flags, none.cast()),
+                )?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The container's identity, as the kubelet knows it.
@@ -254,6 +323,14 @@ fn run(dir: &Path, config: &ShimConfig) -> io::Result<()> {
     let Some((program, args)) = config.argv.split_first() else {
         return start_failed(dir, "StartError", "no command to run");
     };
+    if !config.mounts.is_empty() {
+        if let Err(e) = mount_volumes(&config.mounts) {
+            if let Some(cg) = cgroup {
+                cg.remove();
+            }
+            return start_failed(dir, "StartError", &format!("cannot mount volumes: {e}"));
+        }
+    }
     let mut cmd = Command::new(program);
     cmd.args(args)
         .env_clear()

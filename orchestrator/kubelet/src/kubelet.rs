@@ -38,6 +38,7 @@ use crate::server::{LogRefusal, NodeLogs, KUBELET_PORT};
 use crate::sync::{
     self, Backoff, BackoffKey, ContainerStep, PodPlan, PodSync, Readiness, Start, StartOutcome,
 };
+use crate::volumes;
 
 /// How to run one kubelet.
 #[derive(Debug, Clone)]
@@ -68,6 +69,10 @@ pub struct KubeletConfig {
     /// shows them. On for real nodes; off in simulations, where they would
     /// add a store write to every crash of thousands of containers.
     pub events: bool,
+    /// A running pod's ConfigMap and Secret volumes are read again this
+    /// often, so an edit reaches its files within about this long (as
+    /// Kubernetes' kubelet does on its periodic sync).
+    pub volume_refresh: Duration,
 }
 
 impl KubeletConfig {
@@ -88,6 +93,7 @@ impl KubeletConfig {
             port: KUBELET_PORT,
             tls: None,
             events: false,
+            volume_refresh: Duration::from_secs(5),
         }
     }
 }
@@ -108,6 +114,17 @@ struct Worker {
     retired: BTreeMap<(String, String), (ContainerId, Rc<LogBuffer>)>,
     /// Running containers with a liveness prober.
     liveness: BTreeSet<ContainerId>,
+    /// When each pod's volumes were last written, by pod uid, and why they
+    /// could not be (the containers that mount them wait meanwhile).
+    volumes: BTreeMap<String, VolumesWritten>,
+}
+
+/// The last [`Kubelet::write_volumes`] of one pod.
+struct VolumesWritten {
+    at: Instant,
+    /// `MountVolume.SetUp failed ...` when some volume could not be
+    /// written.
+    error: Option<String>,
 }
 
 struct Kubelet {
@@ -138,6 +155,7 @@ pub async fn run(env: Env, client: Client, runtime: Rc<dyn ContainerRuntime>, cf
             finalized: BTreeSet::new(),
             retired: BTreeMap::new(),
             liveness: BTreeSet::new(),
+            volumes: BTreeMap::new(),
         }),
         wake: Notify::new(),
     });
@@ -322,9 +340,16 @@ impl Kubelet {
                 self.state.borrow_mut().ready.remove(c.id.as_str());
             }
         }
+        // Volumes of pods that are gone (after their containers).
+        for uid in self.runtime.volume_pods().await {
+            if !wanted.contains(uid.as_str()) {
+                let _ = self.runtime.remove_volumes(&uid).await;
+            }
+        }
         {
             let mut st = self.state.borrow_mut();
             st.ips.retain(|uid, _| wanted.contains(uid.as_str()));
+            st.volumes.retain(|uid, _| wanted.contains(uid.as_str()));
             st.retired
                 .retain(|(uid, _), _| wanted.contains(uid.as_str()));
         }
@@ -496,6 +521,7 @@ impl Kubelet {
     /// Keeps a pod's containers running and its status written.
     async fn run_pod(self: &Rc<Self>, pod: &Pod, containers: &[&ContainerInfo]) {
         let ip = self.pod_ip(pod);
+        self.write_volumes(pod).await;
         let mut pass =
             PodSync::new(pod, containers, self.env.now()).with_wall_clock(self.env.wall_ms());
         loop {
@@ -592,6 +618,18 @@ impl Kubelet {
             let _ = self.runtime.remove(old).await;
         }
         let attempt = start.attempt;
+        let volume_error = self
+            .state
+            .borrow()
+            .volumes
+            .get(&pod.metadata.uid)
+            .and_then(|v| v.error.clone());
+        if let Some(message) = volume_error.filter(|_| !spec.volume_mounts.is_empty()) {
+            return StartOutcome::Failed {
+                reason: "ContainerCreating",
+                message,
+            };
+        }
         let env = match self.container_env(pod, spec, ip).await {
             Ok(env) => env,
             Err(message) => {
@@ -642,6 +680,82 @@ impl Kubelet {
                 }
             }
         }
+    }
+
+    /// Writes the pod's ConfigMap and Secret volumes through the runtime
+    /// (see [`volumes`]) when they were never written or
+    /// [`KubeletConfig::volume_refresh`] has passed, so edits reach running
+    /// containers. A volume that cannot be written keeps the containers
+    /// that mount it waiting (`ContainerCreating`) and, when the error is
+    /// new, records a `FailedMount` event; what was written before stays.
+    async fn write_volumes(&self, pod: &Pod) {
+        if pod.spec.volumes.is_empty() {
+            return;
+        }
+        let uid = &pod.metadata.uid;
+        let now = self.env.now();
+        let previous = self
+            .state
+            .borrow()
+            .volumes
+            .get(uid)
+            .map(|v| (v.at, v.error.clone()));
+        if let Some((at, None)) = &previous {
+            if now.duration_since(*at) < self.cfg.volume_refresh {
+                return;
+            }
+        }
+        let error = match self.write_volumes_now(pod).await {
+            Ok(()) => None,
+            Err((volume, e)) => Some(format!(
+                "MountVolume.SetUp failed for volume {volume:?}: {e}"
+            )),
+        };
+        let new_error = error.is_some() && previous.and_then(|(_, e)| e) != error;
+        if let (true, true, Some(message)) = (new_error, self.cfg.events, &error) {
+            self.event(pod, "Warning", "FailedMount", message.clone())
+                .await;
+        }
+        self.state
+            .borrow_mut()
+            .volumes
+            .insert(uid.clone(), VolumesWritten { at: now, error });
+    }
+
+    /// Fetches what the pod's volumes project and writes every volume;
+    /// the first that fails, with why.
+    async fn write_volumes_now(&self, pod: &Pod) -> Result<(), (String, String)> {
+        let ns = &pod.metadata.namespace;
+        for v in &pod.spec.volumes {
+            let failed = |e: String| (v.name.clone(), e);
+            let mut lookups = envvars::Lookups::default();
+            if let Some(c) = &v.config_map {
+                let name = vec![c.name.clone()];
+                lookups.config_maps = self.fetch::<ConfigMap>(ns, name).await.map_err(failed)?;
+            }
+            if let Some(s) = &v.secret {
+                let name = vec![s.secret_name.clone()];
+                lookups.secrets = self.fetch::<Secret>(ns, name).await.map_err(failed)?;
+            }
+            let files = volumes::project(v, &lookups).map_err(|e| (v.name.clone(), e))?;
+            let changed = self
+                .runtime
+                .write_volume(&pod.metadata.uid, &v.name, &files)
+                .await
+                .map_err(|e| (v.name.clone(), e.to_string()))?;
+            if changed {
+                // Names and sizes only: a Secret's values never reach a
+                // trace or a log.
+                self.env.trace(format_args!(
+                    "kubelet {}: volume {:?} of {ns}/{} holds {} files",
+                    self.cfg.node_name,
+                    v.name,
+                    pod.metadata.name,
+                    files.len()
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The container's environment (see [`envvars`]), fetching the

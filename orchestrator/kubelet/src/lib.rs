@@ -8,6 +8,8 @@
 //!   `crash`, `sleep`, `exit0`);
 //! - [`envvars`]: a container's environment (`env`, `envFrom`, the
 //!   downward API, ConfigMap and Secret keys) and `$(VAR)` expansion;
+//! - [`volumes`]: a pod's ConfigMap and Secret volumes as files, and
+//!   where its containers mount them;
 //! - [`logs`]: a container's output ([`LogBuffer`]) and how `kubectl logs`
 //!   reads it ([`LogOptions`]);
 //! - [`probe`]: one readiness or liveness probe (HTTP GET or TCP connect against the pod
@@ -34,6 +36,7 @@ pub mod probe;
 pub mod runtime;
 pub mod server;
 pub mod sync;
+pub mod volumes;
 
 pub use apps::App;
 pub use kubelet::{run, KubeletConfig};
@@ -41,5 +44,6 @@ pub use logs::LogBuffer;
 pub use probe::{probe, ProbeResult, ProbeState};
 pub use runtime::{
     ContainerId, ContainerInfo, ContainerRuntime, ContainerSpec, ContainerState, ExecOutput,
-    RuntimeError, SimRuntime,
+    RuntimeError, SimRuntime, VolumeRuntime,
 };
+pub use volumes::{Mount, VolumeFile, VolumeFiles};

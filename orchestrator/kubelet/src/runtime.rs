@@ -26,6 +26,7 @@ use tokio::time::Instant;
 
 use crate::apps::{self, App};
 use crate::logs::{LogBuffer, DEFAULT_LOG_CAPACITY};
+use crate::volumes::{Mount, VolumeFiles};
 
 /// The exit code a container reports when the runtime stopped it (128 +
 /// SIGKILL: [`SimRuntime`] stops without a grace period).
@@ -78,6 +79,9 @@ pub struct ContainerSpec {
     pub ports: Vec<ContainerPort>,
     /// Requests and limits (real runtimes enforce the limits).
     pub resources: ResourceRequirements,
+    /// The pod's volumes this container sees (each written first with
+    /// [`ContainerRuntime::write_volume`]).
+    pub mounts: Vec<Mount>,
     /// How many times the kubelet started this container of this pod
     /// before (its restart count); reported back unchanged, as CRI's
     /// `metadata.attempt`.
@@ -100,6 +104,7 @@ impl ContainerSpec {
             pod_ip: pod_ip.to_string(),
             ports: container.ports.clone(),
             resources: container.resources.clone(),
+            mounts: crate::volumes::mounts(pod, container),
             attempt,
         }
     }
@@ -254,7 +259,7 @@ impl RuntimeError {
 ///
 /// Not `Send`: everything a host runs lives on one thread.
 #[async_trait(?Send)]
-pub trait ContainerRuntime {
+pub trait ContainerRuntime: VolumeRuntime {
     /// Starts a container and returns its id once it runs (its servers, if
     /// any, already listen).
     async fn start(&self, spec: ContainerSpec) -> Result<ContainerId, RuntimeError>;
@@ -291,6 +296,28 @@ pub trait ContainerRuntime {
                 .into(),
         })
     }
+}
+
+/// The volume side of the runtime: a pod's volumes are directories its
+/// containers mount ([`ContainerSpec::mounts`]). The kubelet writes each
+/// before the containers that mount it start, writes it again whenever its
+/// files change (containers see the change: a mount shows the directory,
+/// not a copy), and removes a pod's volumes once the pod is gone.
+#[async_trait(?Send)]
+pub trait VolumeRuntime {
+    /// Makes volume `volume` of pod `pod_uid` hold exactly `files`,
+    /// replacing what it held at once (a program never sees half of an
+    /// update); true when anything changed.
+    async fn write_volume(
+        &self,
+        pod_uid: &str,
+        volume: &str,
+        files: &VolumeFiles,
+    ) -> Result<bool, RuntimeError>;
+    /// The uids of the pods with volumes here.
+    async fn volume_pods(&self) -> Vec<String>;
+    /// Removes every volume of pod `pod_uid`.
+    async fn remove_volumes(&self, pod_uid: &str) -> Result<(), RuntimeError>;
 }
 
 /// How a command run in a container ended.
@@ -344,6 +371,9 @@ pub struct SimRuntime {
     boot: u32,
     next_seq: Cell<u64>,
     table: RefCell<BTreeMap<ContainerId, Entry>>,
+    /// Volumes by pod uid and name: kept in memory (the built-in apps read
+    /// no files), so a test can see what a real runtime would have written.
+    volumes: RefCell<BTreeMap<String, BTreeMap<String, VolumeFiles>>>,
 }
 
 impl SimRuntime {
@@ -356,7 +386,13 @@ impl SimRuntime {
             boot,
             next_seq: Cell::new(1),
             table: RefCell::new(BTreeMap::new()),
+            volumes: RefCell::new(BTreeMap::new()),
         }
+    }
+
+    /// The files of volume `volume` of pod `pod_uid`, as last written.
+    pub fn volume(&self, pod_uid: &str, volume: &str) -> Option<VolumeFiles> {
+        self.volumes.borrow().get(pod_uid)?.get(volume).cloned()
     }
 
     fn next_id(&self, pod_uid: &str) -> (u64, ContainerId) {
@@ -370,9 +406,45 @@ impl SimRuntime {
 }
 
 #[async_trait(?Send)]
+impl VolumeRuntime for SimRuntime {
+    async fn write_volume(
+        &self,
+        pod_uid: &str,
+        volume: &str,
+        files: &VolumeFiles,
+    ) -> Result<bool, RuntimeError> {
+        let mut volumes = self.volumes.borrow_mut();
+        let pod = volumes.entry(pod_uid.to_string()).or_default();
+        if pod.get(volume) == Some(files) {
+            return Ok(false);
+        }
+        pod.insert(volume.to_string(), files.clone());
+        Ok(true)
+    }
+
+    async fn volume_pods(&self) -> Vec<String> {
+        self.volumes.borrow().keys().cloned().collect()
+    }
+
+    async fn remove_volumes(&self, pod_uid: &str) -> Result<(), RuntimeError> {
+        self.volumes.borrow_mut().remove(pod_uid);
+        Ok(())
+    }
+}
+
+#[async_trait(?Send)]
 impl ContainerRuntime for SimRuntime {
     async fn start(&self, spec: ContainerSpec) -> Result<ContainerId, RuntimeError> {
         let app = App::parse(&spec.image, &spec.args)?;
+        if let Some(m) = spec
+            .mounts
+            .iter()
+            .find(|m| self.volume(&spec.pod_uid, &m.volume).is_none())
+        {
+            return Err(RuntimeError::BadSpec {
+                message: format!("volume {:?} was never written on this node", m.volume),
+            });
+        }
         let log = Rc::new(LogBuffer::new(DEFAULT_LOG_CAPACITY));
         // Servers bind here, before the id exists, so a port clash is an
         // error of `start` rather than a container that dies at once.

@@ -280,6 +280,98 @@ fn a_container_waits_for_the_configmaps_and_secrets_it_reads() {
     );
 }
 
+fn volume_user(log: Log) -> HostMain {
+    Rc::new(move |env: Env| {
+        let log = log.clone();
+        Box::pin(async move {
+            env.sleep(Duration::from_secs(5)).await;
+            let c = masters().admin(&env);
+            let p: Pod = serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "mounted", "namespace": "default"},
+                "spec": {"nodeName": "n1",
+                    "volumes": [{"name": "config", "configMap": {"name": "app"}},
+                                {"name": "creds", "secret": {"secretName": "db"}}],
+                    "containers": [{"name": "c", "image": "sleep", "volumeMounts": [
+                        {"name": "config", "mountPath": "/etc/app"},
+                        {"name": "creds", "mountPath": "/etc/creds"}]}]}
+            }))
+            .unwrap();
+            c.create(&p).await.expect("create the pod");
+            let state = |p: &Pod| {
+                let s = &p.status.container_statuses[0].state;
+                match &s.waiting {
+                    Some(w) => format!("{}: {}", w.reason, w.message),
+                    None => s.name().to_string(),
+                }
+            };
+            env.sleep(Duration::from_secs(5)).await;
+            let p: Pod = c.get("default", "mounted").await.expect("pod");
+            log.borrow_mut()
+                .push(format!("without them: {}", state(&p)));
+            let mut cm: faultline_api::ConfigMap = serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "app", "namespace": "default"}, "data": {"a": "1"}
+            }))
+            .unwrap();
+            let s: faultline_api::Secret = serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "db", "namespace": "default"},
+                "stringData": {"password": "hunter2", "user": "admin"}
+            }))
+            .unwrap();
+            c.create(&s).await.expect("create the Secret");
+            cm = c.create(&cm).await.expect("create the ConfigMap");
+            env.sleep(Duration::from_secs(5)).await;
+            let p: Pod = c.get("default", "mounted").await.expect("pod");
+            log.borrow_mut().push(format!("with both: {}", state(&p)));
+            cm.data.insert("b".into(), "2".into());
+            c.update(&cm).await.expect("edit the ConfigMap");
+            env.sleep(Duration::from_secs(10)).await;
+            c.delete::<Pod>("default", "mounted", &DeleteParams::default())
+                .await
+                .expect("delete the pod");
+        })
+    })
+}
+
+#[test]
+fn volumes_wait_for_their_objects_and_follow_edits() {
+    let log: Log = Default::default();
+    let l = log.clone();
+    let kubelet = KubeletConfig::new("n1", "10.1");
+    let trace = simulate(15, 40, &masters(), move |world| {
+        world.add_host("n1", "dc-a", masters().node("n1", Some(kubelet), None));
+        world.add_host("user", "dc-a", volume_user(l));
+    });
+    assert_eq!(
+        *log.borrow(),
+        [
+            r#"without them: ContainerCreating: MountVolume.SetUp failed for volume "config": configmap "app" not found"#,
+            "with both: running",
+        ]
+    );
+    let volumes: Vec<&str> = trace
+        .iter()
+        .filter_map(|l| l.split_once("kubelet n1: volume ").map(|(_, v)| v))
+        .collect();
+    assert_eq!(
+        volumes,
+        [
+            r#""config" of default/mounted holds 1 files"#,
+            r#""creds" of default/mounted holds 2 files"#,
+            r#""config" of default/mounted holds 2 files"#,
+        ]
+    );
+    assert!(
+        trace.iter().all(|l| !l.contains("hunter2")),
+        "a Secret's value reached the trace"
+    );
+    assert!(
+        trace
+            .iter()
+            .any(|l| l.contains("pod default/mounted stopped and deleted")),
+        "the pod was not deleted"
+    );
+}
+
 fn liveness_user(log: Log) -> HostMain {
     Rc::new(move |env: Env| {
         let log = log.clone();

@@ -12,7 +12,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use faultline_kubelet::{
     ContainerId, ContainerInfo, ContainerRuntime, ContainerSpec, LogBuffer, RuntimeError,
-    SimRuntime,
+    SimRuntime, VolumeFiles, VolumeRuntime,
 };
 
 use crate::record::Clock;
@@ -160,6 +160,26 @@ impl LedgerRuntime {
             ledger,
             host: host.to_string(),
         }
+    }
+}
+
+#[async_trait(?Send)]
+impl VolumeRuntime for LedgerRuntime {
+    async fn write_volume(
+        &self,
+        pod_uid: &str,
+        volume: &str,
+        files: &VolumeFiles,
+    ) -> Result<bool, RuntimeError> {
+        self.inner.write_volume(pod_uid, volume, files).await
+    }
+
+    async fn volume_pods(&self) -> Vec<String> {
+        self.inner.volume_pods().await
+    }
+
+    async fn remove_volumes(&self, pod_uid: &str) -> Result<(), RuntimeError> {
+        self.inner.remove_volumes(pod_uid).await
     }
 }
 

@@ -206,8 +206,15 @@ fn start(args: NodeArgs) -> Result<(), String> {
             RuntimeKind::Builtin => Rc::new(SimRuntime::new(env.clone())),
             RuntimeKind::Process => Rc::new(process_runtime(&env, &node, &data_dir)?),
             RuntimeKind::Docker => {
-                let rt = faultline_cri::DockerRuntime::open(env.clone(), &node, &run_id, &prefix)
-                    .await?;
+                let volumes = faultline_cri::VolumeDirs::new(&data_dir.join("pods"));
+                let rt = faultline_cri::DockerRuntime::open(
+                    env.clone(),
+                    &node,
+                    &run_id,
+                    &prefix,
+                    volumes,
+                )
+                .await?;
                 if rt.count() > 0 {
                     eprintln!(
                         "faultline node {node}: adopted {} Docker containers",
@@ -224,7 +231,8 @@ fn start(args: NodeArgs) -> Result<(), String> {
     })
 }
 
-/// The process runtime under `DATA_DIR/containers`, adopting what runs
+/// The process runtime under `DATA_DIR/containers` (pods' volumes under
+/// `DATA_DIR/pods`), adopting what runs
 /// there, with cgroup limits where this machine has cgroup v2.
 fn process_runtime(
     env: &faultline_env::Env,
@@ -243,6 +251,7 @@ fn process_runtime(
     let rt = faultline_cri::ProcessRuntime::open(
         env.clone(),
         &root,
+        faultline_cri::VolumeDirs::new(&data_dir.join("pods")),
         vec![exe.display().to_string(), "shim".into()],
         cgroups,
     )

@@ -45,9 +45,16 @@ pub mod reason {
     pub const FORBIDDEN: &str = "FieldValueForbidden";
     /// A value is longer than allowed.
     pub const TOO_LONG: &str = "FieldValueTooLong";
+    /// A value names something that does not exist.
+    pub const NOT_FOUND: &str = "FieldValueNotFound";
 }
 
 // ------------------------------------------------------------ field errors
+
+/// `value` names nothing that exists: `Not found: "value"`.
+pub fn not_found(field: &str, value: impl Debug) -> StatusCause {
+    cause(reason::NOT_FOUND, field, format!("Not found: {value:?}"))
+}
 
 /// `field` is missing: `Required value[: detail]`.
 pub fn required(field: &str, detail: &str) -> StatusCause {

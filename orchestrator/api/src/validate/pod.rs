@@ -10,8 +10,8 @@ use super::CONTAINER_RESOURCES;
 use super::{
     check_label_map, check_non_negative, check_one_of, check_port, check_port_or_name,
     check_protocol, check_subdomain, duplicate, forbidden, invalid, is_dns1123_label, is_label_key,
-    is_label_value, is_port_name, not_supported, required, validate_meta, NameRule, Validate,
-    DNS1123_LABEL_RULE, LABEL_KEY_RULE, LABEL_VALUE_RULE, PORT_NAME_RULE,
+    is_label_value, is_port_name, not_found, not_supported, required, validate_meta, NameRule,
+    Validate, DNS1123_LABEL_RULE, LABEL_KEY_RULE, LABEL_VALUE_RULE, PORT_NAME_RULE,
 };
 
 // ---------------------------------------------------------------------- Pod
@@ -27,6 +27,7 @@ pub(super) fn check_pod_spec(out: &mut Vec<StatusCause>, spec: &PodSpec, path: &
             "a pod needs at least one container",
         ));
     }
+    let volumes = check_volumes(out, &spec.volumes, path);
     let mut names = BTreeSet::new();
     // Containers of a pod share one network namespace, so ports (and the
     // port names Services resolve) must be unique across all of them.
@@ -70,6 +71,7 @@ pub(super) fn check_pod_spec(out: &mut Vec<StatusCause>, spec: &PodSpec, path: &
             }
         }
         check_env(out, c, &cpath);
+        check_volume_mounts(out, c, &volumes, &cpath);
         check_resources(out, &c.resources, &field("resources"));
         if let Some(probe) = &c.readiness_probe {
             check_probe(out, probe, &field("readinessProbe"));
@@ -103,6 +105,141 @@ pub(super) fn check_pod_spec(out: &mut Vec<StatusCause>, spec: &PodSpec, path: &
     }
     if !spec.node_name.is_empty() {
         check_subdomain(out, &spec.node_name, &format!("{path}.nodeName"));
+    }
+}
+
+/// Checks `spec.volumes`; returns the names of the valid ones (what
+/// `volumeMounts` may refer to).
+fn check_volumes<'a>(
+    out: &mut Vec<StatusCause>,
+    volumes: &'a [Volume],
+    path: &str,
+) -> BTreeSet<&'a str> {
+    let mut names = BTreeSet::new();
+    for (i, v) in volumes.iter().enumerate() {
+        let vpath = format!("{path}.volumes[{i}]");
+        if v.name.is_empty() {
+            out.push(required(&format!("{vpath}.name"), ""));
+        } else if !is_dns1123_label(&v.name) {
+            out.push(invalid(
+                &format!("{vpath}.name"),
+                &v.name,
+                DNS1123_LABEL_RULE,
+            ));
+        } else if !names.insert(v.name.as_str()) {
+            out.push(duplicate(&format!("{vpath}.name"), &v.name));
+        }
+        match (&v.config_map, &v.secret) {
+            (Some(c), None) => {
+                let spath = format!("{vpath}.configMap");
+                if c.name.is_empty() {
+                    out.push(required(&format!("{spath}.name"), ""));
+                }
+                check_projection(out, &c.items, c.default_mode, &spath);
+            }
+            (None, Some(s)) => {
+                let spath = format!("{vpath}.secret");
+                if s.secret_name.is_empty() {
+                    out.push(required(&format!("{spath}.secretName"), ""));
+                }
+                check_projection(out, &s.items, s.default_mode, &spath);
+            }
+            (None, None) => out.push(required(
+                &vpath,
+                "must specify one volume source: `configMap` or `secret` (the volume sources this \
+                 API serves)",
+            )),
+            (Some(_), Some(_)) => out.push(forbidden(
+                &format!("{vpath}.secret"),
+                "may not specify more than 1 volume type",
+            )),
+        }
+    }
+    names
+}
+
+/// A ConfigMap's or Secret's `items` and `defaultMode`.
+fn check_projection(
+    out: &mut Vec<StatusCause>,
+    items: &[KeyToPath],
+    mode: Option<i32>,
+    path: &str,
+) {
+    check_mode(out, mode, &format!("{path}.defaultMode"));
+    let mut paths = BTreeSet::new();
+    for (j, item) in items.iter().enumerate() {
+        let ipath = format!("{path}.items[{j}]");
+        if item.key.is_empty() {
+            out.push(required(&format!("{ipath}.key"), ""));
+        }
+        if item.path.is_empty() {
+            out.push(required(&format!("{ipath}.path"), ""));
+        } else if let Err(why) = check_relative_path(&item.path) {
+            out.push(invalid(&format!("{ipath}.path"), &item.path, why));
+        } else if !paths.insert(item.path.as_str()) {
+            out.push(duplicate(&format!("{ipath}.path"), &item.path));
+        }
+        check_mode(out, item.mode, &format!("{ipath}.mode"));
+    }
+}
+
+/// File permission bits: 0 to 0777.
+fn check_mode(out: &mut Vec<StatusCause>, mode: Option<i32>, path: &str) {
+    if let Some(m) = mode {
+        if !(0..=0o777).contains(&m) {
+            out.push(invalid(
+                path,
+                m,
+                "must be a number between 0 and 0777 (octal), both inclusive",
+            ));
+        }
+    }
+}
+
+/// A path inside a volume: relative, without `..` elements, and not
+/// starting with `..` (the names the projection keeps for itself).
+pub fn check_relative_path(p: &str) -> Result<(), &'static str> {
+    if p.starts_with('/') {
+        return Err("must be a relative path");
+    }
+    if p.split('/').any(|part| part == "..") {
+        return Err("must not contain '..'");
+    }
+    if p.starts_with("..") {
+        return Err("must not start with '..'");
+    }
+    if p.split('/').any(|part| part.is_empty() || part == ".") {
+        return Err("must not contain empty or '.' elements");
+    }
+    Ok(())
+}
+
+fn check_volume_mounts(
+    out: &mut Vec<StatusCause>,
+    c: &Container,
+    volumes: &BTreeSet<&str>,
+    cpath: &str,
+) {
+    let mut paths = BTreeSet::new();
+    for (j, m) in c.volume_mounts.iter().enumerate() {
+        let mpath = format!("{cpath}.volumeMounts[{j}]");
+        if m.name.is_empty() {
+            out.push(required(&format!("{mpath}.name"), ""));
+        } else if !volumes.contains(m.name.as_str()) {
+            out.push(not_found(&format!("{mpath}.name"), &m.name));
+        }
+        let field = format!("{mpath}.mountPath");
+        if m.mount_path.is_empty() {
+            out.push(required(&field, ""));
+        } else if !m.mount_path.starts_with('/') {
+            out.push(invalid(&field, &m.mount_path, "must be an absolute path"));
+        } else if m.mount_path.split('/').any(|part| part == "..") {
+            out.push(invalid(&field, &m.mount_path, "must not contain '..'"));
+        } else if m.mount_path.contains(':') {
+            out.push(invalid(&field, &m.mount_path, "must not contain ':'"));
+        } else if !paths.insert(m.mount_path.trim_end_matches('/')) {
+            out.push(invalid(&field, &m.mount_path, "must be unique"));
+        }
     }
 }
 

@@ -862,3 +862,87 @@ fn messages_follow_kubernetes_wording() {
     assert_eq!(forbidden("f", "no").message, "Forbidden: no");
     assert_eq!(forbidden("f", "no").reason, "FieldValueForbidden");
 }
+
+#[test]
+fn volumes_and_their_mounts() {
+    let ok: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "p", "namespace": "default"},
+        "spec": {
+            "volumes": [
+                {"name": "config", "configMap": {"name": "app", "defaultMode": 0o640,
+                    "items": [{"key": "a", "path": "conf/a.txt", "mode": 0o600}]}},
+                {"name": "creds", "secret": {"secretName": "db", "optional": true}}
+            ],
+            "containers": [{"name": "c", "image": "echo", "volumeMounts": [
+                {"name": "config", "mountPath": "/etc/app"},
+                {"name": "creds", "mountPath": "/etc/creds", "readOnly": true}
+            ]}]
+        }
+    }))
+    .expect("decodes");
+    assert_eq!(ok.validate(), Vec::new());
+
+    let mut p = ok.clone();
+    p.spec.volumes.push(Volume {
+        name: "config".into(),
+        ..Default::default()
+    });
+    let v = &mut p.spec.volumes[0];
+    let cm = v.config_map.as_mut().expect("configMap");
+    cm.default_mode = Some(0o1000);
+    cm.items[0].path = "../etc/passwd".into();
+    cm.items.push(KeyToPath {
+        key: String::new(),
+        path: "..data".into(),
+        mode: None,
+    });
+    p.spec.volumes[1].config_map = Some(ConfigMapVolumeSource::default());
+    let c = &mut p.spec.containers[0];
+    c.volume_mounts[0].mount_path = "etc/app".into();
+    c.volume_mounts[1].name = "nothing".into();
+    c.volume_mounts.push(VolumeMount {
+        name: "creds".into(),
+        mount_path: "/etc/creds/".into(),
+        read_only: false,
+    });
+    c.volume_mounts.push(VolumeMount {
+        name: "creds".into(),
+        mount_path: "/etc/creds".into(),
+        read_only: false,
+    });
+    let e = p.validate();
+    let v = "spec.volumes";
+    assert_has(
+        &e,
+        reason::INVALID,
+        &format!("{v}[0].configMap.defaultMode"),
+    );
+    assert_has(
+        &e,
+        reason::INVALID,
+        &format!("{v}[0].configMap.items[0].path"),
+    );
+    assert_has(
+        &e,
+        reason::REQUIRED,
+        &format!("{v}[0].configMap.items[1].key"),
+    );
+    assert_has(
+        &e,
+        reason::INVALID,
+        &format!("{v}[0].configMap.items[1].path"),
+    );
+    assert_has(&e, reason::FORBIDDEN, &format!("{v}[1].secret"));
+    assert_has(&e, reason::DUPLICATE, &format!("{v}[2].name"));
+    assert_has(&e, reason::REQUIRED, &format!("{v}[2]"));
+    let m = "spec.containers[0].volumeMounts";
+    assert_has(&e, reason::INVALID, &format!("{m}[0].mountPath"));
+    assert_has(&e, reason::NOT_FOUND, &format!("{m}[1].name"));
+    assert_has(&e, reason::INVALID, &format!("{m}[3].mountPath"));
+    assert_has(&e, reason::INVALID, &format!("{m}[2].mountPath"));
+    let found = e
+        .iter()
+        .find(|c| c.reason == reason::NOT_FOUND)
+        .expect("not found");
+    assert_eq!(found.message, "Not found: \"nothing\"");
+}
