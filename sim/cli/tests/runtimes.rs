@@ -59,9 +59,17 @@ spec:
         args:
         - |
           import http.server, os, sys
+          # The mounted volumes' files, by URL prefix.
+          mounts = {"/config/": "/tmp/faultline-web-config/", "/secret/": "/tmp/faultline-web-secret/"}
           class H(http.server.BaseHTTPRequestHandler):
               def do_GET(self):
                   body = f"{os.environ['HOSTNAME']} mode={os.environ.get('MODE')} password={os.environ.get('DB_PASSWORD')}\n".encode()
+                  for prefix, dir in mounts.items():
+                      if self.path.startswith(prefix):
+                          try:
+                              body = open(dir + self.path[len(prefix):], "rb").read()
+                          except OSError as e:
+                              body = str(e).encode()
                   self.send_response(200)
                   self.send_header("Content-Length", str(len(body)))
                   self.end_headers()
@@ -80,6 +88,14 @@ spec:
         readinessProbe:
           httpGet: {path: /, port: 8080}
           periodSeconds: 1
+        volumeMounts:
+        - {name: config, mountPath: /tmp/faultline-web-config}
+        - {name: secret, mountPath: /tmp/faultline-web-secret}
+      volumes:
+      - name: config
+        configMap: {name: web-config}
+      - name: secret
+        secret: {secretName: web-secret}
 ---
 apiVersion: v1
 kind: Service
@@ -192,12 +208,47 @@ impl Drop for Restarted {
 
 /// `GET /` to `ip:8080`; the answer's body.
 fn get(ip: &str) -> Option<String> {
+    get_path(ip, "/")
+}
+
+/// `GET path` to `ip:8080`; the answer's body.
+fn get_path(ip: &str, path: &str) -> Option<String> {
     let mut s = TcpStream::connect((ip, 8080)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    s.write_all(b"GET / HTTP/1.0\r\nHost: web\r\n\r\n").ok()?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: web\r\n\r\n").as_bytes())
+        .ok()?;
     let mut out = String::new();
     s.read_to_string(&mut out).ok()?;
     out.split_once("\r\n\r\n").map(|(_, b)| b.to_string())
+}
+
+/// The mounted files through `ip`'s proxy: the ConfigMap's `MODE` and
+/// the Secret's `password` (`/config/...` and `/secret/...` of both
+/// tests' servers), once they are what is expected of every pod
+/// answering (a ConfigMap edit reaches each pod's files in its own time).
+fn mounted_files_read(ip: &str, mode: &str) -> Result<(), String> {
+    for _ in 0..10 {
+        let got = (
+            get_path(ip, "/config/MODE"),
+            get_path(ip, "/secret/password"),
+        );
+        if got != (Some(mode.to_string()), Some("hunter2".to_string())) {
+            return Err(format!("through {ip}: {got:?}"));
+        }
+    }
+    Ok(())
+}
+
+/// Changes the ConfigMap's `MODE` (its mounted files follow; the
+/// environment of running containers does not, as in Kubernetes).
+fn edit_mode(k: &Kubectl, mode: &str) {
+    k.ok(&[
+        "patch",
+        "configmap",
+        "web-config",
+        "-p",
+        &format!("{{\"data\":{{\"MODE\":\"{mode}\"}}}}"),
+    ]);
 }
 
 /// The pods that answer through `ip`'s proxy, over 30 requests.
@@ -358,6 +409,21 @@ fn real_programs_run_restart_and_leave_nothing_behind() {
     });
     let body = get(&format!("{}.1", up.node_net)).expect("an answer");
     assert!(body.contains("mode=fast password=hunter2"), "{body}");
+    // ... and as mounted files, which follow an edit of the ConfigMap. The
+    // mounts are the containers' own: the machine's directories stay
+    // empty.
+    let node1 = format!("{}.1", up.node_net);
+    mounted_files_read(&node1, "fast").unwrap();
+    for dir in ["/tmp/faultline-web-config", "/tmp/faultline-web-secret"] {
+        let entries = std::fs::read_dir(dir).map(|d| d.count());
+        assert_eq!(entries.ok(), Some(0), "{dir} on the machine");
+    }
+    edit_mode(&k, "slow");
+    until(30, "the edited ConfigMap reaches every pod's file", || {
+        mounted_files_read(&node1, "slow")
+    });
+    let body = get(&node1).expect("an answer");
+    assert!(body.contains("mode=fast"), "the environment stays: {body}");
     let logs = k.ok(&["logs", &pods(&k, "app=web")[0].0]);
     assert!(logs.contains("serving on 127."), "{logs}");
 
@@ -622,7 +688,7 @@ spec:
         args:
         - sh
         - -c
-        - mkdir -p /tmp/www && echo "$HOSTNAME mode=$MODE password=$DB_PASSWORD" > /tmp/www/index.html && exec httpd -f -v -p 8080 -h /tmp/www
+        - mkdir -p /tmp/www && echo "$HOSTNAME mode=$MODE password=$DB_PASSWORD" > /tmp/www/index.html && ln -s /etc/web-config /tmp/www/config && ln -s /etc/web-secret /tmp/www/secret && exec httpd -f -v -p 8080 -h /tmp/www
         env:
         - name: DB_PASSWORD
           valueFrom: {secretKeyRef: {name: web-secret, key: password}}
@@ -633,6 +699,14 @@ spec:
         readinessProbe:
           httpGet: {path: /, port: 8080}
           periodSeconds: 1
+        volumeMounts:
+        - {name: config, mountPath: /etc/web-config}
+        - {name: secret, mountPath: /etc/web-secret}
+      volumes:
+      - name: config
+        configMap: {name: web-config}
+      - name: secret
+        secret: {secretName: web-secret}
 ---
 apiVersion: v1
 kind: Service
@@ -760,6 +834,14 @@ fn docker_containers_run_restart_and_leave_nothing_behind() {
     });
     let body = get(&format!("{}.2", up.node_net)).expect("an answer");
     assert!(body.contains("mode=fast password=hunter2"), "{body}");
+    // ... and as files mounted into the containers, which follow an edit
+    // of the ConfigMap.
+    let node2 = format!("{}.2", up.node_net);
+    mounted_files_read(&node2, "fast").unwrap();
+    edit_mode(&k, "slow");
+    until(30, "the edited ConfigMap reaches every pod's file", || {
+        mounted_files_read(&node2, "slow")
+    });
     let (first, _, first_id, _, _) = pods(&k, "app=web")[0].clone();
     let run = docker(&[
         "inspect",
