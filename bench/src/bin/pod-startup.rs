@@ -12,6 +12,12 @@
 //! in the node process) is the baseline measured in the same run: the
 //! difference is what starting a real program or container costs.
 //!
+//! The Docker runtime's floor is measured too: the same number of pods
+//! started straight through the node's runtime (`DockerRuntime`, no API
+//! server, scheduler or kubelet), as many at a time as the cluster's three
+//! kubelets start (`--pod-workers` 16 each), all asked for at once. What a
+//! pod costs beyond that floor is the orchestrator's.
+//!
 //! The Docker runtime needs a Docker daemon and a static busybox (an image
 //! is built from it, labelled and removed at the end). This benchmark
 //! measures real time, so it reads `std::time::Instant` directly.
@@ -129,6 +135,56 @@ fn pod(runtime: &str, image: &str, name: &str) -> Pod {
     }
 }
 
+/// Pods the Docker floor starts at once: three nodes' kubelets, 16 pod
+/// workers each (`faultline node --pod-workers`).
+const FLOOR_AT_ONCE: usize = 48;
+
+/// The Docker runtime alone: `pods` pods (a sandbox and one container
+/// each) started [`FLOOR_AT_ONCE`] at a time, all asked for at once; each
+/// pod's latency from the start of the batch to its container running.
+async fn docker_floor(
+    env: &Env,
+    image: &str,
+    pods: usize,
+    scratch: &std::path::Path,
+) -> Result<Vec<Duration>> {
+    use faultline_kubelet::{ContainerRuntime, ContainerSpec};
+    use futures_util::StreamExt as _;
+    let run = format!("bench-floor-{}", std::process::id());
+    let volumes = faultline_cri::VolumeDirs::new(&scratch.join("floor-pods"));
+    let rt = faultline_cri::DockerRuntime::open(env.clone(), "floor", &run, "10.250", volumes)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let batch = Instant::now();
+    let starts = futures_util::stream::iter(0..pods)
+        .map(|i| {
+            let n = i + 1;
+            let spec = ContainerSpec {
+                pod_uid: format!("floor-{i}"),
+                pod_namespace: "default".into(),
+                pod_name: format!("p{i}"),
+                container_name: "app".into(),
+                image: image.into(),
+                command: vec!["sleep".into(), "3600".into()],
+                pod_ip: format!("10.250.{}.{}", n / 256, n % 256),
+                ..Default::default()
+            };
+            let rt = &rt;
+            async move { rt.start(spec).await.map(|_| batch.elapsed()) }
+        })
+        .buffer_unordered(FLOOR_AT_ONCE)
+        .collect::<Vec<_>>()
+        .await;
+    drop(rt);
+    faultline_cri::docker::remove_all(&run)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    starts
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()
+        .context("the Docker floor: a start failed")
+}
+
 /// Creates the pods and returns each one's created-to-Ready latency.
 async fn measure(
     env: &Env,
@@ -228,6 +284,13 @@ fn run(args: &Args) -> Result<()> {
         let took = started.elapsed();
         drop(cluster);
         rows.push((runtime.clone(), got?, took));
+        if runtime == "docker" {
+            let floor = faultline_env::real::block_on_local(docker_floor(
+                &env, image, args.pods, &scratch,
+            ))?;
+            let all = floor.iter().copied().max().unwrap_or_default();
+            rows.push(("floor".into(), floor, all));
+        }
     }
     let _ = std::fs::remove_dir_all(&scratch);
     let base = rows
@@ -261,6 +324,12 @@ fn run(args: &Args) -> Result<()> {
             took.as_secs_f64(),
             ratio,
             if p99 <= SLO { "met" } else { "MISSED" }
+        );
+    }
+    if rows.iter().any(|r| r.0 == "floor") {
+        println!(
+            "floor: the Docker runtime alone (no cluster), {FLOOR_AT_ONCE} pods at a time, \
+             each a sandbox and a container"
         );
     }
     Ok(())

@@ -87,6 +87,11 @@ pub struct NodeArgs {
     /// fails for this node's pods.
     #[arg(long, default_value_t = faultline_kubelet::server::KUBELET_PORT)]
     kubelet_port: u16,
+    /// How many pods the kubelet works on at once (starting containers,
+    /// writing status), so a pod whose containers are slow to start does
+    /// not hold up the others; 1 works through them one after another.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
+    pod_workers: u16,
     /// The node's address: Service ports and the proxy's health check
     /// (port 10256) are served on it, and it is reported as the node's
     /// InternalIP.
@@ -179,6 +184,7 @@ fn start(args: NodeArgs) -> Result<(), String> {
         None => None,
     };
     cfg.port = args.kubelet_port;
+    cfg.pod_workers = usize::from(args.pod_workers);
     cfg.events = true;
     cfg.tls = match (
         &args.tls_cert_file,
