@@ -280,6 +280,11 @@ fn container_dir(cluster: &Path, id: &str) -> Option<PathBuf> {
         .find(|d| d.is_dir())
 }
 
+/// Whether any node holds volumes of pod `uid` (`DATA_DIR/pods/UID`).
+fn has_volumes(cluster: &Path, uid: &str) -> bool {
+    (1..=3).any(|i| cluster.join(format!("n{i}/pods/{uid}")).exists())
+}
+
 /// The program's pid of a container, from the shim's state file.
 fn program_pid(cluster: &Path, id: &str) -> Option<i32> {
     let state = std::fs::read(container_dir(cluster, id)?.join("state.json")).ok()?;
@@ -499,10 +504,20 @@ fn real_programs_run_restart_and_leave_nothing_behind() {
     // Deleting a pod leaves no process and no files behind.
     let (gone, _, gone_id, _, _) = pods(&k, "app=web")[1].clone();
     let gone_pid = program_pid(&up.dir, &gone_id).expect("a pid");
+    let gone_uid = k.ok(&["get", "pod", &gone, "-o", "jsonpath={.metadata.uid}"]);
+    assert!(
+        has_volumes(&up.dir, &gone_uid),
+        "its volumes are on its node"
+    );
     k.ok(&["delete", "pod", &gone]);
     until(20, "the deleted pod's program is gone", || {
-        if alive(gone_pid) || container_dir(&up.dir, &gone_id).is_some() {
-            Err(format!("pid {gone_pid} or its directory remains"))
+        if alive(gone_pid)
+            || container_dir(&up.dir, &gone_id).is_some()
+            || has_volumes(&up.dir, &gone_uid)
+        {
+            Err(format!(
+                "pid {gone_pid}, its directory or its volumes remain"
+            ))
         } else {
             Ok(())
         }
@@ -923,11 +938,23 @@ fn docker_containers_run_restart_and_leave_nothing_behind() {
         2,
         "the container and its sandbox"
     );
+    let gone_uid = k.ok(&["get", "pod", &gone, "-o", "jsonpath={.metadata.uid}"]);
+    assert!(
+        has_volumes(&up.dir, &gone_uid),
+        "its volumes are on its node"
+    );
     k.ok(&["delete", "pod", &gone]);
-    until(20, "the deleted pod's containers are gone", || {
-        let left = containers_of(&gone);
-        left.is_empty().then_some(()).ok_or(format!("{left:?}"))
-    });
+    until(
+        20,
+        "the deleted pod's containers and volumes are gone",
+        || {
+            let left = containers_of(&gone);
+            let volumes = has_volumes(&up.dir, &gone_uid);
+            (left.is_empty() && !volumes)
+                .then_some(())
+                .ok_or(format!("{left:?}, volumes left: {volumes}"))
+        },
+    );
 
     // Bad input, reported on the pods.
     until(30, "a missing image waits with ErrImageNeverPull", || {
