@@ -14,6 +14,36 @@ pub const FIELDS: &[&str] = &[
     "status.phase",
 ];
 
+/// The fields of Events a [`FieldSelector`] may name, as Kubernetes
+/// indexes them (`kubectl describe` lists an object's events with
+/// `involvedObject.name=...,involvedObject.namespace=...,involvedObject.uid=...`).
+pub const EVENT_FIELDS: &[&str] = &[
+    "metadata.name",
+    "metadata.namespace",
+    "involvedObject.kind",
+    "involvedObject.namespace",
+    "involvedObject.name",
+    "involvedObject.uid",
+    "involvedObject.apiVersion",
+    "involvedObject.resourceVersion",
+    "involvedObject.fieldPath",
+    "reason",
+    "reportingComponent",
+    "type",
+];
+
+/// The fields of Secrets a [`FieldSelector`] may name.
+pub const SECRET_FIELDS: &[&str] = &["metadata.name", "metadata.namespace", "type"];
+
+/// The fields a selector on objects of `kind` may name.
+pub fn fields_for(kind: &str) -> &'static [&'static str] {
+    match kind {
+        "Event" => EVENT_FIELDS,
+        "Secret" => SECRET_FIELDS,
+        _ => FIELDS,
+    }
+}
+
 /// How a [`FieldRequirement`] compares a field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum FieldOperator {

@@ -30,7 +30,10 @@ mod parse;
 #[cfg(test)]
 mod tests;
 
-pub use field::{field_value, FieldOperator, FieldRequirement, FieldSelector, FIELDS};
+pub use field::{
+    field_value, fields_for, FieldOperator, FieldRequirement, FieldSelector, EVENT_FIELDS, FIELDS,
+    SECRET_FIELDS,
+};
 use parse::{lex, Parser};
 
 // ------------------------------------------------------------ LabelSelector

@@ -206,6 +206,23 @@ fn field_selector_parses_and_matches_json() {
 }
 
 #[test]
+fn events_select_by_their_involved_object_as_kubectl_describe_asks() {
+    let event = json!({
+        "metadata": {"name": "web-1.abc", "namespace": "default"},
+        "involvedObject": {"kind": "Pod", "name": "web-1", "namespace": "default", "uid": "u1"},
+        "reason": "FailedMount",
+        "type": "Warning"
+    });
+    let describe = "involvedObject.name=web-1,involvedObject.namespace=default,involvedObject.uid=u1";
+    let sel = FieldSelector::parse_with(describe, fields_for("Event")).unwrap();
+    assert!(sel.matches_json(&event));
+    let sel = FieldSelector::parse_with("type=Normal", fields_for("Event")).unwrap();
+    assert!(!sel.matches_json(&event));
+    assert!(FieldSelector::parse_with(describe, fields_for("Pod")).is_err());
+    assert!(FieldSelector::parse_with("type=Opaque", fields_for("Secret")).is_ok());
+}
+
+#[test]
 fn field_selector_errors_name_the_field_and_list_the_supported() {
     let err = FieldSelector::parse("spec.host=a").unwrap_err();
     assert!(err.contains("\"spec.host\""), "{err}");

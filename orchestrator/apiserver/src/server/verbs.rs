@@ -153,7 +153,7 @@ pub(super) async fn resource<T: Strategy>(
     };
     match verb {
         "list" => {
-            let sel = selectors(&query)?;
+            let sel = selectors(&query, T::KIND)?;
             let ns_opt = r.namespace.as_deref();
             let limit = match query.get("limit").filter(|l| !l.is_empty()) {
                 None => 0,
@@ -354,7 +354,8 @@ impl Selectors {
     }
 }
 
-pub(super) fn selectors(q: &Query) -> Result<Selectors, Status> {
+/// The label and field selectors of a list or watch of `kind`.
+pub(super) fn selectors(q: &Query, kind: &str) -> Result<Selectors, Status> {
     let labels = match q.get("labelSelector").filter(|s| !s.is_empty()) {
         Some(s) => Some(Selector::parse(s).map_err(|e| {
             Status::bad_request(format!("unable to parse labelSelector {s:?}: {e}"))
@@ -362,9 +363,11 @@ pub(super) fn selectors(q: &Query) -> Result<Selectors, Status> {
         None => None,
     };
     let fields = match q.get("fieldSelector").filter(|s| !s.is_empty()) {
-        Some(s) => Some(FieldSelector::parse(s).map_err(|e| {
-            Status::bad_request(format!("unable to parse fieldSelector {s:?}: {e}"))
-        })?),
+        Some(s) => Some(
+            FieldSelector::parse_with(s, faultline_api::selector::fields_for(kind)).map_err(
+                |e| Status::bad_request(format!("unable to parse fieldSelector {s:?}: {e}")),
+            )?,
+        ),
         None => None,
     };
     Ok(Selectors { labels, fields })

@@ -159,7 +159,7 @@ pub(super) async fn watch<T: Strategy>(
     ns: Option<String>,
     q: &Query,
 ) -> Result<Response<Body>, Status> {
-    let sel = selectors(q)?;
+    let sel = selectors(q, T::KIND)?;
     let from: i64 = match q.get("resourceVersion").unwrap_or("") {
         "" => 0,
         rv => rv
