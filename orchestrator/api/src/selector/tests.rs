@@ -213,7 +213,8 @@ fn events_select_by_their_involved_object_as_kubectl_describe_asks() {
         "reason": "FailedMount",
         "type": "Warning"
     });
-    let describe = "involvedObject.name=web-1,involvedObject.namespace=default,involvedObject.uid=u1";
+    let describe =
+        "involvedObject.name=web-1,involvedObject.namespace=default,involvedObject.uid=u1";
     let sel = FieldSelector::parse_with(describe, fields_for("Event")).unwrap();
     assert!(sel.matches_json(&event));
     let sel = FieldSelector::parse_with("type=Normal", fields_for("Event")).unwrap();
