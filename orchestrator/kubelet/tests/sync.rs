@@ -213,6 +213,16 @@ fn container_output_is_read_through_the_api_from_the_kubelet() {
     assert_eq!(*log.borrow(), want);
 }
 
+/// The first container's state: `REASON: MESSAGE` while it waits, else
+/// the state's name.
+fn state(p: &Pod) -> String {
+    let s = &p.status.container_statuses[0].state;
+    match &s.waiting {
+        Some(w) => format!("{}: {}", w.reason, w.message),
+        None => s.name().to_string(),
+    }
+}
+
 fn config_user(log: Log) -> HostMain {
     Rc::new(move |env: Env| {
         let log = log.clone();
@@ -228,13 +238,6 @@ fn config_user(log: Log) -> HostMain {
             }))
             .unwrap();
             c.create(&p).await.expect("create the pod");
-            let state = |p: &Pod| {
-                let s = &p.status.container_statuses[0].state;
-                match &s.waiting {
-                    Some(w) => format!("{}: {}", w.reason, w.message),
-                    None => s.name().to_string(),
-                }
-            };
             env.sleep(Duration::from_secs(5)).await;
             let p: Pod = c.get("default", "configured").await.expect("pod");
             log.borrow_mut()
@@ -297,13 +300,6 @@ fn volume_user(log: Log) -> HostMain {
             }))
             .unwrap();
             c.create(&p).await.expect("create the pod");
-            let state = |p: &Pod| {
-                let s = &p.status.container_statuses[0].state;
-                match &s.waiting {
-                    Some(w) => format!("{}: {}", w.reason, w.message),
-                    None => s.name().to_string(),
-                }
-            };
             env.sleep(Duration::from_secs(5)).await;
             let p: Pod = c.get("default", "mounted").await.expect("pod");
             log.borrow_mut()
