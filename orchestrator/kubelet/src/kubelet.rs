@@ -133,6 +133,10 @@ struct VolumesWritten {
     /// `MountVolume.SetUp failed ...` when some volume could not be
     /// written.
     error: Option<String>,
+    /// Every volume was written once: the pod's containers may start (a
+    /// later failure to refresh keeps the files as they were, as
+    /// Kubernetes keeps a volume whose object went away).
+    mounted: bool,
 }
 
 struct Kubelet {
@@ -639,13 +643,16 @@ impl Kubelet {
             let _ = self.runtime.remove(old).await;
         }
         let attempt = start.attempt;
-        let volume_error = self
+        // As in Kubernetes, no container of a pod starts before all its
+        // volumes are mounted.
+        let unmounted = self
             .state
             .borrow()
             .volumes
             .get(&pod.metadata.uid)
-            .and_then(|v| v.error.clone());
-        if let Some(message) = volume_error.filter(|_| !spec.volume_mounts.is_empty()) {
+            .filter(|v| !v.mounted)
+            .map(|v| v.error.clone().unwrap_or_default());
+        if let Some(message) = unmounted {
             return StartOutcome::Failed {
                 reason: "ContainerCreating",
                 message,
@@ -706,9 +713,9 @@ impl Kubelet {
     /// Writes the pod's ConfigMap and Secret volumes through the runtime
     /// (see [`volumes`]) when they were never written or
     /// [`KubeletConfig::volume_refresh`] has passed, so edits reach running
-    /// containers. A volume that cannot be written keeps the containers
-    /// that mount it waiting (`ContainerCreating`) and, when the error is
-    /// new, records a `FailedMount` event; what was written before stays.
+    /// containers. Until every volume could be written once, the pod's
+    /// containers wait (`ContainerCreating`); a failure records a
+    /// `FailedMount` event when it is new; what was written before stays.
     async fn write_volumes(&self, pod: &Pod) {
         if pod.spec.volumes.is_empty() {
             return;
@@ -720,8 +727,9 @@ impl Kubelet {
             .borrow()
             .volumes
             .get(uid)
-            .map(|v| (v.at, v.error.clone()));
-        if let Some((at, None)) = &previous {
+            .map(|v| (v.at, v.error.clone(), v.mounted));
+        // Until mounted, every pass tries again; then every refresh.
+        if let Some((at, _, true)) = &previous {
             if now.duration_since(*at) < self.cfg.volume_refresh {
                 return;
             }
@@ -732,15 +740,22 @@ impl Kubelet {
                 "MountVolume.SetUp failed for volume {volume:?}: {e}"
             )),
         };
-        let new_error = error.is_some() && previous.and_then(|(_, e)| e) != error;
-        if let (true, true, Some(message)) = (new_error, self.cfg.events, &error) {
-            self.event(pod, "Warning", "FailedMount", message.clone())
-                .await;
+        let (previous_error, was_mounted) = previous.map_or((None, false), |p| (p.1, p.2));
+        if let (true, Some(message)) = (self.cfg.events, &error) {
+            if previous_error.as_ref() != Some(message) {
+                self.event(pod, "Warning", "FailedMount", message.clone())
+                    .await;
+            }
         }
-        self.state
-            .borrow_mut()
-            .volumes
-            .insert(uid.clone(), VolumesWritten { at: now, error });
+        let mounted = was_mounted || error.is_none();
+        self.state.borrow_mut().volumes.insert(
+            uid.clone(),
+            VolumesWritten {
+                at: now,
+                error,
+                mounted,
+            },
+        );
     }
 
     /// Fetches what the pod's volumes project and writes every volume;
