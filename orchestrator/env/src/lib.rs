@@ -127,6 +127,18 @@ pub enum Observation {
     /// This host's component now holds the leader-election `lease`
     /// (`namespace/name`) for the `transitions`-th time.
     LeaseAcquired { lease: String, transitions: u64 },
+    /// A container runtime of this host started container `id` of pod
+    /// `namespace/name` (uid `pod_uid`). Real nodes report these (the
+    /// simulator's container ledger wraps its runtimes directly).
+    ContainerStarted {
+        namespace: String,
+        pod: String,
+        pod_uid: String,
+        container: String,
+        id: String,
+    },
+    /// Container `id` of this host ended (exited, stopped or removed).
+    ContainerEnded { id: String },
 }
 
 /// Receives trace lines and observations from a host.
@@ -378,16 +390,15 @@ impl Env {
     /// containers, say): what it spawns can be aborted on its own with the
     /// returned set ([`TaskSet::abort_all`], a process restart), and still
     /// dies and freezes with the host. Without a task set (real mode) the
-    /// set returned is empty and unused.
+    /// process gets a set of its own, so a real node can restart its
+    /// kubelet the same way.
     pub fn process(&self) -> (Env, Rc<TaskSet>) {
         let set = match &self.tasks {
             Some(t) => t.child(),
             None => Rc::new(TaskSet::default()),
         };
         let mut env = self.clone();
-        if self.tasks.is_some() {
-            env.tasks = Some(set.clone());
-        }
+        env.tasks = Some(set.clone());
         (env, set)
     }
 

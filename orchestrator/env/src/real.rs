@@ -32,13 +32,23 @@ pub fn env_with_observer(
     bind_ip: &str,
     observer: Rc<dyn Observer>,
 ) -> io::Result<Env> {
+    env_with_net(host, seed, data_dir, RealNet::new(bind_ip), observer)
+}
+
+/// Builds a real environment on a given [`RealNet`] (one with names or a
+/// source address of its own).
+pub fn env_with_net(
+    host: &str,
+    seed: u64,
+    data_dir: &Path,
+    net: RealNet,
+    observer: Rc<dyn Observer>,
+) -> io::Result<Env> {
     std::fs::create_dir_all(data_dir)?;
     Ok(Env::new(
         host,
         seed,
-        Rc::new(RealNet {
-            bind_ip: bind_ip.to_string(),
-        }),
+        Rc::new(net),
         Rc::new(RealDisk::new(data_dir)),
         Rc::new(RealClock),
         observer,
@@ -81,6 +91,105 @@ impl Observer for LogObserver {
     fn observe(&self, _host: &str, _observation: crate::Observation) {}
 }
 
+/// Like [`LogObserver`], and prints each observation too, as a line
+/// [`parse_observation`] reads back: how a real run's checkers (`faultline
+/// real run`) learn what the masters and nodes in its containers observed,
+/// from their logs.
+pub struct ObservationLog;
+
+impl Observer for ObservationLog {
+    fn trace(&self, host: &str, line: fmt::Arguments<'_>) {
+        LogObserver.trace(host, line)
+    }
+
+    fn observe(&self, host: &str, observation: crate::Observation) {
+        let ms = RealClock.wall_ms();
+        eprintln!(
+            "{}.{:03} {host} {OBS} {}",
+            ms / 1000,
+            ms % 1000,
+            observation_text(&observation)
+        );
+    }
+}
+
+/// The word that marks an observation line.
+const OBS: &str = "obs";
+
+fn observation_text(o: &crate::Observation) -> String {
+    use crate::Observation::*;
+    match o {
+        RaftLeader { group, node, term } => {
+            format!("raft-leader group={group} node={node} term={term}")
+        }
+        RaftApplied {
+            group,
+            node,
+            index,
+            term,
+            digest,
+        } => format!("raft-applied group={group} node={node} index={index} term={term} digest={digest}"),
+        LeaseAcquired { lease, transitions } => {
+            format!("lease-acquired lease={lease} transitions={transitions}")
+        }
+        ContainerStarted {
+            namespace,
+            pod,
+            pod_uid,
+            container,
+            id,
+        } => format!(
+            "container-started namespace={namespace} pod={pod} uid={pod_uid} container={container} id={id}"
+        ),
+        ContainerEnded { id } => format!("container-ended id={id}"),
+    }
+}
+
+/// Reads a line [`ObservationLog`] printed: (wall-clock ms, host, the
+/// observation); `None` for any other line.
+pub fn parse_observation(line: &str) -> Option<(u64, String, crate::Observation)> {
+    use crate::Observation::*;
+    let mut words = line.split_whitespace();
+    let (secs, ms) = words.next()?.split_once('.')?;
+    let wall_ms = secs.parse::<u64>().ok()? * 1000 + ms.parse::<u64>().ok()?;
+    let host = words.next()?.to_string();
+    if words.next()? != OBS {
+        return None;
+    }
+    let kind = words.next()?;
+    let fields: BTreeMap<&str, &str> = words.filter_map(|w| w.split_once('=')).collect();
+    let text = |k: &str| fields.get(k).map(|v| v.to_string());
+    let num = |k: &str| fields.get(k).and_then(|v| v.parse::<u64>().ok());
+    let o = match kind {
+        "raft-leader" => RaftLeader {
+            group: num("group")?,
+            node: num("node")?,
+            term: num("term")?,
+        },
+        "raft-applied" => RaftApplied {
+            group: num("group")?,
+            node: num("node")?,
+            index: num("index")?,
+            term: num("term")?,
+            digest: num("digest")?,
+        },
+        "lease-acquired" => LeaseAcquired {
+            lease: text("lease")?,
+            transitions: num("transitions")?,
+        },
+        "container-started" => ContainerStarted {
+            namespace: text("namespace")?,
+            pod: text("pod")?,
+            pod_uid: text("uid")?,
+            container: text("container")?,
+            id: text("id")?,
+        },
+        "container-ended" => ContainerEnded { id: text("id")? },
+        _ => return None,
+    };
+    Some((wall_ms, host, o))
+}
+
 /// Runs `fut` to completion on a current-thread runtime inside a
 /// `LocalSet`, the way every real role runs: one thread, tasks spawned
 /// with [`Env::spawn`] beside it.
@@ -111,12 +220,69 @@ impl Clock for RealClock {
 /// TCP through `tokio::net`.
 pub struct RealNet {
     bind_ip: String,
+    /// Host names this process resolves itself (as `/etc/hosts` would):
+    /// a real run's observers on the machine reach the containers by the
+    /// names the scenario gives them.
+    names: BTreeMap<String, String>,
+    /// The address connections leave from, when not the machine's choice.
+    source_ip: Option<std::net::IpAddr>,
+}
+
+impl RealNet {
+    /// Listens on `bind_ip`, resolves through the system.
+    pub fn new(bind_ip: &str) -> RealNet {
+        RealNet {
+            bind_ip: bind_ip.to_string(),
+            names: BTreeMap::new(),
+            source_ip: None,
+        }
+    }
+
+    /// Resolves these names (name -> IP) before asking the system.
+    pub fn with_names(mut self, names: BTreeMap<String, String>) -> RealNet {
+        self.names = names;
+        self
+    }
+
+    /// Connects from this address (one of the machine's).
+    pub fn with_source(mut self, ip: std::net::IpAddr) -> RealNet {
+        self.source_ip = Some(ip);
+        self
+    }
+
+    fn resolve(&self, addr: &str) -> String {
+        match addr.rsplit_once(':') {
+            Some((host, port)) => match self.names.get(host) {
+                Some(ip) => format!("{ip}:{port}"),
+                None => addr.to_string(),
+            },
+            None => addr.to_string(),
+        }
+    }
 }
 
 #[async_trait(?Send)]
 impl Net for RealNet {
     async fn connect(&self, addr: &str) -> io::Result<BoxConn> {
-        let stream = TcpStream::connect(addr).await?;
+        let addr = self.resolve(addr);
+        let stream = match self.source_ip {
+            None => TcpStream::connect(&addr).await?,
+            Some(ip) => {
+                let to = tokio::net::lookup_host(&addr)
+                    .await?
+                    .next()
+                    .ok_or_else(|| {
+                        io::Error::new(io::ErrorKind::NotFound, format!("{addr}: no address"))
+                    })?;
+                let socket = if to.is_ipv4() {
+                    tokio::net::TcpSocket::new_v4()?
+                } else {
+                    tokio::net::TcpSocket::new_v6()?
+                };
+                socket.bind(std::net::SocketAddr::new(ip, 0))?;
+                socket.connect(to).await?
+            }
+        };
         stream.set_nodelay(true)?;
         Ok(Box::pin(stream))
     }
@@ -320,5 +486,51 @@ mod tests {
         assert!(disk.read("c.log").await.is_err());
         assert!(disk.write_at("../x", 0, b"no").await.is_err());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn observation_lines_read_back() {
+        use crate::Observation::*;
+        let all = [
+            RaftLeader {
+                group: 1,
+                node: 2,
+                term: 7,
+            },
+            RaftApplied {
+                group: 1,
+                node: 3,
+                index: 42,
+                term: 7,
+                digest: u64::MAX,
+            },
+            LeaseAcquired {
+                lease: "kube-system/kube-scheduler".into(),
+                transitions: 3,
+            },
+            ContainerStarted {
+                namespace: "default".into(),
+                pod: "web-abc12".into(),
+                pod_uid: "u-1".into(),
+                container: "web".into(),
+                id: "c-9".into(),
+            },
+            ContainerEnded { id: "c-9".into() },
+        ];
+        for o in all {
+            let line = format!("1700000000.042 m1 obs {}", observation_text(&o));
+            assert_eq!(
+                parse_observation(&line),
+                Some((1_700_000_000_042, "m1".to_string(), o))
+            );
+        }
+        assert_eq!(
+            parse_observation("1700000000.042 m1 raft: became leader"),
+            None
+        );
+        assert_eq!(
+            parse_observation("1700000000.042 m1 obs raft-leader group=x"),
+            None
+        );
     }
 }

@@ -5,14 +5,15 @@
 //! containers). The report's pods-per-node chart reads it too.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use faultline_env::{Env, Observation};
 use faultline_kubelet::{
-    ContainerId, ContainerInfo, ContainerRuntime, ContainerSpec, LogBuffer, RuntimeError,
-    SimRuntime, VolumeFiles, VolumeRuntime,
+    ContainerId, ContainerInfo, ContainerRuntime, ContainerSpec, ExecOutput, LogBuffer,
+    RuntimeError, SimRuntime, VolumeFiles, VolumeRuntime,
 };
 
 use crate::record::Clock;
@@ -49,8 +50,18 @@ impl Ledger {
     }
 
     fn start(&self, host: &str, spec: &ContainerSpec, id: &ContainerId) {
-        let now = (self.clock)();
-        let key = (spec.pod_uid.clone(), spec.container_name.clone());
+        let started = Started {
+            namespace: &spec.pod_namespace,
+            pod: &spec.pod_name,
+            uid: &spec.pod_uid,
+            container: &spec.container_name,
+            id: id.as_str(),
+        };
+        self.record_start(host, started, (self.clock)());
+    }
+
+    fn record_start(&self, host: &str, c: Started<'_>, now: u64) {
+        let key = (c.uid.to_string(), c.container.to_string());
         let mut all = self.instances.borrow_mut();
         let list = all.entry(key).or_default();
         if let Some(other) = list.iter().find(|i| i.ended.is_none()) {
@@ -58,18 +69,43 @@ impl Ledger {
                 now,
                 format!(
                     "pod {}/{} (uid {}) container {}: started on {host} while still running on {} ({})",
-                    spec.pod_namespace, spec.pod_name, spec.pod_uid, spec.container_name, other.host, other.id
+                    c.namespace, c.pod, c.uid, c.container, other.host, other.id
                 ),
             ));
         }
         list.push(Instance {
             host: host.to_string(),
-            pod: spec.pod_name.clone(),
-            id: id.as_str().to_string(),
+            pod: c.pod.to_string(),
+            id: c.id.to_string(),
             started: now,
             ended: None,
         });
         *self.started.borrow_mut() += 1;
+    }
+
+    /// What a real node's [`ReportingRuntime`] reported (read back from its
+    /// log by `faultline real run`), at `at_ns` on the ledger's clock.
+    pub fn observe(&self, host: &str, at_ns: u64, o: &Observation) {
+        match o {
+            Observation::ContainerStarted {
+                namespace,
+                pod,
+                pod_uid,
+                container,
+                id,
+            } => {
+                let c = Started {
+                    namespace,
+                    pod,
+                    uid: pod_uid,
+                    container,
+                    id,
+                };
+                self.record_start(host, c, at_ns)
+            }
+            Observation::ContainerEnded { id } => self.end(id, Some(at_ns)),
+            _ => {}
+        }
     }
 
     fn end(&self, id: &str, at: Option<u64>) {
@@ -142,6 +178,116 @@ impl Ledger {
                 i.ended = Some(now);
             }
         }
+    }
+}
+
+/// A container start as the ledger records it.
+struct Started<'a> {
+    namespace: &'a str,
+    pod: &'a str,
+    uid: &'a str,
+    container: &'a str,
+    id: &'a str,
+}
+
+/// A real node's runtime that reports what it starts and what ends as
+/// observations ([`Observation::ContainerStarted`], `ContainerEnded`): a
+/// real run's nodes live in other processes, so their ledger entries
+/// travel through their logs (`faultline_env::real::ObservationLog`).
+pub struct ReportingRuntime<R> {
+    inner: R,
+    env: Env,
+    /// Containers reported started and not yet ended.
+    live: RefCell<BTreeSet<String>>,
+}
+
+impl<R: ContainerRuntime> ReportingRuntime<R> {
+    /// `inner`, reporting on `env`.
+    pub fn new(inner: R, env: Env) -> ReportingRuntime<R> {
+        ReportingRuntime {
+            inner,
+            env,
+            live: RefCell::new(BTreeSet::new()),
+        }
+    }
+
+    fn ended(&self, id: &str) {
+        if self.live.borrow_mut().remove(id) {
+            self.env
+                .observe(Observation::ContainerEnded { id: id.to_string() });
+        }
+    }
+}
+
+#[async_trait(?Send)]
+impl<R: ContainerRuntime> VolumeRuntime for ReportingRuntime<R> {
+    async fn write_volume(
+        &self,
+        pod_uid: &str,
+        volume: &str,
+        files: &VolumeFiles,
+    ) -> Result<bool, RuntimeError> {
+        self.inner.write_volume(pod_uid, volume, files).await
+    }
+
+    async fn volume_pods(&self) -> Vec<String> {
+        self.inner.volume_pods().await
+    }
+
+    async fn remove_volumes(&self, pod_uid: &str) -> Result<(), RuntimeError> {
+        self.inner.remove_volumes(pod_uid).await
+    }
+}
+
+#[async_trait(?Send)]
+impl<R: ContainerRuntime> ContainerRuntime for ReportingRuntime<R> {
+    async fn start(&self, spec: ContainerSpec) -> Result<ContainerId, RuntimeError> {
+        let s = spec.clone();
+        let id = self.inner.start(spec).await?;
+        self.live.borrow_mut().insert(id.as_str().to_string());
+        self.env.observe(Observation::ContainerStarted {
+            namespace: s.pod_namespace,
+            pod: s.pod_name,
+            pod_uid: s.pod_uid,
+            container: s.container_name,
+            id: id.as_str().to_string(),
+        });
+        Ok(id)
+    }
+
+    async fn stop(&self, id: &ContainerId, grace: Duration) -> Result<(), RuntimeError> {
+        let r = self.inner.stop(id, grace).await;
+        self.ended(id.as_str());
+        r
+    }
+
+    async fn list(&self) -> Vec<ContainerInfo> {
+        let list = self.inner.list().await;
+        for c in &list {
+            if !c.state.is_running() {
+                self.ended(c.id.as_str());
+            }
+        }
+        list
+    }
+
+    async fn remove(&self, id: &ContainerId) -> Result<(), RuntimeError> {
+        let r = self.inner.remove(id).await;
+        self.ended(id.as_str());
+        r
+    }
+
+    async fn log(&self, id: &ContainerId) -> Result<Rc<LogBuffer>, RuntimeError> {
+        self.inner.log(id).await
+    }
+
+    async fn exec(
+        &self,
+        id: &ContainerId,
+        command: &[String],
+        timeout: Duration,
+    ) -> Result<ExecOutput, RuntimeError> {
+        self.inner.exec(id, command, timeout).await
     }
 }
 

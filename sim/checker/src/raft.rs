@@ -34,6 +34,8 @@ impl RaftMonitor {
                     .insert(lease.clone(), (host.to_string(), transitions, now_ns));
                 None
             }
+            // The container ledger's (see `ledger.rs`).
+            Observation::ContainerStarted { .. } | Observation::ContainerEnded { .. } => None,
             Observation::RaftLeader { group, node, term } => {
                 match self.leaders.get(&(group, term)) {
                     Some((other, _)) if other != host => Some(format!(
@@ -82,6 +84,14 @@ impl RaftMonitor {
             .iter()
             .map(|(&(group, term), (host, at))| (group, term, host.clone(), *at))
             .collect()
+    }
+
+    /// The host that leads the latest term seen (of the highest group).
+    pub fn latest_leader(&self) -> Option<String> {
+        self.leaders
+            .iter()
+            .next_back()
+            .map(|(_, (host, _))| host.clone())
     }
 
     /// The host that last acquired a leader-election lease.

@@ -21,6 +21,7 @@ mod explore;
 mod master;
 mod node;
 mod pki;
+mod real;
 mod report;
 mod shrink;
 mod up;
@@ -56,6 +57,10 @@ enum Command {
     /// Bring a whole cluster up for real on this machine (masters and
     /// nodes on loopback addresses, one process each) until Ctrl-C.
     Up(up::UpArgs),
+    /// Play scenario files against real clusters in Docker containers,
+    /// with real faults, judged by the simulator's checkers.
+    #[command(subcommand)]
+    Real(real::RealCommand),
     // (Its help text is on `ReportArgs`.)
     Report(report::ReportArgs),
     /// The process runtime's container shim (started by `faultline node
@@ -155,6 +160,7 @@ fn main() -> ExitCode {
         Command::Master(args) => master::run(args),
         Command::Node(args) => node::run(args),
         Command::Up(args) => up::run(args),
+        Command::Real(cmd) => real::main(cmd),
         Command::Report(args) => report::run(args),
         Command::Shim { dir } => ExitCode::from(faultline_cri::shim::main(&dir) as u8),
     }
@@ -395,13 +401,20 @@ fn write_report(s: &faultline_reports::Summary, dir: &Path, charts: bool) -> any
 }
 
 fn print_summary(s: &faultline_reports::Summary, has_workload: bool) {
-    println!(
-        "simulated {:.1}s in {:.2}s wall ({:.0}x), {} events",
-        s.simulated_seconds,
-        s.wall_seconds,
-        s.simulated_seconds / s.wall_seconds.max(1e-9),
-        s.events
-    );
+    if s.backend == "real" {
+        println!(
+            "ran {:.1}s in real time, {} observations read from the containers' logs",
+            s.simulated_seconds, s.events
+        );
+    } else {
+        println!(
+            "simulated {:.1}s in {:.2}s wall ({:.0}x), {} events",
+            s.simulated_seconds,
+            s.wall_seconds,
+            s.simulated_seconds / s.wall_seconds.max(1e-9),
+            s.events
+        );
+    }
     if has_workload {
         println!(
             "workload: {} ok, {} failed, {} unknown; {} set adds acknowledged; {} watch events; {} leader terms",

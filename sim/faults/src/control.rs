@@ -70,3 +70,48 @@ pub trait Control {
     /// Appends a line to the trace.
     fn note(&self, line: &str);
 }
+
+/// Whether the control plane cannot serve the nodes: fewer than a quorum
+/// of masters up and reachable both ways from at least one node (`false`
+/// without nodes). Every backend's `Control` asks this after each fault,
+/// for the `static-stability` invariant.
+pub fn control_plane_down(
+    masters: &[String],
+    nodes: &[String],
+    up: impl Fn(&str) -> bool,
+    blocked: impl Fn(&str, &str) -> bool,
+) -> bool {
+    if nodes.is_empty() {
+        return false;
+    }
+    let serving = masters
+        .iter()
+        .filter(|m| up(m) && nodes.iter().any(|n| !blocked(m, n) && !blocked(n, m)))
+        .count();
+    serving < masters.len() / 2 + 1
+}
+
+/// Control-plane outages as they are noticed: (start ns, end ns once it is
+/// back).
+#[derive(Debug, Default)]
+pub struct Outages(Vec<(u64, Option<u64>)>);
+
+impl Outages {
+    /// Notes whether the control plane is down at `now_ns`.
+    pub fn note(&mut self, down: bool, now_ns: u64) {
+        match self.0.last_mut() {
+            Some((_, end @ None)) if !down => *end = Some(now_ns),
+            Some((_, None)) => {}
+            _ if down => self.0.push((now_ns, None)),
+            _ => {}
+        }
+    }
+
+    /// Every outage, one still going ending at `end_ns`.
+    pub fn until(&self, end_ns: u64) -> Vec<(u64, u64)> {
+        self.0
+            .iter()
+            .map(|&(a, b)| (a, b.unwrap_or(end_ns)))
+            .collect()
+    }
+}

@@ -12,6 +12,7 @@ use faultline_checker::ledger::Ledger;
 use faultline_checker::raft::RaftMonitor;
 use faultline_checker::record::{Clock, Recorder, SharedTrafficLog, TrafficLog};
 use faultline_engine::{run as run_world, LinkConfig, SimDisk, World, WorldConfig};
+use faultline_faults::control::{control_plane_down, Outages};
 use faultline_faults::{Control, FaultDriver};
 use faultline_scenario::{dc_of, master_names, node_names, traffic_clients, Scenario};
 use tokio::time::Instant;
@@ -30,8 +31,8 @@ struct EngineControl {
     ledger: Option<Rc<Ledger>>,
     bells: KubeletBells,
     raft: Rc<RefCell<RaftMonitor>>,
-    /// Control-plane outages: (start ns, end ns once it is back).
-    control_plane_down: Vec<(u64, Option<u64>)>,
+    /// Control-plane outages.
+    control_plane_down: Outages,
     /// Faults are planned, drawn and recorded but change nothing (tests
     /// compare such a run with the real one to prove a fault has effect).
     inert: bool,
@@ -44,32 +45,16 @@ impl EngineControl {
             .unwrap_or_else(|| panic!("validated host {host} exists"))
     }
 
-    /// Notes whether the control plane can serve the nodes: a quorum of
-    /// masters up, each reachable both ways from at least one node.
+    /// Notes whether the control plane can serve the nodes.
     fn observe_control_plane(&mut self, now_ns: u64) {
-        if self.nodes.is_empty() {
-            return;
-        }
         let net = self.world.net();
-        let serving = self
-            .masters
-            .iter()
-            .filter(|m| {
-                let m = self.id(m);
-                self.world.is_up(m)
-                    && self.nodes.iter().any(|n| {
-                        let n = self.id(n);
-                        !net.is_blocked(m, n) && !net.is_blocked(n, m)
-                    })
-            })
-            .count();
-        let down = serving < self.masters.len() / 2 + 1;
-        match self.control_plane_down.last_mut() {
-            Some((_, end @ None)) if !down => *end = Some(now_ns),
-            Some((_, None)) => {}
-            _ if down => self.control_plane_down.push((now_ns, None)),
-            _ => {}
-        }
+        let down = control_plane_down(
+            &self.masters,
+            &self.nodes,
+            |h| self.world.is_up(self.id(h)),
+            |a, b| net.is_blocked(self.id(a), self.id(b)),
+        );
+        self.control_plane_down.note(down, now_ns);
     }
 }
 
@@ -95,9 +80,8 @@ impl Control for EngineControl {
         self.world.datacenter(self.id(host))
     }
     fn leader(&self) -> Option<String> {
-        let leaders = self.raft.borrow().leaders();
-        let (_, _, host, _) = leaders.iter().max_by_key(|(g, t, _, _)| (*g, *t))?;
-        self.is_up(host).then(|| host.clone())
+        let host = self.raft.borrow().latest_leader()?;
+        self.is_up(&host).then_some(host)
     }
     fn is_up(&self, host: &str) -> bool {
         self.world.is_up(self.id(host))
@@ -292,7 +276,7 @@ fn run_engine_faults(scenario: &Scenario, opts: &RunOptions, inert: bool) -> Run
                 ledger: ledger.clone(),
                 bells,
                 raft: raft.clone(),
-                control_plane_down: Vec::new(),
+                control_plane_down: Outages::default(),
                 inert,
             }));
             let plan = faultline_faults::plan(&s, seed);
@@ -308,12 +292,7 @@ fn run_engine_faults(scenario: &Scenario, opts: &RunOptions, inert: bool) -> Run
                 .borrow_mut()
                 .heal_all(world.elapsed(), &mut *ctl.borrow_mut());
             let healed_ns = world.elapsed().as_nanos() as u64;
-            let control_plane_down: Vec<(u64, u64)> = ctl
-                .borrow()
-                .control_plane_down
-                .iter()
-                .map(|&(a, b)| (a, b.unwrap_or(healed_ns)))
-                .collect();
+            let control_plane_down = ctl.borrow().control_plane_down.until(healed_ns);
             for i in 0..world.host_count() {
                 world.restart(i);
             }

@@ -84,10 +84,11 @@ pub struct ClusterObservers {
 }
 
 /// The command that replays a run.
+/// (A real run replays its fault schedule, not the run itself.)
 pub fn reproduce_command(path: &str, seed: u64, backend: &str) -> String {
-    if backend == "engine" {
-        format!("faultline sim run {path} --seed {seed}")
-    } else {
-        format!("faultline sim run {path} --seed {seed} --backend {backend}")
+    match backend {
+        "engine" => format!("faultline sim run {path} --seed {seed}"),
+        "real" => format!("faultline real run {path} --seed {seed}"),
+        _ => format!("faultline sim run {path} --seed {seed} --backend {backend}"),
     }
 }

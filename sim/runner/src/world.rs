@@ -121,13 +121,19 @@ pub fn master_host(spec: MasterSpec) -> HostMain {
     })
 }
 
-/// A master: the store replica, plus the API server, scheduler and
-/// controller manager (each elected where needed).
-pub fn master_main(
-    s: &Scenario,
-    store: StoreConfig,
-    on_request: Option<RequestObserver>,
-) -> HostMain {
+/// Master `i`'s spec (1-based): the store replica, plus, with worker
+/// nodes, the API server, scheduler and controller manager (each elected
+/// where needed). The simulator's masters and a real run's master
+/// containers (`faultline real run`) are built from this one function.
+pub fn master_spec(s: &Scenario, i: u64, on_request: Option<RequestObserver>) -> MasterSpec {
+    MasterSpec {
+        store: store_config(s, i),
+        restart: STORE_RESTART,
+        control_plane: s.has_nodes().then(|| control_plane(s, on_request)),
+    }
+}
+
+fn control_plane(s: &Scenario, on_request: Option<RequestObserver>) -> ControlPlaneSpec {
     let creds = credentials(s);
     let mut api = ApiServerConfig::new(API_PORT, creds.tokens());
     api.on_request = on_request;
@@ -141,7 +147,7 @@ pub fn master_main(
     manager.node_lifecycle.grace_ms = s.control_plane.node_grace.0.as_millis() as u64;
     manager.node_lifecycle.eviction_timeout_ms =
         s.control_plane.eviction_timeout.0.as_millis() as u64;
-    let control_plane = ControlPlaneSpec {
+    ControlPlaneSpec {
         api,
         store_endpoints: store_endpoints(s),
         api_servers: api_servers(s),
@@ -155,12 +161,42 @@ pub fn master_main(
             token: creds.controller.clone(),
             config: manager,
         }),
-    };
-    master_host(MasterSpec {
-        store,
-        restart: STORE_RESTART,
-        control_plane: Some(control_plane),
-    })
+    }
+}
+
+/// The pod IP prefix of worker node `index` (0-based): `10.(index+1)`.
+pub fn pod_prefix(index: usize) -> String {
+    format!("10.{}", index + 1)
+}
+
+/// Worker node `index`'s spec (0-based; its name `name`, in datacenter
+/// `dc`): the kubelet and the node's service proxy, as the simulator and a
+/// real run's node containers both start them.
+pub fn node_spec(s: &Scenario, index: usize, name: &str, dc: &str) -> NodeSpec {
+    let node = &s.cluster.node;
+    let mut cfg = KubeletConfig::new(name, &pod_prefix(index));
+    cfg.labels.insert(labels::REGION.into(), dc.to_string());
+    cfg.labels.insert(labels::ZONE.into(), format!("{dc}-1"));
+    cfg.capacity
+        .insert("cpu".into(), Quantity::parse(&node.cpu).expect("validated"));
+    cfg.capacity.insert(
+        "memory".into(),
+        Quantity::parse(&node.memory).expect("validated"),
+    );
+    cfg.capacity.insert(
+        "pods".into(),
+        Quantity::parse(&node.pods.to_string()).expect("a number"),
+    );
+    NodeSpec {
+        api_servers: api_servers(s),
+        token: credentials(s)
+            .node(name)
+            .expect("every node has a token")
+            .to_string(),
+        tls: None,
+        kubelet: Some(cfg),
+        proxy: Some(ProxyConfig::new(name)),
+    }
 }
 
 /// A worker node: a kubelet over the simulated runtime, wrapped by the
@@ -172,23 +208,11 @@ pub fn node_main(
     ledger: Rc<Ledger>,
     bells: KubeletBells,
 ) -> HostMain {
-    let servers = api_servers(s);
-    let creds = credentials(s);
-    let node = s.cluster.node.clone();
+    let s = Rc::new(s.clone());
     let dc = dc.to_string();
     Rc::new(move |env: Env| {
-        let (servers, node, dc, ledger, bells) = (
-            servers.clone(),
-            node.clone(),
-            dc.clone(),
-            ledger.clone(),
-            bells.clone(),
-        );
+        let (s, dc, ledger, bells) = (s.clone(), dc.clone(), ledger.clone(), bells.clone());
         let name = env.host().to_string();
-        let token = creds
-            .node(&name)
-            .expect("every node has a token")
-            .to_string();
         Box::pin(async move {
             // The container runtime lives on the host: its containers
             // outlive a kubelet restart (the new kubelet adopts them).
@@ -197,26 +221,7 @@ pub fn node_main(
                 ledger.clone(),
                 &name,
             ));
-            let mut cfg = KubeletConfig::new(&name, &format!("10.{}", index + 1));
-            cfg.labels.insert(labels::REGION.into(), dc.clone());
-            cfg.labels.insert(labels::ZONE.into(), format!("{dc}-1"));
-            cfg.capacity
-                .insert("cpu".into(), Quantity::parse(&node.cpu).expect("validated"));
-            cfg.capacity.insert(
-                "memory".into(),
-                Quantity::parse(&node.memory).expect("validated"),
-            );
-            cfg.capacity.insert(
-                "pods".into(),
-                Quantity::parse(&node.pods.to_string()).expect("a number"),
-            );
-            let spec = NodeSpec {
-                api_servers: servers,
-                token,
-                tls: None,
-                kubelet: Some(cfg),
-                proxy: Some(ProxyConfig::new(&name)),
-            };
+            let spec = node_spec(&s, index, &name, &dc);
             let bell = bells.bell(&name);
             loop {
                 // The node's process; a kubelet restart aborts it and
@@ -240,16 +245,7 @@ pub fn hosts(
 ) -> Vec<(String, String, HostMain)> {
     let mut out = Vec::new();
     for (i, m) in master_names(s.cluster.masters).iter().enumerate() {
-        let store = store_config(s, i as u64 + 1);
-        let main = if s.has_nodes() {
-            master_main(s, store, api.map(|a| a.observer()))
-        } else {
-            master_host(MasterSpec {
-                store,
-                restart: STORE_RESTART,
-                control_plane: None,
-            })
-        };
+        let main = master_host(master_spec(s, i as u64 + 1, api.map(|a| a.observer())));
         out.push((m.clone(), dc_of(s, i), main));
     }
     if let Some(w) = &s.workload {
