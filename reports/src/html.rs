@@ -353,6 +353,23 @@ pub fn compare_page(
         text(&a.leaders.len()),
         text(&b.leaders.len()),
     );
+    // Fault by fault (one seed draws one schedule, simulated or real):
+    // what it hit and how the run recovered.
+    let fault = |s: &Summary, i: usize| match s.faults.get(i) {
+        Some(f) => html! {
+            (format_args!("{:.1}s {} {}", f.start_s, f.kind, f.target)) br;
+            (crate::recovery::recovery(s, f))
+        },
+        None => html! { "—" },
+    };
+    for i in 0..a.faults.len().max(b.faults.len()) {
+        row(&format!("fault {}", i + 1), fault(a, i), fault(b, i));
+    }
+    let converged = |s: &Summary| match s.stats.converged_after_s {
+        Some(t) => format!("{t:.1}s after healing"),
+        None => "—".into(),
+    };
+    row("store converged", text(&converged(a)), text(&converged(b)));
     let body = html! {
         h1 { "Compare" }
         table {

@@ -17,6 +17,7 @@ pub mod charts;
 pub mod format;
 pub mod html;
 mod junit;
+pub mod recovery;
 pub mod sweep;
 pub use format::{hms, pct};
 use serde::{Deserialize, Serialize};
@@ -192,7 +193,7 @@ pub struct LeaderChange {
 }
 
 /// One injected fault.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct FaultRecord {
     pub kind: String,
     /// The hosts (or links) it hit.
