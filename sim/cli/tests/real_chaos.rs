@@ -166,8 +166,8 @@ fn real_run(args: &[&str]) -> std::process::Output {
     out
 }
 
-/// The three real runs of the issue, one after another (each stands up
-/// three masters and three nodes: two at once would share two cores).
+/// The real runs, one after another (each stands up three masters and
+/// three nodes: two at once would share two cores).
 #[test]
 fn real_runs_pass_bite_and_leave_nothing_behind() {
     if !can_run_real("real runs") {
@@ -209,6 +209,30 @@ fn real_runs_pass_bite_and_leave_nothing_behind() {
     assert_eq!(out.status.code(), Some(0), "{t}");
     assert!(t.contains("[ok] no-lost-writes"), "{t}");
     assert!(t.contains("partition          {m"), "{t}");
+    assert_eq!(leftovers(), "", "the run removed everything");
+
+    // Every other kind a real run does, one after another: each done
+    // without error (else `faults-done` fails the run), and the cluster
+    // serves through them and converges.
+    let out = real_run(&[
+        "scenarios/real/fault-tour.toml",
+        "--no-charts",
+        "--report",
+        &report("fault-tour"),
+    ]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    for kind in [
+        "pause",
+        "kubelet-restart",
+        "node-isolate",
+        "loss",
+        "controller-leader-kill",
+        "datacenter-partition",
+        "datacenter-outage",
+    ] {
+        assert!(t.contains(&format!("  {kind} ")), "{kind} was done: {t}");
+    }
     assert_eq!(leftovers(), "", "the run removed everything");
 
     // A deliberate bug: the checker bites, on the right invariant. Kept,
