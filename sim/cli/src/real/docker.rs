@@ -89,9 +89,10 @@ fn image_files() -> Result<Vec<(PathBuf, Vec<u8>)>, String> {
     Ok(files)
 }
 
-/// A free /24 for the run's network: not one an existing Docker network
-/// uses, nor one of the pods' 10.x prefixes.
-async fn free_subnet(docker: &Docker) -> Result<String, String> {
+/// /24s for the run's network that no Docker network uses and no route of
+/// this machine covers (the pods' 10.x prefixes never meet them), best
+/// first.
+async fn free_subnets(docker: &Docker) -> Result<Vec<String>, String> {
     let nets = docker
         .list_networks(None::<bollard::query_parameters::ListNetworksOptions>)
         .await
@@ -103,18 +104,22 @@ async fn free_subnet(docker: &Docker) -> Result<String, String> {
         .filter_map(|c| c.subnet)
         .collect();
     let routes = std::fs::read_to_string("/proc/net/route").unwrap_or_default();
-    for third in 0..=255u32 {
-        let net24 = format!("172.29.{third}");
-        let taken = used.iter().any(|u| {
-            u.starts_with(&format!("{net24}.")) || u == "172.29.0.0/16" || u == "172.16.0.0/12"
-        });
-        // /proc/net/route holds destinations as little-endian hex.
-        let hex = format!("{:02X}{:02X}{:02X}{:02X}", 0, third, 29, 172);
-        if !taken && !routes.contains(&hex) {
-            return Ok(net24);
-        }
+    let free: Vec<String> = (0..=255u32)
+        .filter(|third| {
+            let net24 = format!("172.29.{third}");
+            let taken = used.iter().any(|u| {
+                u.starts_with(&format!("{net24}.")) || u == "172.29.0.0/16" || u == "172.16.0.0/12"
+            });
+            // /proc/net/route holds destinations as little-endian hex.
+            let hex = format!("{:02X}{:02X}{:02X}{:02X}", 0, third, 29, 172);
+            !taken && !routes.contains(&hex)
+        })
+        .map(|third| format!("172.29.{third}"))
+        .collect();
+    if free.is_empty() {
+        return Err("no free /24 in 172.29.0.0/16 for the run's network".into());
     }
-    Err("no free /24 in 172.29.0.0/16 for the run's network".into())
+    Ok(free)
 }
 
 impl RunDocker {
@@ -123,13 +128,56 @@ impl RunDocker {
         let docker = faultline_cri::docker::connect().await?;
         let image = format!("faultline-real:{run}");
         build_image(&docker, run, &image).await?;
-        let net24 = free_subnet(&docker).await?;
         let network = format!("faultline-real-{run}");
         let bridge: String = format!("flr-{run}").chars().take(15).collect();
+        let mut made = RunDocker {
+            docker,
+            run: run.to_string(),
+            image,
+            network,
+            bridge,
+            net24: String::new(),
+        };
+        let candidates = match free_subnets(&made.docker).await {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = made.remove_all().await;
+                return Err(e);
+            }
+        };
+        // Another run may take a subnet between the listing and the
+        // creation: then the next one.
+        let mut last = String::new();
+        for net24 in candidates.into_iter().take(8) {
+            match made
+                .docker
+                .create_network(made.network_request(&net24))
+                .await
+            {
+                Ok(_) => {
+                    made.net24 = net24;
+                    return Ok(made);
+                }
+                Err(e) => {
+                    last = format!(
+                        "docker: creating network {} ({net24}.0/24): {e}",
+                        made.network
+                    )
+                }
+            }
+        }
+        let _ = made.remove_all().await;
+        Err(last)
+    }
+
+    fn network_request(&self, net24: &str) -> NetworkCreateRequest {
         let mut options = HashMap::new();
-        options.insert("com.docker.network.bridge.name".to_string(), bridge.clone());
-        let req = NetworkCreateRequest {
-            name: network.clone(),
+        options.insert(
+            "com.docker.network.bridge.name".to_string(),
+            self.bridge.clone(),
+        );
+        NetworkCreateRequest {
+            name: self.network.clone(),
             driver: Some("bridge".into()),
             ipam: Some(Ipam {
                 config: Some(vec![IpamConfig {
@@ -140,25 +188,9 @@ impl RunDocker {
                 ..Default::default()
             }),
             options: Some(options),
-            labels: Some(labels(run)),
+            labels: Some(labels(&self.run)),
             ..Default::default()
-        };
-        let made = RunDocker {
-            docker,
-            run: run.to_string(),
-            image,
-            network,
-            bridge,
-            net24,
-        };
-        if let Err(e) = made.docker.create_network(req).await {
-            let _ = made.remove_all().await;
-            return Err(format!(
-                "docker: creating network {} ({}.0/24): {e}",
-                made.network, made.net24
-            ));
         }
-        Ok(made)
     }
 
     /// The container of `host`.
