@@ -305,6 +305,15 @@ pub(crate) const TABLEAU: [RGBColor; 10] = [
 ];
 
 /// Series colours: Tableau 10, then two more.
+/// The time axis: simulated seconds, or a real run's seconds of real time.
+fn time_axis(s: &Summary) -> &'static str {
+    if s.backend == "real" {
+        "seconds (real time)"
+    } else {
+        "simulated seconds"
+    }
+}
+
 fn palette(i: usize) -> RGBColor {
     const MORE: [RGBColor; 2] = [RGBColor(90, 90, 160), RGBColor(200, 160, 60)];
     let n = TABLEAU.len() + MORE.len();
@@ -335,7 +344,7 @@ fn base<'a, DB: DrawingBackend>(
         .axis_desc_style(font(12))
         .light_line_style(BLACK.mix(0.04));
     if x_label {
-        mesh.x_desc("simulated seconds");
+        mesh.x_desc(time_axis(s));
     }
     mesh.draw().map_err(err)?;
     Ok(plot)
@@ -390,7 +399,7 @@ fn faults<DB: DrawingBackend>(s: &Summary, area: &DrawingArea<DB, Shift>) -> any
         .build_cartesian_2d(0f64..s.simulated_seconds.max(1.0), 0f64..n)
         .map_err(err)?;
     plot.configure_mesh()
-        .x_desc("simulated seconds")
+        .x_desc(time_axis(s))
         .x_label_formatter(&|x| format!("{x:.0}"))
         .y_labels(0)
         .disable_y_mesh()
@@ -553,7 +562,7 @@ fn readiness<DB: DrawingBackend>(s: &Summary, area: &DrawingArea<DB, Shift>) -> 
         .build_cartesian_2d(0f64..t_max, (0u32..n - 1).into_segmented())
         .map_err(err)?;
     plot.configure_mesh()
-        .x_desc("simulated seconds")
+        .x_desc(time_axis(s))
         .x_label_formatter(&|x| format!("{x:.0}"))
         .disable_y_mesh()
         .y_labels(names.len().max(1))

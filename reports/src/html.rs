@@ -103,12 +103,22 @@ pub fn run_page(s: &Summary, charts: &[(Chart, String)]) -> String {
             tr { th { "scenario" } td { (s.path) } }
             tr { th { "seed" } td { (s.seed) } }
             tr { th { "verdict" } td { (s.verdict) (note) } }
-            tr { th { "simulated" } td { (secs(s.simulated_seconds)) } }
-            tr {
-                th { "wall time" }
-                td {
-                    (format_args!("{:.2}s ({speed:.0}x real time), ", s.wall_seconds))
-                    (s.events) " events, backend " (s.backend)
+            @if s.backend == "real" {
+                tr {
+                    th { "ran" }
+                    td {
+                        (secs(s.simulated_seconds)) " of real time against containers, "
+                        (s.events) " observations read from their logs, backend real"
+                    }
+                }
+            } @else {
+                tr { th { "simulated" } td { (secs(s.simulated_seconds)) } }
+                tr {
+                    th { "wall time" }
+                    td {
+                        (format_args!("{:.2}s ({speed:.0}x real time), ", s.wall_seconds))
+                        (s.events) " events, backend " (s.backend)
+                    }
                 }
             }
             tr { th { "trace hash" } td { code { (s.trace_hash) } } }
