@@ -109,13 +109,13 @@ fn every_fault_kind_runs_for_real_or_is_refused_before_anything_starts() {
         "node-isolate",
         "datacenter-partition",
         "loss",
+        "disk-loss",
     ] {
         assert!(real.contains(&kind), "{kind} runs for real: {listed}");
     }
     for kind in [
         "power-loss",
         "disk-corruption",
-        "disk-loss",
         "disk-full",
         "disk-eio",
         "disk-slow",
@@ -226,6 +226,7 @@ fn real_runs_pass_bite_and_leave_nothing_behind() {
         "pause",
         "kubelet-restart",
         "node-isolate",
+        "disk-loss",
         "loss",
         "controller-leader-kill",
         "datacenter-partition",

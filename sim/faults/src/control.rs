@@ -67,6 +67,12 @@ pub trait Control {
     }
     fn restore(&mut self, from: &str, to: &str);
     fn disk(&self, host: &str) -> Rc<SimDisk>;
+    /// Everything on `host`'s disk is gone (it is down: `disk-loss` crashed
+    /// it first). A simulated disk is wiped; a real run replaces the
+    /// master's container by an empty one.
+    fn lose_disk(&mut self, host: &str) {
+        self.disk(host).wipe()
+    }
     /// Appends a line to the trace.
     fn note(&self, line: &str);
 }

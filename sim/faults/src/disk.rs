@@ -58,7 +58,7 @@ pub fn lose(
     if ctl.is_up(&h) {
         ctl.crash(&h, true);
     }
-    ctl.disk(&h).wipe();
+    ctl.lose_disk(&h);
     undo.push(Undo::Restart(h.clone()));
     format!("{h} (disk lost)")
 }

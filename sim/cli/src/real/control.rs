@@ -29,6 +29,8 @@ enum Op {
     Unpause(String),
     /// The kubelet-restart signal to a node's process.
     RestartKubelet(String),
+    /// A new, empty container in place of a (killed) master's.
+    LoseDisk(String),
     /// Add (`true`) or delete a rule in a host's namespace.
     Rule(String, Rule, bool),
 }
@@ -57,8 +59,8 @@ pub struct RealControl {
     pub outages: Outages,
     /// What went wrong doing a fault for real (the run reports it).
     pub errors: Vec<String>,
-    /// Where a fault's disk would be (disk faults are refused before a
-    /// real run starts; the trait still wants one).
+    /// Where a fault's disk would be (disk faults but `disk-loss` are
+    /// refused before a real run starts; the trait still wants one).
     scratch: Rc<SimDisk>,
 }
 
@@ -169,6 +171,10 @@ impl RealControl {
                 Op::Pause(h) => docker.pause(h).await,
                 Op::Unpause(h) => docker.unpause(h).await,
                 Op::RestartKubelet(h) => docker.kill(h, "SIGUSR1").await,
+                // The new one rejoins the cluster it was part of, as the
+                // simulator's master does after its first start: with no
+                // data, which needs an operator.
+                Op::LoseDisk(h) => docker.replace(h, &["--rejoin"]).await,
                 Op::Rule(h, rule, add) => match docker.pid(h).await {
                     // Not running: its rules go back in when it starts.
                     None => Ok(()),
@@ -323,6 +329,11 @@ impl Control for RealControl {
         }
         self.ops.push(Op::RestartKubelet(host.to_string()));
         true
+    }
+    fn lose_disk(&mut self, host: &str) {
+        if self.masters.iter().any(|m| m == host) {
+            self.ops.push(Op::LoseDisk(host.to_string()));
+        }
     }
     fn disk(&self, _host: &str) -> Rc<SimDisk> {
         self.scratch.clone()

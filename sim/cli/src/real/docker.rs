@@ -8,6 +8,7 @@
 //! touching a run still going, nor anything Faultline did not create.
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)] // bollard's HashMaps; real mode
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -31,6 +32,15 @@ pub const LABEL_PID: &str = "faultline.real.pid";
 /// Where the scenario file is in every container.
 pub const SCENARIO_IN_CONTAINER: &str = "/scenario.toml";
 
+/// How a host's container was made: its address, the scenario mounted,
+/// its arguments.
+#[derive(Clone)]
+struct Made {
+    ip: String,
+    scenario: PathBuf,
+    args: Vec<String>,
+}
+
 /// One run's Docker objects.
 pub struct RunDocker {
     pub docker: Docker,
@@ -39,6 +49,8 @@ pub struct RunDocker {
     pub network: String,
     /// The host side of the network's bridge (`flr-RUN`).
     pub bridge: String,
+    /// How each host's container was made, to make it again (`disk-loss`).
+    made: RefCell<BTreeMap<String, Made>>,
     /// The network's first three octets (a /24).
     pub net24: String,
 }
@@ -137,6 +149,7 @@ impl RunDocker {
             network,
             bridge,
             net24: String::new(),
+            made: RefCell::new(BTreeMap::new()),
         };
         let candidates = match free_subnets(&made.docker).await {
             Ok(c) => c,
@@ -207,6 +220,44 @@ impl RunDocker {
         scenario: &Path,
         args: Vec<String>,
     ) -> Result<(), String> {
+        let made = Made {
+            ip: ip.to_string(),
+            scenario: scenario.to_path_buf(),
+            args: args.clone(),
+        };
+        self.made.borrow_mut().insert(host.to_string(), made);
+        self.create_host(host, ip, scenario, args).await?;
+        self.start(host).await
+    }
+
+    /// Replaces `host`'s container by a new one, not started, made as the
+    /// first was plus `extra` arguments: everything it had on disk is gone.
+    pub async fn replace(&self, host: &str, extra: &[&str]) -> Result<(), String> {
+        let Some(Made {
+            ip,
+            scenario,
+            mut args,
+        }) = self.made.borrow().get(host).cloned()
+        else {
+            return Err(format!("{host}: no container of this run"));
+        };
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let name = self.container(host);
+        let options = RemoveContainerOptionsBuilder::default().force(true).build();
+        self.docker
+            .remove_container(&name, Some(options))
+            .await
+            .map_err(|e| format!("docker: removing {name}: {e}"))?;
+        self.create_host(host, &ip, &scenario, args).await
+    }
+
+    async fn create_host(
+        &self,
+        host: &str,
+        ip: &str,
+        scenario: &Path,
+        args: Vec<String>,
+    ) -> Result<(), String> {
         let mut endpoints = HashMap::new();
         endpoints.insert(
             self.network.clone(),
@@ -243,7 +294,7 @@ impl RunDocker {
             .create_container(Some(options), body)
             .await
             .map_err(|e| format!("docker: creating {name}: {e}"))?;
-        self.start(host).await
+        Ok(())
     }
 
     /// Starts `host`'s container (again).

@@ -115,6 +115,10 @@ pub struct AgentArgs {
     /// pods listen on their own addresses on the same ports).
     #[arg(long)]
     listen_ip: String,
+    /// Rejoin the cluster even on an empty disk (the container that
+    /// replaced one whose disk was lost).
+    #[arg(long)]
+    rejoin: bool,
 }
 
 pub fn main(cmd: RealCommand) -> ExitCode {
@@ -663,7 +667,7 @@ fn agent_master(args: AgentArgs) -> ExitCode {
     // operator once the cluster is up): rejoin; an empty disk then means
     // lost data.
     let marker = data.join(".faultline-started");
-    spec.store.rejoin = marker.exists();
+    spec.store.rejoin = args.rejoin || marker.exists();
     if let Err(e) = std::fs::create_dir_all(data).and_then(|()| std::fs::write(&marker, b"")) {
         return crate::usage_error(format!("{}: {e}", marker.display()));
     }

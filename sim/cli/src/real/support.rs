@@ -45,7 +45,12 @@ pub fn mechanism(kind: FaultKind, netem: bool) -> Result<&'static str, &'static 
             "this machine's kernel has no netem (sch_netem), the only way to delay \
                         packets for real",
         ),
-        DiskCorruption | DiskLoss | DiskFull | DiskEio | DiskSlow => Err(DISK),
+        DiskLoss => Ok(
+            "the master's container is killed and replaced by a new, empty one (same \
+                        name and address) that starts after `for` and rejoins the cluster \
+                        with no data: as in the simulator, that needs an operator",
+        ),
+        DiskCorruption | DiskFull | DiskEio | DiskSlow => Err(DISK),
         ClockSkew | ClockJump => Err("a container shares the machine's clock (Linux has no \
                                       namespace for the wall clock): skewing it would skew \
                                       the machine and every container"),
