@@ -248,27 +248,44 @@ pub async fn ensure_pause_image(docker: &Docker) -> Result<(), String> {
     }
     let dockerfile = "FROM scratch\nCOPY busybox /bin/busybox\n\
                       ENTRYPOINT [\"/bin/busybox\", \"sleep\", \"2147483647\"]\n";
+    let mut labels = HashMap::new();
+    labels.insert(LABEL_RUN.to_string(), "pause".to_string());
+    build_image(
+        docker,
+        PAUSE_IMAGE,
+        &labels,
+        &[
+            ("Dockerfile".into(), dockerfile.as_bytes(), 0o644),
+            ("busybox".into(), busybox.as_slice(), 0o755),
+        ],
+    )
+    .await
+}
+
+/// Builds image `tag` with `labels` from a context of `files` (path in the
+/// context, contents, mode), a `Dockerfile` among them.
+pub async fn build_image(
+    docker: &Docker,
+    tag: &str,
+    labels: &HashMap<String, String>,
+    files: &[(std::path::PathBuf, &[u8], u32)],
+) -> Result<(), String> {
     let mut tar = tar::Builder::new(Vec::new());
-    for (name, bytes, mode) in [
-        ("Dockerfile", dockerfile.as_bytes(), 0o644),
-        ("busybox", busybox.as_slice(), 0o755),
-    ] {
+    for (name, bytes, mode) in files {
         let mut h = tar::Header::new_gnu();
         h.set_size(bytes.len() as u64);
-        h.set_mode(mode);
+        h.set_mode(*mode);
         h.set_cksum();
-        tar.append_data(&mut h, name, bytes)
-            .map_err(|e| format!("building the pause image's context: {e}"))?;
+        tar.append_data(&mut h, name, *bytes)
+            .map_err(|e| format!("building {tag}'s context: {e}"))?;
     }
     let context = tar
         .into_inner()
-        .map_err(|e| format!("building the pause image's context: {e}"))?;
-    let mut labels = HashMap::new();
-    labels.insert(LABEL_RUN.to_string(), "pause".to_string());
+        .map_err(|e| format!("building {tag}'s context: {e}"))?;
     let options = BuildImageOptionsBuilder::default()
-        .t(PAUSE_IMAGE)
+        .t(tag)
         .rm(true)
-        .labels(&labels)
+        .labels(labels)
         .build();
     let mut out = docker.build_image(
         options,
@@ -276,9 +293,9 @@ pub async fn ensure_pause_image(docker: &Docker) -> Result<(), String> {
         Some(bollard::body_full(bytes::Bytes::from(context))),
     );
     while let Some(step) = out.next().await {
-        let info = step.map_err(|e| format!("building {PAUSE_IMAGE}: {e}"))?;
+        let info = step.map_err(|e| format!("docker: building {tag}: {e}"))?;
         if let Some(err) = info.error_detail.and_then(|d| d.message) {
-            return Err(format!("building {PAUSE_IMAGE}: {err}"));
+            return Err(format!("docker: building {tag}: {err}"));
         }
     }
     Ok(())

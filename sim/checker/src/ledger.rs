@@ -219,25 +219,33 @@ impl<R: ContainerRuntime> ReportingRuntime<R> {
     }
 }
 
-#[async_trait(?Send)]
-impl<R: ContainerRuntime> VolumeRuntime for ReportingRuntime<R> {
-    async fn write_volume(
-        &self,
-        pod_uid: &str,
-        volume: &str,
-        files: &VolumeFiles,
-    ) -> Result<bool, RuntimeError> {
-        self.inner.write_volume(pod_uid, volume, files).await
-    }
+/// `VolumeRuntime` by handing every call to the wrapped runtime
+/// (`self.inner`): the ledger's wrappers watch containers, not volumes.
+macro_rules! volumes_of_inner {
+    (impl $(<$g:ident: $b:path>)? for $ty:ty) => {
+        #[async_trait(?Send)]
+        impl$(<$g: $b>)? VolumeRuntime for $ty {
+            async fn write_volume(
+                &self,
+                pod_uid: &str,
+                volume: &str,
+                files: &VolumeFiles,
+            ) -> Result<bool, RuntimeError> {
+                self.inner.write_volume(pod_uid, volume, files).await
+            }
 
-    async fn volume_pods(&self) -> Vec<String> {
-        self.inner.volume_pods().await
-    }
+            async fn volume_pods(&self) -> Vec<String> {
+                self.inner.volume_pods().await
+            }
 
-    async fn remove_volumes(&self, pod_uid: &str) -> Result<(), RuntimeError> {
-        self.inner.remove_volumes(pod_uid).await
-    }
+            async fn remove_volumes(&self, pod_uid: &str) -> Result<(), RuntimeError> {
+                self.inner.remove_volumes(pod_uid).await
+            }
+        }
+    };
 }
+
+volumes_of_inner!(impl<R: ContainerRuntime> for ReportingRuntime<R>);
 
 #[async_trait(?Send)]
 impl<R: ContainerRuntime> ContainerRuntime for ReportingRuntime<R> {
@@ -309,25 +317,7 @@ impl LedgerRuntime {
     }
 }
 
-#[async_trait(?Send)]
-impl VolumeRuntime for LedgerRuntime {
-    async fn write_volume(
-        &self,
-        pod_uid: &str,
-        volume: &str,
-        files: &VolumeFiles,
-    ) -> Result<bool, RuntimeError> {
-        self.inner.write_volume(pod_uid, volume, files).await
-    }
-
-    async fn volume_pods(&self) -> Vec<String> {
-        self.inner.volume_pods().await
-    }
-
-    async fn remove_volumes(&self, pod_uid: &str) -> Result<(), RuntimeError> {
-        self.inner.remove_volumes(pod_uid).await
-    }
-}
+volumes_of_inner!(impl for LedgerRuntime);
 
 #[async_trait(?Send)]
 impl ContainerRuntime for LedgerRuntime {

@@ -17,12 +17,11 @@ use bollard::models::{
     NetworkCreateRequest, NetworkingConfig,
 };
 use bollard::query_parameters::{
-    BuildImageOptionsBuilder, CreateContainerOptionsBuilder, KillContainerOptionsBuilder,
-    ListContainersOptionsBuilder, ListImagesOptionsBuilder, ListNetworksOptionsBuilder,
-    RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder,
+    CreateContainerOptionsBuilder, KillContainerOptionsBuilder, ListContainersOptionsBuilder,
+    ListImagesOptionsBuilder, ListNetworksOptionsBuilder, RemoveContainerOptionsBuilder,
+    RemoveImageOptionsBuilder,
 };
 use bollard::Docker;
-use futures_util::StreamExt;
 
 /// The run id of everything a real run creates.
 pub const LABEL_RUN: &str = "faultline.real";
@@ -370,39 +369,12 @@ impl RunDocker {
 async fn build_image(docker: &Docker, run: &str, image: &str) -> Result<(), String> {
     let files = image_files()?;
     let dockerfile = "FROM scratch\nCOPY rootfs/ /\nENTRYPOINT [\"/faultline\"]\n";
-    let mut tar = tar::Builder::new(Vec::new());
-    let mut add = |name: &Path, bytes: &[u8], mode: u32| {
-        let mut h = tar::Header::new_gnu();
-        h.set_size(bytes.len() as u64);
-        h.set_mode(mode);
-        h.set_cksum();
-        tar.append_data(&mut h, name, bytes)
-            .map_err(|e| format!("building the image's context: {e}"))
-    };
-    add(Path::new("Dockerfile"), dockerfile.as_bytes(), 0o644)?;
+    let mut context: Vec<(PathBuf, &[u8], u32)> =
+        vec![("Dockerfile".into(), dockerfile.as_bytes(), 0o644)];
     for (path, bytes) in &files {
-        add(&Path::new("rootfs").join(path), bytes, 0o755)?;
+        context.push((Path::new("rootfs").join(path), bytes, 0o755));
     }
-    let context = tar
-        .into_inner()
-        .map_err(|e| format!("building the image's context: {e}"))?;
-    let options = BuildImageOptionsBuilder::default()
-        .t(image)
-        .rm(true)
-        .labels(&labels(run))
-        .build();
-    let mut out = docker.build_image(
-        options,
-        None,
-        Some(bollard::body_full(bytes::Bytes::from(context))),
-    );
-    while let Some(step) = out.next().await {
-        let info = step.map_err(|e| format!("docker: building {image}: {e}"))?;
-        if let Some(err) = info.error_detail.and_then(|d| d.message) {
-            return Err(format!("docker: building {image}: {err}"));
-        }
-    }
-    Ok(())
+    faultline_cri::docker::build_image(docker, image, &labels(run), &context).await
 }
 
 /// What a removal found.
@@ -418,51 +390,70 @@ fn alive(pid: &str) -> bool {
     Path::new("/proc").join(pid).exists()
 }
 
-/// Removes what real runs created: run `run`'s, or (with `None`) every
-/// run's whose `faultline real run` is no longer running (or every run's at
-/// all with `all`).
-pub async fn clean(all: bool) -> Result<Leftovers, String> {
-    let docker = faultline_cri::docker::connect().await?;
-    let mut runs: BTreeMap<String, bool> = BTreeMap::new();
-    let filters = run_filter(None);
-    let mut note = |labels: Option<&HashMap<String, String>>| {
-        if let Some(l) = labels {
-            if let Some(run) = l.get(LABEL_RUN) {
-                let dead = l.get(LABEL_PID).is_none_or(|p| !alive(p));
-                *runs.entry(run.clone()).or_insert(false) |= dead || all;
-            }
-        }
-    };
+/// What carries `filters`' labels: containers (all, running or not),
+/// networks and images, each as (id, labels).
+struct Labelled {
+    containers: Vec<(String, HashMap<String, String>)>,
+    networks: Vec<(String, HashMap<String, String>)>,
+    images: Vec<(String, HashMap<String, String>)>,
+}
+
+async fn labelled(docker: &Docker, run: Option<&str>) -> Result<Labelled, String> {
+    let filters = run_filter(run);
     let options = ListContainersOptionsBuilder::default()
         .all(true)
         .filters(&filters)
         .build();
-    for c in docker
+    let containers = docker
         .list_containers(Some(options))
         .await
         .map_err(|e| format!("docker: listing containers: {e}"))?
-    {
-        note(c.labels.as_ref());
-    }
+        .into_iter()
+        .filter_map(|c| Some((c.id?, c.labels.unwrap_or_default())))
+        .collect();
     let options = ListNetworksOptionsBuilder::default()
         .filters(&filters)
         .build();
-    for n in docker
+    let networks = docker
         .list_networks(Some(options))
         .await
         .map_err(|e| format!("docker: listing networks: {e}"))?
-    {
-        note(n.labels.as_ref());
-    }
+        .into_iter()
+        .filter_map(|n| Some((n.id?, n.labels.unwrap_or_default())))
+        .collect();
     let options = ListImagesOptionsBuilder::default()
         .filters(&filters)
         .build();
-    for i in docker
+    let images = docker
         .list_images(Some(options))
         .await
         .map_err(|e| format!("docker: listing images: {e}"))?
+        .into_iter()
+        .map(|i| (i.id, i.labels))
+        .collect();
+    Ok(Labelled {
+        containers,
+        networks,
+        images,
+    })
+}
+
+/// Removes what real runs created whose `faultline real run` is no longer
+/// running (every run's with `all`).
+pub async fn clean(all: bool) -> Result<Leftovers, String> {
+    let docker = faultline_cri::docker::connect().await?;
+    let found = labelled(&docker, None).await?;
+    let mut runs: BTreeMap<String, bool> = BTreeMap::new();
+    for (_, l) in found
+        .containers
+        .iter()
+        .chain(&found.networks)
+        .chain(&found.images)
     {
-        note(Some(&i.labels));
+        if let Some(run) = l.get(LABEL_RUN) {
+            let dead = l.get(LABEL_PID).is_none_or(|p| !alive(p));
+            *runs.entry(run.clone()).or_insert(false) |= dead || all;
+        }
     }
     let mut total = Leftovers::default();
     for (run, remove_it) in runs {
@@ -477,54 +468,31 @@ pub async fn clean(all: bool) -> Result<Leftovers, String> {
 }
 
 async fn remove(docker: &Docker, run: Option<&str>) -> Result<Leftovers, String> {
-    let filters = run_filter(run);
+    let found = labelled(docker, run).await?;
     let mut out = Leftovers::default();
-    let options = ListContainersOptionsBuilder::default()
-        .all(true)
-        .filters(&filters)
-        .build();
-    let containers = docker
-        .list_containers(Some(options))
-        .await
-        .map_err(|e| format!("docker: listing containers: {e}"))?;
-    for c in containers.into_iter().filter_map(|c| c.id) {
+    for (c, _) in &found.containers {
         let options = RemoveContainerOptionsBuilder::default().force(true).build();
         // Unpause first: a frozen container is slow to kill.
-        let _ = docker.unpause_container(&c).await;
-        match docker.remove_container(&c, Some(options)).await {
-            Ok(()) => out.containers += 1,
-            Err(e) => return Err(format!("docker: removing container {c}: {e}")),
-        }
+        let _ = docker.unpause_container(c).await;
+        docker
+            .remove_container(c, Some(options))
+            .await
+            .map_err(|e| format!("docker: removing container {c}: {e}"))?;
+        out.containers += 1;
     }
-    let options = ListNetworksOptionsBuilder::default()
-        .filters(&filters)
-        .build();
-    for net in docker
-        .list_networks(Some(options))
-        .await
-        .map_err(|e| format!("docker: listing networks: {e}"))?
-    {
-        if let Some(id) = net.id {
-            docker
-                .remove_network(&id)
-                .await
-                .map_err(|e| format!("docker: removing network {id}: {e}"))?;
-            out.networks += 1;
-        }
+    for (id, _) in &found.networks {
+        docker
+            .remove_network(id)
+            .await
+            .map_err(|e| format!("docker: removing network {id}: {e}"))?;
+        out.networks += 1;
     }
-    let options = ListImagesOptionsBuilder::default()
-        .filters(&filters)
-        .build();
-    for image in docker
-        .list_images(Some(options))
-        .await
-        .map_err(|e| format!("docker: listing images: {e}"))?
-    {
+    for (id, _) in &found.images {
         let options = RemoveImageOptionsBuilder::default().force(true).build();
         docker
-            .remove_image(&image.id, Some(options), None)
+            .remove_image(id, Some(options), None)
             .await
-            .map_err(|e| format!("docker: removing image {}: {e}", image.id))?;
+            .map_err(|e| format!("docker: removing image {id}: {e}"))?;
         out.images += 1;
     }
     Ok(out)

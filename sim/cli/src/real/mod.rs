@@ -648,6 +648,22 @@ async fn follow(docker: Rc<RunDocker>, host: String, sink: Sink, stop: Rc<Cell<b
     }
 }
 
+/// The environment of a master or node in its container: files under
+/// `/data`, servers on its own address, observations in its log.
+fn agent_env(name: &str, args: &AgentArgs) -> Result<Env, ExitCode> {
+    faultline_env::real::env_with_observer(
+        name,
+        faultline_env::host_seed(args.seed, name),
+        Path::new(DATA),
+        &args.listen_ip,
+        Rc::new(ObservationLog),
+    )
+    .map_err(|e| crate::usage_error(format!("{DATA}: {e}")))
+}
+
+/// Where a container keeps its files.
+const DATA: &str = "/data";
+
 /// `faultline real master`: master `index` of the scenario, as the
 /// simulator builds it, for real (data under /data, observations logged).
 fn agent_master(args: AgentArgs) -> ExitCode {
@@ -662,7 +678,7 @@ fn agent_master(args: AgentArgs) -> ExitCode {
         return crate::usage_error(format!("--index {}: no such master", args.index));
     };
     let mut spec = world::master_spec(&s, args.index as u64, None);
-    let data = Path::new("/data");
+    let data = Path::new(DATA);
     // As the simulator's masters do after their first start (and an
     // operator once the cluster is up): rejoin; an empty disk then means
     // lost data.
@@ -671,15 +687,9 @@ fn agent_master(args: AgentArgs) -> ExitCode {
     if let Err(e) = std::fs::create_dir_all(data).and_then(|()| std::fs::write(&marker, b"")) {
         return crate::usage_error(format!("{}: {e}", marker.display()));
     }
-    let env = match faultline_env::real::env_with_observer(
-        &name,
-        faultline_env::host_seed(args.seed, &name),
-        data,
-        &args.listen_ip,
-        Rc::new(ObservationLog),
-    ) {
+    let env = match agent_env(&name, &args) {
         Ok(env) => env,
-        Err(e) => return crate::usage_error(format!("{}: {e}", data.display())),
+        Err(code) => return code,
     };
     match faultline_env::real::block_on_local(faultline_roles::master(env, spec)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -704,16 +714,9 @@ fn agent_node(args: AgentArgs) -> ExitCode {
     };
     let dc = dc_of(&s, args.index);
     let spec = world::node_spec(&s, args.index, &name, &dc);
-    let data = Path::new("/data");
-    let env = match faultline_env::real::env_with_observer(
-        &name,
-        faultline_env::host_seed(args.seed, &name),
-        data,
-        &args.listen_ip,
-        Rc::new(ObservationLog),
-    ) {
+    let env = match agent_env(&name, &args) {
         Ok(env) => env,
-        Err(e) => return crate::usage_error(format!("{}: {e}", data.display())),
+        Err(code) => return code,
     };
     let probe = format!("{}.255.254:0", world::pod_prefix(args.index));
     let result = faultline_env::real::block_on_local(async move {
