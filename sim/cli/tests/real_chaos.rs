@@ -13,6 +13,16 @@ use std::time::{Duration, Instant};
 
 use common::{faultline, root};
 
+/// The tests here look at everything labelled `faultline.real` on the
+/// machine: one at a time.
+static DOCKER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    DOCKER
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// Whether this machine can do real runs (or the test must fail saying why).
 fn can_run_real(test: &str) -> bool {
     let required = std::env::var("FAULTLINE_REQUIRE_DOCKER").as_deref() == Ok("1");
@@ -77,6 +87,7 @@ fn text(o: &std::process::Output) -> String {
 
 #[test]
 fn every_fault_kind_runs_for_real_or_is_refused_before_anything_starts() {
+    let _docker = one_at_a_time();
     let out = faultline(&["real", "kinds"]);
     assert!(out.status.success(), "{}", text(&out));
     let listed = String::from_utf8_lossy(&out.stdout).to_string();
@@ -170,6 +181,7 @@ fn real_run(args: &[&str]) -> std::process::Output {
 /// three nodes: two at once would share two cores).
 #[test]
 fn real_runs_pass_bite_and_leave_nothing_behind() {
+    let _docker = one_at_a_time();
     if !can_run_real("real runs") {
         return;
     }
