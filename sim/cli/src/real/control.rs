@@ -163,7 +163,12 @@ impl RealControl {
         };
         for op in ops {
             let result = match &op {
-                Op::Kill(h) => docker.kill(h, "SIGKILL").await,
+                Op::Kill(h) => {
+                    // A frozen container is thawed first, or the kill
+                    // waits for it.
+                    let _ = docker.unpause(h).await;
+                    docker.kill(h, "SIGKILL").await
+                }
                 Op::Start(h) => match docker.start(h).await {
                     Ok(()) => Self::network_up(ctl, h).await,
                     Err(e) => Err(e),
@@ -268,6 +273,8 @@ impl Control for RealControl {
     fn crash(&mut self, host: &str, _power_loss: bool) {
         // Power loss is refused before a real run starts.
         if self.is_container(host) && self.down.insert(host.to_string()) {
+            // Killed while frozen: nothing to thaw later.
+            self.paused.remove(host);
             self.ops.push(Op::Kill(host.to_string()));
             self.ledger.host_down(host);
         }
