@@ -438,6 +438,12 @@ async fn labelled(docker: &Docker, run: Option<&str>) -> Result<Labelled, String
     })
 }
 
+/// Removes what run `run` created so far.
+pub async fn remove_run(run: &str) -> Result<Leftovers, String> {
+    let docker = faultline_cri::docker::connect().await?;
+    remove(&docker, Some(run)).await
+}
+
 /// Removes what real runs created whose `faultline real run` is no longer
 /// running (every run's with `all`).
 pub async fn clean(all: bool) -> Result<Leftovers, String> {

@@ -209,13 +209,32 @@ fn run(args: RunArgs) -> ExitCode {
             Ok(_) => {}
             Err(e) => return Err(e),
         }
-        let docker = Rc::new(RunDocker::create(&run_id).await?);
-        let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .map_err(|e| format!("cannot catch SIGTERM: {e}"))?;
+        // Ctrl-C and SIGTERM from here on end the run and clean up.
+        use tokio::signal::unix::{signal, SignalKind};
+        let catch = |kind: SignalKind, name: &str| {
+            signal(kind).map_err(|e| format!("cannot catch {name}: {e}"))
+        };
+        let (mut sigint, mut sigterm) = (
+            catch(SignalKind::interrupt(), "SIGINT")?,
+            catch(SignalKind::terminate(), "SIGTERM")?,
+        );
+        let interrupted = async move {
+            tokio::select! {
+                _ = sigint.recv() => {}
+                _ = sigterm.recv() => {}
+            }
+        };
+        tokio::pin!(interrupted);
+        let docker = tokio::select! {
+            d = RunDocker::create(&run_id) => Rc::new(d?),
+            _ = &mut interrupted => {
+                let _ = docker::remove_run(&run_id).await;
+                return Ok(None);
+            }
+        };
         let result = tokio::select! {
             r = phases(&s, &path, docker.clone(), &opts) => Some(r),
-            _ = tokio::signal::ctrl_c() => None,
-            _ = sigterm.recv() => None,
+            _ = &mut interrupted => None,
         };
         let interrupted = result.is_none();
         if keep && !interrupted {
