@@ -180,6 +180,12 @@ impl Elector {
     }
 
     /// Renews until it cannot; returns when leadership is lost.
+    ///
+    /// Every renewal must succeed within the renew deadline, counted from
+    /// the last one that did, as client-go bounds each attempt with
+    /// `RenewDeadline`: a renewal that hangs (the API server's store cut
+    /// off from its quorum) and lands later would otherwise keep a leader
+    /// whose caches stood still all that time, and let it act on them.
     async fn keep(&self, mut lease: Lease) {
         let env = self.client.env().clone();
         let mut renewed = env.now();
@@ -187,19 +193,28 @@ impl Elector {
             env.sleep(self.cfg.retry_period).await;
             let mut next = lease.clone();
             next.spec.renew_time = Some(self.now_micro());
-            match self.client.update(&next).await {
+            let left = (renewed + self.cfg.renew_deadline).saturating_duration_since(env.now());
+            let Ok(result) = env.timeout(left, self.client.update(&next)).await else {
+                return;
+            };
+            match result {
                 Ok(l) => {
                     lease = l;
                     renewed = env.now();
                     continue;
                 }
                 Err(ApiError::Status(s)) if s.code == 409 || s.code == 404 => {
-                    // Someone else wrote the lease: re-read it.
-                    match self
+                    // Someone else wrote the lease: re-read it (within
+                    // the deadline too).
+                    let left =
+                        (renewed + self.cfg.renew_deadline).saturating_duration_since(env.now());
+                    let read = self
                         .client
-                        .get::<Lease>(&self.cfg.namespace, &self.cfg.name)
-                        .await
-                    {
+                        .get::<Lease>(&self.cfg.namespace, &self.cfg.name);
+                    let Ok(read) = env.timeout(left, read).await else {
+                        return;
+                    };
+                    match read {
                         Ok(l) if Fence::of(&l) == Fence::of(&lease) => lease = l,
                         Ok(_) => return,
                         Err(e) if e.is_not_found() => return,

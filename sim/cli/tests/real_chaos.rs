@@ -305,3 +305,29 @@ fn real_runs_pass_bite_and_leave_nothing_behind() {
     assert_eq!(leftovers(), "", "Ctrl-C removed everything");
     let _ = std::fs::remove_dir_all(&reports);
 }
+
+/// Seed 266685 of the fault tour, simulated, once found the controller
+/// manager's leader keeping its lease through a datacenter partition (its
+/// renewal hung until the partition healed, then landed), acting on caches
+/// that stood still meanwhile: it marked the nodes that had heartbeated all
+/// along as unknown and evicted their pods. A renewal must now succeed
+/// within the renew deadline or the leader steps down.
+#[test]
+fn a_cut_off_leader_steps_down_before_acting_on_a_stale_view() {
+    let out = faultline(&[
+        "sim",
+        "run",
+        "scenarios/real/fault-tour.toml",
+        "--seed",
+        "266685",
+        "--no-charts",
+        "--report",
+        &std::env::temp_dir()
+            .join(format!("faultline-tour-266685-{}", std::process::id()))
+            .display()
+            .to_string(),
+    ]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert!(t.contains("[ok] converges"), "{t}");
+}
