@@ -207,6 +207,16 @@ fn real_runs_pass_bite_and_leave_nothing_behind() {
         t.contains("trace-hash: none (a real run is not bit-reproducible)"),
         "{t}"
     );
+    // The user waited for every node before applying the deployment, so
+    // the crash took a share of the pods, not all or none of them.
+    let summary: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(reports.join("node-crash/summary.json")).unwrap(),
+    )
+    .unwrap();
+    for n in summary["nodes"].as_array().unwrap() {
+        let before_fault = n["pods"][40].as_u64().unwrap();
+        assert!(before_fault > 0, "pods spread over every node: {n}");
+    }
     assert_eq!(leftovers(), "", "the run removed everything");
 
     // The store leader killed, then a master partitioned away, during a

@@ -7,10 +7,11 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Duration;
 
+use faultline_api::Node;
 use faultline_checker::auditor::{self, Findings};
 use faultline_checker::probe::{self, ProbeSpec};
 use faultline_checker::record::{Clock, FinalState, SharedRecorder, SharedTrafficLog};
-use faultline_client::{Client, ClientConfig};
+use faultline_client::{Client, ClientConfig, ListParams};
 use faultline_engine::HostMain;
 use faultline_env::Env;
 use faultline_scenario::{node_names, InvariantKind, InvariantSpec, Scenario};
@@ -35,6 +36,41 @@ pub fn user(s: &Scenario) -> HostMain {
         let s = s.clone();
         Box::pin(async move {
             let c = admin(&env, &s);
+            user::act(env, c, &s).await;
+        })
+    })
+}
+
+/// The user of a real cluster: first waits (at most `limit`) until every
+/// node of the scenario is registered and Ready, as an operator runs
+/// `kubectl wait --for=condition=Ready node --all` after bringing a cluster
+/// up, then acts as [`user`]. Containers start within seconds of each
+/// other; a deployment applied while only the first node is Ready would
+/// put every pod there, and a scenario about losing one node would prove
+/// nothing. (In the simulator the nodes register before the API first
+/// answers the user, so the simulated user does not wait.)
+pub fn user_once_nodes_ready(s: &Scenario, limit: Duration) -> HostMain {
+    let s = Rc::new(s.clone());
+    Rc::new(move |env: Env| {
+        let s = s.clone();
+        Box::pin(async move {
+            let c = admin(&env, &s);
+            let want = node_names(&s);
+            let deadline = env.now() + limit;
+            while env.now() < deadline {
+                let ready = match c.list::<Node>(None, &ListParams::default()).await {
+                    Ok(l) => want.iter().all(|n| {
+                        l.items
+                            .iter()
+                            .any(|x| &x.metadata.name == n && x.is_ready())
+                    }),
+                    Err(_) => false,
+                };
+                if ready {
+                    break;
+                }
+                env.sleep(Duration::from_millis(250)).await;
+            }
             user::act(env, c, &s).await;
         })
     })

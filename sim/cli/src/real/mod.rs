@@ -462,7 +462,11 @@ async fn phases(
         }
     }
     if s.has_nodes() {
-        spawn(hosts::user(s), env_for("user", None)?);
+        let limit = Duration::from_secs(60);
+        spawn(
+            hosts::user_once_nodes_ready(s, limit),
+            env_for("user", None)?,
+        );
         for (name, _, main) in hosts::users(s, &traffic_log, &clock, &stop) {
             spawn(main, env_for(&name, lay.addrs.get(&name))?);
         }
