@@ -16,50 +16,182 @@
 //! ended the watch) ends every subscription the same way once they have
 //! read what it holds, and the next client watch of that kind starts a new
 //! feed. A feed lives as long as its store watch, with subscribers or
-//! without (as Kubernetes' cacher watches every kind it serves). A subscriber that falls more than [`FEED_EVENTS`] events behind is
-//! ended, as Kubernetes ends a watcher that cannot keep up: its client
-//! re-watches from the last revision it saw.
+//! without (as Kubernetes' cacher watches every kind it serves). A
+//! subscriber that falls more than [`FEED_EVENTS`] events behind is ended,
+//! as Kubernetes ends a watcher that cannot keep up: its client re-watches
+//! from the last revision it saw.
+//!
+//! Fan-out costs what it delivers, not watches times events. Each event is
+//! decoded once per API server, lazily, and shared by every watch that
+//! sends it ([`FeedEvent`]). Each subscriber has its own queue and is woken
+//! only when something arrives for it. A kind with a trigger field
+//! (Kubernetes' indexed triggers: `spec.nodeName` for pods) files the
+//! subscribers that select one value of it (`spec.nodeName=n7`, each
+//! kubelet) under that value, and an event goes only to the subscribers of
+//! the values it had before and after the change, and to those without a
+//! trigger: with N kubelets watching their pods, a pod's update costs one
+//! kubelet's delivery, not N.
 
-use std::cell::{Cell, RefCell};
+use std::any::Any;
+use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::{BTreeMap, VecDeque};
-use std::rc::Rc;
+use std::future::poll_fn;
+use std::rc::{Rc, Weak};
+use std::task::{Poll, Waker};
 
 use faultline_env::Env;
 use faultline_store::client::{prefix_end, StoreClient};
-use faultline_store::ops::{Event, StoreError};
-use tokio::sync::watch;
+use faultline_store::ops::{Event, EventKind, KeyValue, StoreError};
 
-/// Events a feed keeps for late subscribers and slow readers.
+/// Events a feed keeps for late subscribers, and a subscriber's queue
+/// holds before it counts as too slow.
 pub const FEED_EVENTS: usize = 1024;
 
 /// How a feed ended: `None` when its store watch closed or went silent,
 /// `Some` when the store ended it with an error.
 type End = Option<StoreError>;
 
-/// The store watch of one resource kind and its recent events.
+/// How the objects of one kind are decoded, and read for the trigger.
+pub struct Codec {
+    /// A stored value decoded and stamped with a revision, type-erased
+    /// (the watch that asks knows the type); `None` if it does not decode.
+    pub decode: Box<dyn Fn(&KeyValue, i64) -> Option<Rc<dyn Any>>>,
+    /// The trigger field's value of a decoded object, for kinds that index
+    /// their watches by one.
+    pub trigger: Option<Box<dyn Fn(&dyn Any) -> String>>,
+}
+
+/// One store event as the watches of an API server share it: the objects
+/// after and before it are decoded at most once, whichever watch asks
+/// first.
+pub struct FeedEvent {
+    pub event: Event,
+    codec: Rc<Codec>,
+    now: OnceCell<Option<Rc<dyn Any>>>,
+    before: OnceCell<Option<Rc<dyn Any>>>,
+    /// The trigger values before and after (one if they are equal); empty
+    /// for kinds without a trigger.
+    triggers: Vec<String>,
+}
+
+impl FeedEvent {
+    pub fn new(event: Event, codec: Rc<Codec>) -> FeedEvent {
+        let mut fe = FeedEvent {
+            event,
+            codec,
+            now: OnceCell::new(),
+            before: OnceCell::new(),
+            triggers: Vec::new(),
+        };
+        if let Some(trigger) = &fe.codec.trigger {
+            let mut values: Vec<String> = [fe.now(), fe.before()]
+                .into_iter()
+                .flatten()
+                .map(|o| trigger(&*o))
+                .collect();
+            values.dedup();
+            fe.triggers = values;
+        }
+        fe
+    }
+
+    /// The object as this event left it (`None` for a delete, or a value
+    /// that does not decode), stamped with the event's revision.
+    pub fn now(&self) -> Option<Rc<dyn Any>> {
+        self.now
+            .get_or_init(|| match self.event.kind {
+                EventKind::Put => (self.codec.decode)(&self.event.kv, self.event.kv.mod_revision),
+                EventKind::Delete => None,
+            })
+            .clone()
+    }
+
+    /// The object before the event, stamped with the event's revision
+    /// (which a DELETED event built from it carries).
+    pub fn before(&self) -> Option<Rc<dyn Any>> {
+        self.before
+            .get_or_init(|| {
+                let kv = self.event.prev_kv.as_ref()?;
+                (self.codec.decode)(kv, self.event.kv.mod_revision)
+            })
+            .clone()
+    }
+}
+
+/// One subscriber's queue.
+struct Sub {
+    queue: RefCell<VecDeque<Rc<FeedEvent>>>,
+    waker: RefCell<Option<Waker>>,
+    /// Fell more than [`FEED_EVENTS`] behind.
+    dropped: Cell<bool>,
+    /// Only keys under this prefix...
+    prefix: Vec<u8>,
+    /// ...and revisions from this one on.
+    start: i64,
+    /// ...and, when set, events whose trigger values include this one.
+    trigger: Option<String>,
+}
+
+impl Sub {
+    fn wants(&self, fe: &FeedEvent) -> bool {
+        fe.event.kv.mod_revision >= self.start
+            && fe.event.kv.key.starts_with(&self.prefix)
+            && self
+                .trigger
+                .as_ref()
+                .is_none_or(|t| fe.triggers.iter().any(|v| v == t))
+    }
+
+    /// Queues `fe` if this subscriber wants it; wakes it (once until it
+    /// next waits).
+    fn offer(&self, fe: &Rc<FeedEvent>) {
+        if self.dropped.get() || !self.wants(fe) {
+            return;
+        }
+        let mut q = self.queue.borrow_mut();
+        q.push_back(fe.clone());
+        if q.len() > FEED_EVENTS {
+            q.clear();
+            self.dropped.set(true);
+        }
+        drop(q);
+        self.wake();
+    }
+
+    fn wake(&self) {
+        if let Some(w) = self.waker.borrow_mut().take() {
+            w.wake();
+        }
+    }
+}
+
+/// The store watch of one resource kind, its recent events and its
+/// subscribers.
 struct Feed {
-    /// Recent events, oldest first; `first_seq` numbers the front one.
-    events: RefCell<VecDeque<Rc<Event>>>,
-    first_seq: Cell<u64>,
+    codec: Rc<Codec>,
+    /// Recent events, oldest first, for subscribers that start late.
+    events: RefCell<VecDeque<Rc<FeedEvent>>>,
     /// Every event with a revision above this one is in `events` (or was
     /// not yet received).
     complete_after: Cell<i64>,
     /// Set once the store watch has ended.
     end: RefCell<Option<End>>,
-    /// Bumped (to the next sequence number) whenever events arrive or the
-    /// feed ends.
-    tick: watch::Sender<u64>,
+    /// Subscribers without a trigger value, in subscription order.
+    all: RefCell<Vec<Weak<Sub>>>,
+    /// Subscribers by trigger value, each list in subscription order.
+    by_trigger: RefCell<BTreeMap<String, Vec<Weak<Sub>>>>,
 }
 
 impl Feed {
     /// An empty feed of the events from revision `start` on.
-    fn new(start: i64) -> Feed {
+    fn new(start: i64, codec: Rc<Codec>) -> Feed {
         Feed {
+            codec,
             events: RefCell::new(VecDeque::new()),
-            first_seq: Cell::new(0),
             complete_after: Cell::new(start - 1),
             end: RefCell::new(None),
-            tick: watch::channel(0).0,
+            all: RefCell::new(Vec::new()),
+            by_trigger: RefCell::new(BTreeMap::new()),
         }
     }
 
@@ -68,43 +200,92 @@ impl Feed {
         !self.ended() && start > self.complete_after.get()
     }
 
-    /// A subscriber to the events under `prefix` from revision `start` on.
-    fn subscribe(self: &Rc<Self>, prefix: &[u8], start: i64) -> Subscription {
-        Subscription {
-            next: self.first_seq.get(),
-            tick: self.tick.subscribe(),
-            feed: self.clone(),
+    /// A subscriber to the events under `prefix` from revision `start` on
+    /// (with `trigger`, only those of that trigger value), given what the
+    /// feed holds of them already.
+    fn subscribe(
+        self: &Rc<Self>,
+        prefix: &[u8],
+        start: i64,
+        trigger: Option<String>,
+    ) -> Subscription {
+        // A trigger value only narrows the events on a kind that has one.
+        let trigger = trigger.filter(|_| self.codec.trigger.is_some());
+        let sub = Rc::new(Sub {
+            queue: RefCell::new(VecDeque::new()),
+            waker: RefCell::new(None),
+            dropped: Cell::new(false),
             prefix: prefix.to_vec(),
             start,
+            trigger,
+        });
+        for fe in self.events.borrow().iter() {
+            sub.offer(fe);
         }
-    }
-
-    fn next_seq(&self) -> u64 {
-        self.first_seq.get() + self.events.borrow().len() as u64
+        match &sub.trigger {
+            Some(t) => self
+                .by_trigger
+                .borrow_mut()
+                .entry(t.clone())
+                .or_default()
+                .push(Rc::downgrade(&sub)),
+            None => self.all.borrow_mut().push(Rc::downgrade(&sub)),
+        }
+        Subscription {
+            feed: self.clone(),
+            sub,
+        }
     }
 
     fn ended(&self) -> bool {
         self.end.borrow().is_some()
     }
 
+    /// Offers `fe` to the live subscribers in `list`, forgetting the gone.
+    fn deliver(list: &mut Vec<Weak<Sub>>, fe: &Rc<FeedEvent>) {
+        list.retain(|w| match w.upgrade() {
+            Some(sub) => {
+                sub.offer(fe);
+                true
+            }
+            None => false,
+        });
+    }
+
     fn push(&self, batch: Vec<Event>) {
-        let mut events = self.events.borrow_mut();
         for ev in batch {
-            events.push_back(Rc::new(ev));
+            let fe = Rc::new(FeedEvent::new(ev, self.codec.clone()));
+            {
+                let mut events = self.events.borrow_mut();
+                events.push_back(fe.clone());
+                while events.len() > FEED_EVENTS {
+                    let old = events.pop_front().expect("longer than the limit");
+                    self.complete_after
+                        .set(self.complete_after.get().max(old.event.kv.mod_revision));
+                }
+            }
+            Feed::deliver(&mut self.all.borrow_mut(), &fe);
+            let mut by_trigger = self.by_trigger.borrow_mut();
+            for t in &fe.triggers {
+                if let Some(list) = by_trigger.get_mut(t) {
+                    Feed::deliver(list, &fe);
+                    if list.is_empty() {
+                        by_trigger.remove(t);
+                    }
+                }
+            }
         }
-        while events.len() > FEED_EVENTS {
-            let old = events.pop_front().expect("longer than the limit");
-            self.first_seq.set(self.first_seq.get() + 1);
-            self.complete_after
-                .set(self.complete_after.get().max(old.kv.mod_revision));
-        }
-        drop(events);
-        self.tick.send_replace(self.next_seq());
     }
 
     fn finish(&self, end: End) {
         *self.end.borrow_mut() = Some(end);
-        self.tick.send_replace(self.next_seq());
+        let wake = |w: &Weak<Sub>| {
+            if let Some(s) = w.upgrade() {
+                s.wake();
+            }
+        };
+        self.all.borrow().iter().for_each(wake);
+        self.by_trigger.borrow().values().flatten().for_each(wake);
     }
 }
 
@@ -116,9 +297,11 @@ pub struct Cacher {
 
 impl Cacher {
     /// A subscription to the events under `prefix` (a kind's prefix
-    /// `kind_prefix`, or a namespace inside it) from revision `start` on, or
-    /// `None` when the kind's feed cannot replay from `start` and the
-    /// caller must watch the store itself.
+    /// `kind_prefix`, or a namespace inside it) from revision `start` on,
+    /// narrowed to one value of the kind's trigger field if `trigger` is
+    /// set, or `None` when the kind's feed cannot replay from `start` and
+    /// the caller must watch the store itself. `codec` is called when a new
+    /// feed starts.
     pub fn subscribe(
         &self,
         env: &Env,
@@ -126,6 +309,8 @@ impl Cacher {
         kind_prefix: &[u8],
         prefix: &[u8],
         start: i64,
+        trigger: Option<String>,
+        codec: impl FnOnce() -> Rc<Codec>,
     ) -> Option<Subscription> {
         let mut feeds = self.feeds.borrow_mut();
         let feed = match feeds.get(kind_prefix) {
@@ -133,18 +318,24 @@ impl Cacher {
             // Live, but it cannot replay from `start`.
             Some(f) if !f.ended() => return None,
             _ => {
-                let feed = start_feed(env, store, kind_prefix, start);
+                let feed = start_feed(env, store, kind_prefix, start, codec());
                 feeds.insert(kind_prefix.to_vec(), feed.clone());
                 feed
             }
         };
-        Some(feed.subscribe(prefix, start))
+        Some(feed.subscribe(prefix, start, trigger))
     }
 }
 
 /// Opens the store watch of one kind from `start` and feeds its events.
-fn start_feed(env: &Env, store: &Rc<StoreClient>, kind_prefix: &[u8], start: i64) -> Rc<Feed> {
-    let feed = Rc::new(Feed::new(start));
+fn start_feed(
+    env: &Env,
+    store: &Rc<StoreClient>,
+    kind_prefix: &[u8],
+    start: i64,
+    codec: Rc<Codec>,
+) -> Rc<Feed> {
+    let feed = Rc::new(Feed::new(start, codec));
     let (f, store, p) = (feed.clone(), store.clone(), kind_prefix.to_vec());
     env.spawn(async move {
         let Some(mut stream) = store.watch(&p, &prefix_end(&p), start).await else {
@@ -165,48 +356,30 @@ fn start_feed(env: &Env, store: &Rc<StoreClient>, kind_prefix: &[u8], start: i64
 /// One client watch's place in a feed.
 pub struct Subscription {
     feed: Rc<Feed>,
-    tick: watch::Receiver<u64>,
-    /// Sequence number of the next event to look at.
-    next: u64,
-    /// Only keys under this prefix...
-    prefix: Vec<u8>,
-    /// ...and revisions from this one on.
-    start: i64,
+    sub: Rc<Sub>,
 }
 
 impl Subscription {
     /// The next non-empty batch of events, as the store's own watch stream
     /// gives them: `Err` when the store ended the watch, `None` when the
     /// feed closed or this subscriber fell too far behind. Cancel-safe.
-    pub async fn next(&mut self) -> Option<Result<Vec<Rc<Event>>, StoreError>> {
-        loop {
-            {
-                let events = self.feed.events.borrow();
-                let first = self.feed.first_seq.get();
-                if self.next < first {
-                    // Missed events were evicted: end, the client re-watches.
-                    return None;
-                }
-                let out: Vec<Rc<Event>> = events
-                    .iter()
-                    .skip((self.next - first) as usize)
-                    .filter(|e| {
-                        e.kv.mod_revision >= self.start && e.kv.key.starts_with(&self.prefix)
-                    })
-                    .cloned()
-                    .collect();
-                self.next = first + events.len() as u64;
-                if !out.is_empty() {
-                    return Some(Ok(out));
-                }
-                if let Some(end) = &*self.feed.end.borrow() {
-                    return end.clone().map(Err);
-                }
+    pub async fn next(&mut self) -> Option<Result<Vec<Rc<FeedEvent>>, StoreError>> {
+        poll_fn(|cx| {
+            if self.sub.dropped.get() {
+                // Missed events: end, the client re-watches.
+                return Poll::Ready(None);
             }
-            // The feed's sender lives as long as the feed; an error here
-            // cannot happen while `self.feed` holds it.
-            let _ = self.tick.changed().await;
-        }
+            let mut q = self.sub.queue.borrow_mut();
+            if !q.is_empty() {
+                return Poll::Ready(Some(Ok(q.drain(..).collect())));
+            }
+            if let Some(end) = &*self.feed.end.borrow() {
+                return Poll::Ready(end.clone().map(Err));
+            }
+            *self.sub.waker.borrow_mut() = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
     }
 }
 
@@ -230,6 +403,39 @@ mod tests {
         }
     }
 
+    /// A codec for kinds without a trigger that decodes nothing.
+    fn plain() -> Rc<Codec> {
+        Rc::new(Codec {
+            decode: Box::new(|_, _| None),
+            trigger: None,
+        })
+    }
+
+    /// A codec whose objects are their stored value, which is also their
+    /// trigger value.
+    fn by_value() -> Rc<Codec> {
+        Rc::new(Codec {
+            decode: Box::new(|kv, _| {
+                Some(Rc::new(String::from_utf8_lossy(&kv.value).into_owned()) as Rc<dyn Any>)
+            }),
+            trigger: Some(Box::new(|o| {
+                o.downcast_ref::<String>().expect("a string").clone()
+            })),
+        })
+    }
+
+    /// A put of `value` at `key`, changing it from `prev` if given.
+    fn put_value(key: &str, rev: i64, value: &str, prev: Option<&str>) -> Event {
+        let mut ev = put(key, rev);
+        ev.kv.value = value.as_bytes().to_vec();
+        ev.prev_kv = prev.map(|p| KeyValue {
+            value: p.as_bytes().to_vec(),
+            mod_revision: rev - 1,
+            ..ev.kv.clone()
+        });
+        ev
+    }
+
     /// What the subscriber has now, without waiting: (key, revision)s,
     /// "none" when it would wait, or how it ended.
     fn poll(s: &mut Subscription) -> String {
@@ -245,8 +451,8 @@ mod tests {
                 .map(|e| {
                     format!(
                         "{}@{}",
-                        String::from_utf8_lossy(&e.kv.key),
-                        e.kv.mod_revision
+                        String::from_utf8_lossy(&e.event.kv.key),
+                        e.event.kv.mod_revision
                     )
                 })
                 .collect::<Vec<_>>()
@@ -258,16 +464,16 @@ mod tests {
 
     #[test]
     fn subscribers_see_their_namespace_from_their_revision() {
-        let feed = Rc::new(Feed::new(10));
-        let mut all = feed.subscribe(b"/registry/pods/", 10);
-        let mut ns_a = feed.subscribe(b"/registry/pods/a/", 10);
+        let feed = Rc::new(Feed::new(10, plain()));
+        let mut all = feed.subscribe(b"/registry/pods/", 10, None);
+        let mut ns_a = feed.subscribe(b"/registry/pods/a/", 10, None);
         assert_eq!(poll(&mut all), "none");
         feed.push(vec![
             put("/registry/pods/a/x", 10),
             put("/registry/pods/b/y", 11),
         ]);
         // A late subscriber from revision 11 sees only what follows it.
-        let mut late = feed.subscribe(b"/registry/pods/", 11);
+        let mut late = feed.subscribe(b"/registry/pods/", 11, None);
         feed.push(vec![put("/registry/pods/a/z", 12)]);
         assert_eq!(
             poll(&mut all),
@@ -287,8 +493,8 @@ mod tests {
 
     #[test]
     fn an_ended_feed_is_drained_before_its_end_is_reported() {
-        let feed = Rc::new(Feed::new(1));
-        let mut s = feed.subscribe(b"/k/", 1);
+        let feed = Rc::new(Feed::new(1, plain()));
+        let mut s = feed.subscribe(b"/k/", 1, None);
         feed.push(vec![put("/k/a", 1)]);
         feed.finish(Some(StoreError::Compacted {
             compact_revision: 5,
@@ -299,17 +505,17 @@ mod tests {
             "error: revision has been compacted (compact revision 5)"
         );
         assert!(!feed.covers(2), "an ended feed serves no one new");
-        let closed = Rc::new(Feed::new(1));
-        let mut s = closed.subscribe(b"/k/", 1);
+        let closed = Rc::new(Feed::new(1, plain()));
+        let mut s = closed.subscribe(b"/k/", 1, None);
         closed.finish(None);
         assert_eq!(poll(&mut s), "closed");
     }
 
     #[test]
     fn eviction_ends_slow_subscribers_and_narrows_what_a_feed_replays() {
-        let feed = Rc::new(Feed::new(1));
-        let mut slow = feed.subscribe(b"/k/", 1);
-        let mut fast = feed.subscribe(b"/k/", 1);
+        let feed = Rc::new(Feed::new(1, plain()));
+        let mut slow = feed.subscribe(b"/k/", 1, None);
+        let mut fast = feed.subscribe(b"/k/", 1, None);
         for rev in 1..=FEED_EVENTS as i64 {
             feed.push(vec![put("/k/a", rev)]);
         }
@@ -325,5 +531,35 @@ mod tests {
             format!("/k/a@{} /k/b@{}", FEED_EVENTS + 1, FEED_EVENTS + 2)
         );
         assert!(!feed.covers(2) && feed.covers(3));
+    }
+
+    #[test]
+    fn triggered_subscribers_get_only_their_values_before_and_after() {
+        let feed = Rc::new(Feed::new(1, by_value()));
+        let mut n1 = feed.subscribe(b"/registry/pods/", 1, Some("n1".into()));
+        let mut n2 = feed.subscribe(b"/registry/pods/", 1, Some("n2".into()));
+        let mut unbound = feed.subscribe(b"/registry/pods/", 1, Some(String::new()));
+        let mut all = feed.subscribe(b"/registry/pods/", 1, None);
+        feed.push(vec![
+            put_value("/registry/pods/a/x", 1, "", None),
+            put_value("/registry/pods/a/x", 2, "n1", Some("")),
+            put_value("/registry/pods/a/y", 3, "n2", None),
+            put_value("/registry/pods/a/x", 4, "n1", Some("n1")),
+        ]);
+        assert_eq!(poll(&mut n1), "/registry/pods/a/x@2 /registry/pods/a/x@4");
+        assert_eq!(poll(&mut n2), "/registry/pods/a/y@3");
+        assert_eq!(
+            poll(&mut unbound),
+            "/registry/pods/a/x@1 /registry/pods/a/x@2"
+        );
+        assert_eq!(poll(&mut all).split(' ').count(), 4);
+        // A late subscriber replays only its value's events, and a dropped
+        // one leaves the index.
+        drop(n2);
+        let mut late = feed.subscribe(b"/registry/pods/", 2, Some("n1".into()));
+        assert_eq!(poll(&mut late), "/registry/pods/a/x@2 /registry/pods/a/x@4");
+        feed.push(vec![put_value("/registry/pods/a/y", 5, "n2", Some("n2"))]);
+        assert!(!feed.by_trigger.borrow().contains_key("n2"));
+        assert_eq!(poll(&mut n1), "none");
     }
 }

@@ -173,6 +173,24 @@ pub trait Strategy: Resource + Validate + PartialEq {
     fn side_writes(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
         Vec::new()
     }
+    /// The field whose `field=value` watches are indexed by value, as
+    /// Kubernetes' cacher indexes pod watches by `spec.nodeName`: an event
+    /// then reaches the watches of the values it had before and after, not
+    /// every watch of the kind (each kubelet watches only its own pods).
+    const TRIGGER: Option<&'static str> = None;
+    /// This object's value of [`Strategy::TRIGGER`].
+    fn trigger_value(&self) -> &str {
+        ""
+    }
+    /// A field-selector field read from the typed object (`None`: read it
+    /// from the object's JSON form instead, which costs a conversion).
+    fn field(&self, path: &str) -> Option<String> {
+        match path {
+            "metadata.name" => Some(self.meta().name.clone()),
+            "metadata.namespace" => Some(self.meta().namespace.clone()),
+            _ => None,
+        }
+    }
 }
 
 /// The key holding a lease's current holder, for fencing.
@@ -228,6 +246,19 @@ impl Strategy for faultline_api::Pod {
     fn prepare_for_create(&mut self) {
         self.status = Default::default();
         self.status.phase = "Pending".into();
+    }
+    const TRIGGER: Option<&'static str> = Some("spec.nodeName");
+    fn trigger_value(&self) -> &str {
+        &self.spec.node_name
+    }
+    fn field(&self, path: &str) -> Option<String> {
+        match path {
+            "metadata.name" => Some(self.metadata.name.clone()),
+            "metadata.namespace" => Some(self.metadata.namespace.clone()),
+            "spec.nodeName" => Some(self.spec.node_name.clone()),
+            "status.phase" => Some(self.status.phase.clone()),
+            _ => None,
+        }
     }
 }
 impl Strategy for faultline_api::Deployment {

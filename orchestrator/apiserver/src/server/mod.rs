@@ -5,7 +5,6 @@
 //! requires `Send` handlers, and everything here is host-local (`Rc`,
 //! spawned on the host's task set so a simulated crash drops it).
 
-use std::cell::RefCell;
 use std::convert::Infallible;
 use std::rc::Rc;
 use std::time::Duration;
@@ -30,7 +29,6 @@ use crate::openapi_v2;
 use crate::registry::{Bugs, Guard, Registry};
 use respond::{json_response, not_served, status_response, text};
 use verbs::resource;
-use watch::WatchCache;
 
 mod logs;
 mod respond;
@@ -99,8 +97,6 @@ type Body = UnsyncBoxBody<Bytes, Infallible>;
 struct Ctx {
     reg: Registry,
     cfg: ApiServerConfig,
-    /// Shared by every watch this server streams.
-    watch_cache: RefCell<WatchCache>,
     /// One store watch per kind, shared by every watch this server streams.
     cacher: Cacher,
 }
@@ -115,7 +111,6 @@ pub async fn serve(env: Env, cfg: ApiServerConfig, store: Rc<StoreClient>) -> st
             bugs: cfg.bugs,
         },
         cfg,
-        watch_cache: RefCell::new(WatchCache::default()),
         cacher: Cacher::default(),
     });
     env.spawn(bootstrap(ctx.clone()));

@@ -340,17 +340,29 @@ impl Selectors {
         true
     }
 
-    /// [`Selectors::matches`] on a cached object, reusing its JSON form.
-    pub(super) fn matches_decoded<T: Resource>(&self, d: &Decoded<T>) -> bool {
+    /// [`Selectors::matches`] on a decoded object: fields the kind reads
+    /// typed (pods' `spec.nodeName`, say) without JSON, others from its
+    /// JSON form, built once per object.
+    pub(super) fn matches_decoded<T: Strategy>(&self, d: &Decoded<T>) -> bool {
         if let Some(l) = &self.labels {
             if !l.matches(&d.obj.meta().labels) {
                 return false;
             }
         }
         match &self.fields {
-            Some(f) => f.matches_json(d.json()),
+            Some(f) => f.matches(|path| {
+                d.obj
+                    .field(path)
+                    .or_else(|| faultline_api::selector::field_value(d.json(), path))
+            }),
             None => true,
         }
+    }
+
+    /// The value a `field=value` term of the field selector pins `field`
+    /// to, if any.
+    pub(super) fn exact_field(&self, field: &str) -> Option<String> {
+        self.fields.as_ref()?.exact(field).map(str::to_string)
     }
 }
 

@@ -1,8 +1,7 @@
-//! Watch streams: where a watch's events come from, the decoded-event cache shared by a server's watches, and the streamed body.
+//! Watch streams: where a watch's events come from, how a kind's events are decoded once for every watch, and the streamed body.
 
 use std::any::Any;
 use std::cell::OnceCell;
-use std::collections::{BTreeMap, VecDeque};
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -12,7 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use faultline_api::{Resource, Status, WatchEvent};
 use faultline_store::client::{prefix_end, StoreClient, WatchStream};
-use faultline_store::ops::{Event as StoreEvent, EventKind, KeyValue, StoreError};
+use faultline_store::ops::{EventKind, KeyValue, StoreError};
 use http::{header, Response};
 use http_body::Frame;
 use http_body_util::BodyExt;
@@ -22,57 +21,35 @@ use tokio::sync::mpsc;
 use super::respond::Query;
 use super::verbs::selectors;
 use super::{Body, Ctx};
-use crate::cacher::Subscription;
+use crate::cacher::{Codec, FeedEvent, Subscription};
 use crate::registry::{decode, prefix, Strategy};
 
 /// Where a watch's events come from.
 enum Source {
     Feed(Subscription),
     /// A watch from a revision older than its kind's feed holds.
-    Store(WatchStream),
+    Store(WatchStream, Rc<Codec>),
 }
 
 impl Source {
-    async fn next(&mut self) -> Option<Result<Vec<Rc<StoreEvent>>, StoreError>> {
+    async fn next(&mut self) -> Option<Result<Vec<Rc<FeedEvent>>, StoreError>> {
         match self {
             Source::Feed(s) => s.next().await,
-            Source::Store(s) => Some(
-                s.next()
-                    .await?
-                    .map(|b| b.into_iter().map(Rc::new).collect()),
-            ),
+            Source::Store(s, codec) => Some(s.next().await?.map(|b| {
+                b.into_iter()
+                    .map(|ev| Rc::new(FeedEvent::new(ev, codec.clone())))
+                    .collect()
+            })),
         }
     }
 }
 
-/// Store events decoded for the watches of one API server.
-///
-/// Every watch of a kind receives the same store events (from the kind's
-/// one store watch, see [`Cacher`]), so without this an event that N
-/// watches carry is decoded, turned into JSON for field selectors and
-/// serialised N times. Entries are pure functions of the stored bytes and
-/// the stamped revision, and a hit is confirmed against the bytes, so the
-/// cache changes only the cost, never what a watch sends.
-#[derive(Default)]
-pub(super) struct WatchCache {
-    entries: BTreeMap<WatchCacheKey, Rc<dyn Any>>,
-    /// Insertion order, for evicting the oldest beyond [`WATCH_CACHE_ENTRIES`].
-    order: VecDeque<WatchCacheKey>,
-}
-
-/// (store key, the value's mod revision, the resourceVersion stamped on it).
-type WatchCacheKey = (Vec<u8>, i64, i64);
-
-/// Entries kept: a store event is fanned out to all its watches within a
-/// few simulated milliseconds, so a short memory is enough.
-const WATCH_CACHE_ENTRIES: usize = 512;
-
-/// One stored value, decoded once, with its derived forms built on demand.
+/// One stored object decoded, with its derived forms built on demand and
+/// shared by every watch that sends it (see [`FeedEvent`]).
 pub(super) struct Decoded<T> {
-    /// The stored bytes it was decoded from (a hit must match them).
-    value: Vec<u8>,
     pub(super) obj: T,
-    /// The object as JSON, for field selectors.
+    /// The object as JSON, for field selectors on fields the kind does
+    /// not read typed.
     json: OnceCell<Value>,
     /// The serialised watch lines: ADDED, MODIFIED, DELETED.
     lines: [OnceCell<Bytes>; 3],
@@ -95,33 +72,31 @@ impl<T: Resource> Decoded<T> {
     }
 }
 
-impl WatchCache {
-    /// `kv` decoded and stamped with `revision`, from the cache when an
-    /// earlier watch already decoded it; `None` if it does not decode.
-    fn decode<T: Resource>(&mut self, kv: &KeyValue, revision: i64) -> Option<Rc<Decoded<T>>> {
-        let key: WatchCacheKey = (kv.key.clone(), kv.mod_revision, revision);
-        if let Some(hit) = self.entries.get(&key) {
-            if let Ok(d) = hit.clone().downcast::<Decoded<T>>() {
-                if d.value == kv.value {
-                    return Some(d);
-                }
-            }
-        }
-        let obj = decode::<T>(kv, revision).ok()?;
-        let d = Rc::new(Decoded {
-            value: kv.value.clone(),
-            obj,
-            json: OnceCell::new(),
-            lines: Default::default(),
-        });
-        self.entries.insert(key.clone(), d.clone());
-        self.order.push_back(key);
-        while self.order.len() > WATCH_CACHE_ENTRIES {
-            let old = self.order.pop_front().expect("longer than the limit");
-            self.entries.remove(&old);
-        }
-        Some(d)
-    }
+/// How a feed of `T` decodes its events and reads their trigger values.
+fn codec<T: Strategy>() -> Rc<Codec> {
+    let trigger: Option<Box<dyn Fn(&dyn Any) -> String>> = T::TRIGGER.map(|_| {
+        Box::new(|o: &dyn Any| {
+            o.downcast_ref::<Decoded<T>>()
+                .map(|d| d.obj.trigger_value().to_string())
+                .unwrap_or_default()
+        }) as Box<dyn Fn(&dyn Any) -> String>
+    });
+    Rc::new(Codec {
+        decode: Box::new(|kv: &KeyValue, revision: i64| {
+            let obj = decode::<T>(kv, revision).ok()?;
+            Some(Rc::new(Decoded {
+                obj,
+                json: OnceCell::new(),
+                lines: Default::default(),
+            }) as Rc<dyn Any>)
+        }),
+        trigger,
+    })
+}
+
+/// A decoded object of a feed event as `T`.
+fn typed<T: 'static>(o: Option<Rc<dyn Any>>) -> Option<Rc<Decoded<T>>> {
+    o?.downcast::<Decoded<T>>().ok()
 }
 
 /// A streamed response body fed from a channel.
@@ -197,11 +172,14 @@ pub(super) async fn watch<T: Strategy>(
         }
         let deadline = env2.now() + timeout;
         let kind = prefix::<T>(None);
-        let subscribed = ctx.cacher.subscribe(&env2, &store, &kind, &p, start);
+        let trigger = T::TRIGGER.and_then(|f| sel.exact_field(f));
+        let subscribed = ctx
+            .cacher
+            .subscribe(&env2, &store, &kind, &p, start, trigger, codec::<T>);
         let mut stream = match subscribed {
             Some(s) => Source::Feed(s),
             None => match store.watch(&p, &prefix_end(&p), start).await {
-                Some(s) => Source::Store(s),
+                Some(s) => Source::Store(s, codec::<T>()),
                 None => return,
             },
         };
@@ -239,22 +217,14 @@ pub(super) async fn watch<T: Strategy>(
                 }
                 Ok(Some(Ok(events))) => events,
             };
-            for ev in batch {
+            for fe in batch {
+                let ev = &fe.event;
                 last = ev.kv.mod_revision;
-                let rev = ev.kv.mod_revision;
-                let now: Option<Rc<Decoded<T>>> = match ev.kind {
-                    EventKind::Put => match ctx.watch_cache.borrow_mut().decode::<T>(&ev.kv, rev) {
-                        Some(o) => Some(o),
-                        None => continue,
-                    },
-                    EventKind::Delete => None,
-                };
-                // Stamped with the event's revision, which is also what a
-                // DELETED event built from it must carry.
-                let before: Option<Rc<Decoded<T>>> = ev
-                    .prev_kv
-                    .as_ref()
-                    .and_then(|kv| ctx.watch_cache.borrow_mut().decode::<T>(kv, rev));
+                let now = typed::<T>(fe.now());
+                if ev.kind == EventKind::Put && now.is_none() {
+                    continue;
+                }
+                let before = typed::<T>(fe.before());
                 let was = before.as_ref().is_some_and(|o| sel.matches_decoded(o));
                 let is = now.as_ref().is_some_and(|o| sel.matches_decoded(o));
                 let out = match (was, is, now, before) {
