@@ -41,12 +41,13 @@ use faultline_client::{
     ApiError, Change, Client, DeleteParams, Elector, ElectorConfig, Informer, ListParams, WorkQueue,
 };
 use faultline_env::Env;
+use futures_util::future::join_all;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::expectations::Expectations;
 use crate::gc::{self, ObjectSummary};
 use crate::nodelifecycle::{self, NodeLifecycleConfig, NodeLifecycleState, LEASE_NAMESPACE};
-use crate::{deployment, endpoints, namespace, replicaset, Action, Object};
+use crate::{deployment, endpoints, namespace, replicaset, Action, EventRecord, Object};
 
 /// The `source.component` of the Events the controllers record.
 pub const COMPONENT: &str = "controller-manager";
@@ -547,10 +548,10 @@ impl Manager {
         self.expectations.borrow_mut().expect(&uid, &actions, now);
         match self.execute(&actions).await {
             Ok(requeue) => self.done(&self.replicasets, key, requeue),
-            Err(failed) => {
-                self.expectations
-                    .borrow_mut()
-                    .unexpect(&uid, &actions[failed..]);
+            Err(not_done) => {
+                let not_done: Vec<Action> =
+                    not_done.into_iter().map(|k| actions[k].clone()).collect();
+                self.expectations.borrow_mut().unexpect(&uid, &not_done);
                 self.replicasets.retry(key.clone());
             }
         }
@@ -722,31 +723,92 @@ impl Manager {
     // ------------------------------------------------------------ actions
 
     /// Executes `actions` in order. `Ok` carries the shortest requeue asked
-    /// for; `Err(i)` says action `i` failed and the rest were not run.
-    async fn execute(&self, actions: &[Action]) -> Result<Option<u64>, usize> {
+    /// for; `Err` lists the writes that failed or were not run (the rest
+    /// of the list after a failure is not run).
+    ///
+    /// A run of creates (each with the events that follow it) goes in
+    /// Kubernetes' slow-start batches: 1, then 2, 4, 8, ... at once, each
+    /// batch only after the previous one fully succeeded, so a controller
+    /// that keeps failing (a quota, a webhook, an API server down) sends a
+    /// few requests, not a burst of them, while a healthy one creates 500
+    /// pods in nine round trips instead of 500.
+    async fn execute(&self, actions: &[Action]) -> Result<Option<u64>, Vec<usize>> {
         let mut requeue: Option<u64> = None;
-        for (i, action) in actions.iter().enumerate() {
-            match action {
-                Action::Event(rec) => {
-                    // Events are for people: recorded in the background,
-                    // failures ignored (a deposed leader's are fenced off).
-                    let event = rec.to_event(COMPONENT, self.env.wall_ms());
-                    let client = self.client.clone();
-                    self.env.spawn(async move {
-                        let _ = client.create(&event).await;
-                    });
-                }
+        let mut i = 0;
+        while i < actions.len() {
+            match &actions[i] {
+                Action::Event(rec) => self.record(rec),
                 Action::Requeue { after_ms } => {
                     requeue = Some(requeue.map_or(*after_ms, |r| r.min(*after_ms)));
                 }
+                Action::Create(_) => {
+                    let end = (i..actions.len())
+                        .find(|&j| !matches!(actions[j], Action::Create(_) | Action::Event(_)))
+                        .unwrap_or(actions.len());
+                    if let Err(mut not_done) = self.create_slow_start(&actions[i..end]).await {
+                        for k in &mut not_done {
+                            *k += i;
+                        }
+                        not_done.extend(writes(actions, end));
+                        return Err(not_done);
+                    }
+                    i = end;
+                    continue;
+                }
                 write => {
                     if self.write(write).await.is_err() {
-                        return Err(i);
+                        return Err(writes(actions, i));
                     }
                 }
             }
+            i += 1;
         }
         Ok(requeue)
+    }
+
+    /// Runs `run` (creates, each followed by its events) in slow-start
+    /// batches; `Err` lists (in `run`) the creates that failed or were not
+    /// run. A create's events are recorded once it succeeded.
+    async fn create_slow_start(&self, run: &[Action]) -> Result<(), Vec<usize>> {
+        let creates: Vec<usize> = (0..run.len())
+            .filter(|&k| matches!(run[k], Action::Create(_)))
+            .collect();
+        let mut batch = 1;
+        let mut pos = 0;
+        while pos < creates.len() {
+            let these = &creates[pos..(pos + batch).min(creates.len())];
+            let results = join_all(these.iter().map(|&k| self.write(&run[k]))).await;
+            let mut failed = Vec::new();
+            for (&k, r) in these.iter().zip(results) {
+                match r {
+                    Ok(()) => run[k + 1..]
+                        .iter()
+                        .map_while(|a| match a {
+                            Action::Event(rec) => Some(rec),
+                            _ => None,
+                        })
+                        .for_each(|rec| self.record(rec)),
+                    Err(_) => failed.push(k),
+                }
+            }
+            pos += these.len();
+            if !failed.is_empty() {
+                failed.extend_from_slice(&creates[pos..]);
+                return Err(failed);
+            }
+            batch *= 2;
+        }
+        Ok(())
+    }
+
+    /// Records an Event in the background. Events are for people: failures
+    /// are ignored (a deposed leader's are fenced off).
+    fn record(&self, rec: &EventRecord) {
+        let event = rec.to_event(COMPONENT, self.env.wall_ms());
+        let client = self.client.clone();
+        self.env.spawn(async move {
+            let _ = client.create(&event).await;
+        });
     }
 
     /// Performs one write and traces it. `NotFound` on a delete is success.
@@ -815,6 +877,13 @@ impl Manager {
         }
         result
     }
+}
+
+/// The writes among `actions[from..]` (what a failure leaves undone).
+fn writes(actions: &[Action], from: usize) -> Vec<usize> {
+    (from..actions.len())
+        .filter(|&k| !matches!(actions[k], Action::Event(_) | Action::Requeue { .. }))
+        .collect()
 }
 
 #[cfg(test)]

@@ -34,6 +34,8 @@ use faultline_client::{
     ApiError, Change, Client, Elector, ElectorConfig, Informer, ListParams, WorkQueue,
 };
 use faultline_env::Env;
+use futures_util::future::LocalBoxFuture;
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use rand::RngCore;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::Instant;
@@ -53,6 +55,9 @@ pub const LEASE_NAME: &str = "kube-scheduler";
 /// How often the leader looks for expired assumptions and for the periodic
 /// retry of unschedulable pods.
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(1);
+
+/// Bindings and status writes the scheduler has outstanding at most.
+const MAX_IN_FLIGHT: usize = 256;
 
 /// Scheduler tunables.
 #[derive(Debug, Clone)]
@@ -353,47 +358,68 @@ impl Leader {
         }
     }
 
+    /// Decides pods one at a time and carries each decision out in the
+    /// background, as Kubernetes' scheduling cycle hands a pod to its
+    /// binding cycle and goes on: the pod is assumed on its node at once,
+    /// so the next decision counts it, and the binding's round trip through
+    /// the API server and the store no longer limits the rate to one pod
+    /// per round trip. At most [`MAX_IN_FLIGHT`] writes are outstanding.
     async fn schedule_loop(&self) {
+        let mut in_flight: FuturesUnordered<LocalBoxFuture<'_, ()>> = FuturesUnordered::new();
         loop {
-            let key = self.queue.next().await;
-            self.schedule_one(key).await;
+            tokio::select! {
+                biased;
+                Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
+                key = self.queue.next(), if in_flight.len() < MAX_IN_FLIGHT => {
+                    if let Some(write) = self.schedule_one(key) {
+                        in_flight.push(write);
+                    }
+                }
+            }
         }
     }
 
-    /// Decides one pod and carries the decision out.
-    async fn schedule_one(&self, key: PodKey) {
+    /// Decides one pod; the write that carries the decision out, if any.
+    fn schedule_one(&self, key: PodKey) -> Option<LocalBoxFuture<'_, ()>> {
         // The informer has the newest version of the pod we know of.
         let Some(pod) = self.pods.get(&key.0, &key.1) else {
             self.queue.forget(&key);
-            return;
+            return None;
         };
         if !is_pending(&pod, &self.cfg.name) {
             self.queue.forget(&key);
             self.state.borrow_mut().unschedulable.remove(&key);
-            return;
+            return None;
         }
         if self.state.borrow().assumed.contains_key(&pod.metadata.uid) {
             // Bound by us, not yet confirmed by the watch: the pod watch
             // or the assumption's expiry brings it back if need be.
-            return;
+            return None;
         }
         let tiebreak = self.env.rng().next_u64();
         let decision = self.state.borrow().cache.schedule(&pod, tiebreak);
         match decision {
-            Ok(node) => self.bind(key, &pod, node).await,
-            Err(why) => self.unschedulable(key, &pod, &why).await,
+            Ok(node) => {
+                self.assume(&key, &pod, &node);
+                Some(Box::pin(self.bind(key, pod, node)))
+            }
+            Err(why) => Some(Box::pin(async move {
+                self.unschedulable(key, &pod, &why).await
+            })),
         }
     }
 
-    async fn bind(&self, key: PodKey, pod: &Pod, node: String) {
+    /// Counts `pod` on `node` until the binding is confirmed or dropped.
+    fn assume(&self, key: &PodKey, pod: &Pod, node: &str) {
+        let mut st = self.state.borrow_mut();
+        st.cache.assume(pod, node);
+        st.assumed
+            .insert(pod.metadata.uid.clone(), (self.env.now(), key.clone()));
+        st.unschedulable.remove(key);
+    }
+
+    async fn bind(&self, key: PodKey, pod: Pod, node: String) {
         let uid = pod.metadata.uid.clone();
-        {
-            let mut st = self.state.borrow_mut();
-            st.cache.assume(pod, &node);
-            st.assumed
-                .insert(uid.clone(), (self.env.now(), key.clone()));
-            st.unschedulable.remove(&key);
-        }
         let (ns, name) = (&key.0, &key.1);
         let result = self.client.bind(ns, name, &uid, &node).await;
         let Err(e) = result else {
