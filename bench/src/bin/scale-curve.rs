@@ -126,7 +126,14 @@ fn main() -> anyhow::Result<()> {
     );
     println!(
         "{:>6} {:>7} {:>11} {:>8} {:>15} {:>10} {:>9} {:>9}  verdict",
-        "nodes", "pods", "simulated s", "wall s", "wall s / sim s", "sim speed", "events", "peak MiB"
+        "nodes",
+        "pods",
+        "simulated s",
+        "wall s",
+        "wall s / sim s",
+        "sim speed",
+        "events",
+        "peak MiB"
     );
     let mut rows = Vec::new();
     for &n in &args.nodes {

@@ -51,14 +51,29 @@ pub const FEED_EVENTS: usize = 1024;
 /// `Some` when the store ended it with an error.
 type End = Option<StoreError>;
 
+/// A stored value decoded and stamped with a revision, type-erased (the
+/// watch that asks knows the type); `None` if it does not decode.
+pub type DecodeFn = Box<dyn Fn(&KeyValue, i64) -> Option<Rc<dyn Any>>>;
+
+/// The trigger field's value of a decoded object.
+pub type TriggerFn = Box<dyn Fn(&dyn Any) -> String>;
+
 /// How the objects of one kind are decoded, and read for the trigger.
 pub struct Codec {
-    /// A stored value decoded and stamped with a revision, type-erased
-    /// (the watch that asks knows the type); `None` if it does not decode.
-    pub decode: Box<dyn Fn(&KeyValue, i64) -> Option<Rc<dyn Any>>>,
-    /// The trigger field's value of a decoded object, for kinds that index
-    /// their watches by one.
-    pub trigger: Option<Box<dyn Fn(&dyn Any) -> String>>,
+    pub decode: DecodeFn,
+    /// For kinds that index their watches by a field.
+    pub trigger: Option<TriggerFn>,
+}
+
+/// What one subscriber wants of its kind's events.
+pub struct Want {
+    /// Only keys under this prefix (the kind's, or a namespace's in it)...
+    pub prefix: Vec<u8>,
+    /// ...from this revision on...
+    pub start: i64,
+    /// ...and, when set on a kind with a trigger field, only events whose
+    /// trigger values (before or after) include this one.
+    pub trigger: Option<String>,
 }
 
 /// One store event as the watches of an API server share it: the objects
@@ -203,20 +218,15 @@ impl Feed {
     /// A subscriber to the events under `prefix` from revision `start` on
     /// (with `trigger`, only those of that trigger value), given what the
     /// feed holds of them already.
-    fn subscribe(
-        self: &Rc<Self>,
-        prefix: &[u8],
-        start: i64,
-        trigger: Option<String>,
-    ) -> Subscription {
+    fn subscribe(self: &Rc<Self>, want: Want) -> Subscription {
         // A trigger value only narrows the events on a kind that has one.
-        let trigger = trigger.filter(|_| self.codec.trigger.is_some());
+        let trigger = want.trigger.filter(|_| self.codec.trigger.is_some());
         let sub = Rc::new(Sub {
             queue: RefCell::new(VecDeque::new()),
             waker: RefCell::new(None),
             dropped: Cell::new(false),
-            prefix: prefix.to_vec(),
-            start,
+            prefix: want.prefix,
+            start: want.start,
             trigger,
         });
         for fe in self.events.borrow().iter() {
@@ -296,34 +306,30 @@ pub struct Cacher {
 }
 
 impl Cacher {
-    /// A subscription to the events under `prefix` (a kind's prefix
-    /// `kind_prefix`, or a namespace inside it) from revision `start` on,
-    /// narrowed to one value of the kind's trigger field if `trigger` is
-    /// set, or `None` when the kind's feed cannot replay from `start` and
-    /// the caller must watch the store itself. `codec` is called when a new
-    /// feed starts.
+    /// A subscription to the events of the kind under `kind_prefix` that
+    /// `want` selects, or `None` when the kind's feed cannot replay from
+    /// `want.start` and the caller must watch the store itself. `codec` is
+    /// called when a new feed starts.
     pub fn subscribe(
         &self,
         env: &Env,
         store: &Rc<StoreClient>,
         kind_prefix: &[u8],
-        prefix: &[u8],
-        start: i64,
-        trigger: Option<String>,
+        want: Want,
         codec: impl FnOnce() -> Rc<Codec>,
     ) -> Option<Subscription> {
         let mut feeds = self.feeds.borrow_mut();
         let feed = match feeds.get(kind_prefix) {
-            Some(f) if f.covers(start) => f.clone(),
+            Some(f) if f.covers(want.start) => f.clone(),
             // Live, but it cannot replay from `start`.
             Some(f) if !f.ended() => return None,
             _ => {
-                let feed = start_feed(env, store, kind_prefix, start, codec());
+                let feed = start_feed(env, store, kind_prefix, want.start, codec());
                 feeds.insert(kind_prefix.to_vec(), feed.clone());
                 feed
             }
         };
-        Some(feed.subscribe(prefix, start, trigger))
+        Some(feed.subscribe(want))
     }
 }
 
@@ -403,6 +409,14 @@ mod tests {
         }
     }
 
+    fn want(prefix: &[u8], start: i64, trigger: Option<String>) -> Want {
+        Want {
+            prefix: prefix.to_vec(),
+            start,
+            trigger,
+        }
+    }
+
     /// A codec for kinds without a trigger that decodes nothing.
     fn plain() -> Rc<Codec> {
         Rc::new(Codec {
@@ -465,15 +479,15 @@ mod tests {
     #[test]
     fn subscribers_see_their_namespace_from_their_revision() {
         let feed = Rc::new(Feed::new(10, plain()));
-        let mut all = feed.subscribe(b"/registry/pods/", 10, None);
-        let mut ns_a = feed.subscribe(b"/registry/pods/a/", 10, None);
+        let mut all = feed.subscribe(want(b"/registry/pods/", 10, None));
+        let mut ns_a = feed.subscribe(want(b"/registry/pods/a/", 10, None));
         assert_eq!(poll(&mut all), "none");
         feed.push(vec![
             put("/registry/pods/a/x", 10),
             put("/registry/pods/b/y", 11),
         ]);
         // A late subscriber from revision 11 sees only what follows it.
-        let mut late = feed.subscribe(b"/registry/pods/", 11, None);
+        let mut late = feed.subscribe(want(b"/registry/pods/", 11, None));
         feed.push(vec![put("/registry/pods/a/z", 12)]);
         assert_eq!(
             poll(&mut all),
@@ -494,7 +508,7 @@ mod tests {
     #[test]
     fn an_ended_feed_is_drained_before_its_end_is_reported() {
         let feed = Rc::new(Feed::new(1, plain()));
-        let mut s = feed.subscribe(b"/k/", 1, None);
+        let mut s = feed.subscribe(want(b"/k/", 1, None));
         feed.push(vec![put("/k/a", 1)]);
         feed.finish(Some(StoreError::Compacted {
             compact_revision: 5,
@@ -506,7 +520,7 @@ mod tests {
         );
         assert!(!feed.covers(2), "an ended feed serves no one new");
         let closed = Rc::new(Feed::new(1, plain()));
-        let mut s = closed.subscribe(b"/k/", 1, None);
+        let mut s = closed.subscribe(want(b"/k/", 1, None));
         closed.finish(None);
         assert_eq!(poll(&mut s), "closed");
     }
@@ -514,8 +528,8 @@ mod tests {
     #[test]
     fn eviction_ends_slow_subscribers_and_narrows_what_a_feed_replays() {
         let feed = Rc::new(Feed::new(1, plain()));
-        let mut slow = feed.subscribe(b"/k/", 1, None);
-        let mut fast = feed.subscribe(b"/k/", 1, None);
+        let mut slow = feed.subscribe(want(b"/k/", 1, None));
+        let mut fast = feed.subscribe(want(b"/k/", 1, None));
         for rev in 1..=FEED_EVENTS as i64 {
             feed.push(vec![put("/k/a", rev)]);
         }
@@ -536,10 +550,10 @@ mod tests {
     #[test]
     fn triggered_subscribers_get_only_their_values_before_and_after() {
         let feed = Rc::new(Feed::new(1, by_value()));
-        let mut n1 = feed.subscribe(b"/registry/pods/", 1, Some("n1".into()));
-        let mut n2 = feed.subscribe(b"/registry/pods/", 1, Some("n2".into()));
-        let mut unbound = feed.subscribe(b"/registry/pods/", 1, Some(String::new()));
-        let mut all = feed.subscribe(b"/registry/pods/", 1, None);
+        let mut n1 = feed.subscribe(want(b"/registry/pods/", 1, Some("n1".into())));
+        let mut n2 = feed.subscribe(want(b"/registry/pods/", 1, Some("n2".into())));
+        let mut unbound = feed.subscribe(want(b"/registry/pods/", 1, Some(String::new())));
+        let mut all = feed.subscribe(want(b"/registry/pods/", 1, None));
         feed.push(vec![
             put_value("/registry/pods/a/x", 1, "", None),
             put_value("/registry/pods/a/x", 2, "n1", Some("")),
@@ -556,7 +570,7 @@ mod tests {
         // A late subscriber replays only its value's events, and a dropped
         // one leaves the index.
         drop(n2);
-        let mut late = feed.subscribe(b"/registry/pods/", 2, Some("n1".into()));
+        let mut late = feed.subscribe(want(b"/registry/pods/", 2, Some("n1".into())));
         assert_eq!(poll(&mut late), "/registry/pods/a/x@2 /registry/pods/a/x@4");
         feed.push(vec![put_value("/registry/pods/a/y", 5, "n2", Some("n2"))]);
         assert!(!feed.by_trigger.borrow().contains_key("n2"));

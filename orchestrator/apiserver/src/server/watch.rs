@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 use super::respond::Query;
 use super::verbs::selectors;
 use super::{Body, Ctx};
-use crate::cacher::{Codec, FeedEvent, Subscription};
+use crate::cacher::{Codec, FeedEvent, Subscription, TriggerFn, Want};
 use crate::registry::{decode, prefix, Strategy};
 
 /// Where a watch's events come from.
@@ -74,12 +74,12 @@ impl<T: Resource> Decoded<T> {
 
 /// How a feed of `T` decodes its events and reads their trigger values.
 fn codec<T: Strategy>() -> Rc<Codec> {
-    let trigger: Option<Box<dyn Fn(&dyn Any) -> String>> = T::TRIGGER.map(|_| {
+    let trigger: Option<TriggerFn> = T::TRIGGER.map(|_| {
         Box::new(|o: &dyn Any| {
             o.downcast_ref::<Decoded<T>>()
                 .map(|d| d.obj.trigger_value().to_string())
                 .unwrap_or_default()
-        }) as Box<dyn Fn(&dyn Any) -> String>
+        }) as TriggerFn
     });
     Rc::new(Codec {
         decode: Box::new(|kv: &KeyValue, revision: i64| {
@@ -172,10 +172,12 @@ pub(super) async fn watch<T: Strategy>(
         }
         let deadline = env2.now() + timeout;
         let kind = prefix::<T>(None);
-        let trigger = T::TRIGGER.and_then(|f| sel.exact_field(f));
-        let subscribed = ctx
-            .cacher
-            .subscribe(&env2, &store, &kind, &p, start, trigger, codec::<T>);
+        let want = Want {
+            prefix: p.clone(),
+            start,
+            trigger: T::TRIGGER.and_then(|f| sel.exact_field(f)),
+        };
+        let subscribed = ctx.cacher.subscribe(&env2, &store, &kind, want, codec::<T>);
         let mut stream = match subscribed {
             Some(s) => Source::Feed(s),
             None => match store.watch(&p, &prefix_end(&p), start).await {
