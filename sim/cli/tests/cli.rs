@@ -879,6 +879,18 @@ fn sim_check_accepts_every_shipped_scenario() {
     }
 }
 
+/// The scale scenarios are too big for CI's sweeps; they still must load.
+#[test]
+fn sim_check_accepts_the_scale_scenarios() {
+    let out = faultline(&["sim", "check", "scenarios/scale"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("ok: scenarios/scale/scale-1k.toml"),
+        "{stdout}"
+    );
+}
+
 /// `sim shrink` on the known-to-fail nemesis scenario: the schedule the
 /// seed drew (14 faults) shrinks to at most a few that still lose
 /// acknowledged writes, and the written file replays bit for bit.
