@@ -206,12 +206,6 @@ impl Mvcc {
             .flat_map(|l| l.keys.iter().map(|k| k.as_slice()))
     }
 
-    /// Keys with any version kept, deleted ones included (O(1)): what a
-    /// snapshot's size grows with.
-    pub fn key_count(&self) -> usize {
-        self.keys.len()
-    }
-
     /// Number of live keys (O(keys)).
     pub fn live_keys(&self) -> usize {
         self.keys

@@ -79,8 +79,7 @@ pub struct StoreConfig {
     pub tick: Duration,
     pub election_ticks: u32,
     pub heartbeat_ticks: u32,
-    /// Take a snapshot (and truncate the log) every this many applied
-    /// entries, or every as many as the store has keys if that is more.
+    /// Take a snapshot (and truncate the log) every this many applied entries.
     pub snapshot_every: u64,
     /// Keep this many revisions of history; older ones are compacted.
     pub keep_revisions: i64,

@@ -377,21 +377,9 @@ async fn handle_ready(node: &Rc<Node>, storage: &mut Storage, mut rd: Ready) {
     maybe_snapshot(node, storage).await;
 }
 
-/// Takes a snapshot once the log since the last one is `snapshot_every`
-/// entries long, or as long as the store has keys if that is more. A
-/// snapshot costs the state's size; with a fixed interval a big cluster
-/// (more keys, and more writes per second) would pay that size ever more
-/// often, a cost growing with the square of the cluster. Scaled by the
-/// state, it stays a constant cost per write, as an LSM tree's compactions
-/// do; the log (and a lagging replica's catch-up) stays at most as long
-/// as the state.
 async fn maybe_snapshot(node: &Rc<Node>, storage: &mut Storage) {
     let applied = node.mvcc.borrow().applied_index();
     if applied < node.snapshot_index.get() + node.cfg.snapshot_every {
-        return;
-    }
-    let keys = node.mvcc.borrow().key_count() as u64;
-    if applied < node.snapshot_index.get() + keys {
         return;
     }
     let snap = Snapshot {
